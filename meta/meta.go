@@ -1,0 +1,180 @@
+// Package meta owns the registry's metadata: repositories, manifests (their
+// exact bytes and the facts parsed from them), tags, repository-scoped blob
+// links, references between manifests and blobs, referrers and upload
+// sessions. It does not hold blob bytes (package blob does) and knows nothing
+// of HTTP.
+//
+// Backends live in sub-packages (meta/sqlite, later meta/postgres) and all
+// pass the shared suite in meta/metatest.
+package meta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Errors returned by every backend, wrapped with context.
+var (
+	ErrRepoNotFound     = errors.New("repository not found")
+	ErrManifestNotFound = errors.New("manifest not found")
+	ErrTagNotFound      = errors.New("tag not found")
+	ErrBlobNotFound     = errors.New("blob not linked")
+	ErrUploadNotFound   = errors.New("upload not found")
+	// ErrUploadConflict: the upload's recorded offset is not the one the
+	// caller expected (a concurrent or out-of-order write).
+	ErrUploadConflict = errors.New("upload offset conflict")
+)
+
+// BlobUnknownError is returned by PutManifest when the manifest references a
+// blob that is not linked in the repository. It matches ErrBlobNotFound.
+type BlobUnknownError struct{ Digest digest.Digest }
+
+func (e *BlobUnknownError) Error() string {
+	return fmt.Sprintf("manifest references blob %s not linked in the repository", e.Digest)
+}
+func (e *BlobUnknownError) Is(target error) bool { return target == ErrBlobNotFound }
+
+// RefKind says what a manifest reference points at.
+type RefKind int
+
+const (
+	// RefBlob: a config or layer that must be linked in the repository.
+	RefBlob RefKind = 1
+	// RefManifest: a child manifest of an index; it need not exist (sparse
+	// indexes are allowed).
+	RefManifest RefKind = 2
+	// RefExternal: a non-distributable layer or one with urls; recorded,
+	// never required.
+	RefExternal RefKind = 3
+)
+
+// Ref is one descriptor a manifest points at (subject excluded).
+type Ref struct {
+	Digest    digest.Digest
+	Kind      RefKind
+	MediaType string
+	Size      int64
+	// Platform of an index child ("linux/amd64/v8" style; empty if none).
+	Platform string
+}
+
+// Manifest is a manifest as stored: the exact bytes pushed and the facts
+// parsed from them (and from its config blob) at push time.
+type Manifest struct {
+	Repo      string
+	Digest    digest.Digest
+	MediaType string
+	Content   []byte
+	// ArtifactType as the referrers API reports it: the manifest's
+	// artifactType, else its config media type (images), else empty.
+	ArtifactType string
+	// Subject digest, empty if none.
+	Subject     digest.Digest
+	Config      digest.Digest // empty for indexes
+	Annotations map[string]string
+	// Labels, OS, Architecture, Variant and Created come from the config blob.
+	Labels       map[string]string
+	OS           string
+	Architecture string
+	Variant      string
+	Created      time.Time // config's created; zero if none
+	// TotalSize: manifest + config + layers (images) or manifest + children
+	// known at push time (indexes).
+	TotalSize int64
+	Refs      []Ref
+	Pushed    time.Time // set by the store when first stored
+}
+
+// Descriptor is a manifest summary as the referrers API lists it.
+type Descriptor struct {
+	MediaType    string
+	Digest       digest.Digest
+	Size         int64
+	ArtifactType string
+	Annotations  map[string]string
+}
+
+// Upload is a blob upload session.
+type Upload struct {
+	ID      string
+	Repo    string
+	Offset  int64
+	State   []byte // opaque, persisted for the blob store (blob.UploadState as JSON)
+	Created time.Time
+	Updated time.Time
+}
+
+// BlobLinker records which repository may read which blob.
+type BlobLinker interface {
+	// LinkBlob links a committed blob into repo (creating the repository).
+	// Linking twice is not an error.
+	LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error
+	// BlobLink returns the size of a blob linked in repo, or ErrBlobNotFound.
+	BlobLink(ctx context.Context, repo string, d digest.Digest) (int64, error)
+	// UnlinkBlob removes the link; ErrBlobNotFound if there was none.
+	UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error
+	// BlobKnown reports the size of a blob linked in any repository, or
+	// ErrBlobNotFound.
+	BlobKnown(ctx context.Context, d digest.Digest) (int64, error)
+}
+
+// ManifestStore stores manifests and tags.
+type ManifestStore interface {
+	// PutManifest stores m (if not already stored in m.Repo) and points each
+	// tag at it, in one transaction. Every RefBlob must be linked in the
+	// repository, else a *BlobUnknownError and nothing changes. Pushing an
+	// identical manifest again only moves the tags.
+	PutManifest(ctx context.Context, m *Manifest, tags ...string) error
+	// GetManifest returns the manifest or ErrManifestNotFound.
+	GetManifest(ctx context.Context, repo string, d digest.Digest) (*Manifest, error)
+	// ResolveTag returns the digest a tag points at, or ErrTagNotFound.
+	ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, error)
+	// DeleteManifest removes the manifest and every tag pointing at it;
+	// ErrManifestNotFound if absent.
+	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error
+	// DeleteTag removes only the tag; ErrTagNotFound if absent.
+	DeleteTag(ctx context.Context, repo, tag string) error
+}
+
+// Lister pages through repositories and tags in lexical order.
+type Lister interface {
+	// Tags returns at most n tags of repo sorted lexically, strictly after
+	// last (if not empty). ErrRepoNotFound if the repository does not exist.
+	Tags(ctx context.Context, repo, last string, n int) ([]string, error)
+	// Repositories returns at most n repository names sorted lexically,
+	// strictly after last.
+	Repositories(ctx context.Context, last string, n int) ([]string, error)
+}
+
+// ReferrersReader answers the referrers API.
+type ReferrersReader interface {
+	// Referrers lists manifests in repo whose subject is d, filtered by
+	// artifactType when it is not empty, ordered by digest.
+	Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string) ([]Descriptor, error)
+}
+
+// UploadStore keeps upload sessions.
+type UploadStore interface {
+	CreateUpload(ctx context.Context, u Upload) error
+	// GetUpload returns the session id of repo, or ErrUploadNotFound.
+	GetUpload(ctx context.Context, repo, id string) (Upload, error)
+	// UpdateUpload records new progress if the stored offset is still
+	// prevOffset, else ErrUploadConflict.
+	UpdateUpload(ctx context.Context, id string, prevOffset, offset int64, state []byte) error
+	// DeleteUpload removes the session; ErrUploadNotFound if absent.
+	DeleteUpload(ctx context.Context, id string) error
+}
+
+// Store is everything a backend provides.
+type Store interface {
+	BlobLinker
+	ManifestStore
+	Lister
+	ReferrersReader
+	UploadStore
+	Close() error
+}
