@@ -1,0 +1,661 @@
+package fs
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/sha512"
+	"errors"
+	"fmt"
+	iofs "io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/blob"
+)
+
+// recFS records the calls made through the seam, as pebble's
+// vfs.WithLogging does, and fails the ones inject chooses, as errorfs does.
+type recFS struct {
+	root string
+
+	mu  sync.Mutex
+	ops []string
+	// inject returns the error op should fail with, or nil. op is the
+	// recorded string, such as "sync uploads/u". A failed write first
+	// writes half its bytes, as a write hitting a full disk can.
+	inject func(op string) error
+}
+
+func (r *recFS) record(op string, paths ...string) error {
+	for _, p := range paths {
+		rel, err := filepath.Rel(r.root, p)
+		if err != nil {
+			panic(err)
+		}
+		op += " " + filepath.ToSlash(rel)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ops = append(r.ops, op)
+	if r.inject != nil {
+		return r.inject(op)
+	}
+	return nil
+}
+
+// take returns the calls recorded since the last take.
+func (r *recFS) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ops := r.ops
+	r.ops = nil
+	return ops
+}
+
+// count returns how many times op was recorded since the last take.
+func (r *recFS) count(op string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, o := range r.ops {
+		if o == op {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *recFS) OpenFile(name string, flag int, perm iofs.FileMode) (file, error) {
+	op := "open"
+	switch {
+	case flag&os.O_CREATE != 0:
+		op = "create"
+	case flag&(os.O_WRONLY|os.O_RDWR) == 0:
+		op = "open-read"
+	}
+	if err := r.record(op, name); err != nil {
+		return nil, err
+	}
+	f, err := osFS{}.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return &recFile{file: f, fs: r, name: name}, nil
+}
+
+func (r *recFS) Rename(oldpath, newpath string) error {
+	if err := r.record("rename", oldpath, newpath); err != nil {
+		return err
+	}
+	return osFS{}.Rename(oldpath, newpath)
+}
+
+func (r *recFS) Remove(name string) error {
+	if err := r.record("remove", name); err != nil {
+		return err
+	}
+	return osFS{}.Remove(name)
+}
+
+func (r *recFS) MkdirAll(path string, perm iofs.FileMode) error {
+	if err := r.record("mkdirall", path); err != nil {
+		return err
+	}
+	return osFS{}.MkdirAll(path, perm)
+}
+
+func (r *recFS) SyncDir(path string) error {
+	if err := r.record("syncdir", path); err != nil {
+		return err
+	}
+	return osFS{}.SyncDir(path)
+}
+
+// recFile records writes, syncs, truncations and closes; reads, seeks and
+// stats are not recorded.
+type recFile struct {
+	file
+	fs   *recFS
+	name string
+}
+
+func (f *recFile) Write(p []byte) (int, error) {
+	if err := f.fs.record("write", f.name); err != nil {
+		n, _ := f.file.Write(p[:len(p)/2])
+		return n, err
+	}
+	return f.file.Write(p)
+}
+
+func (f *recFile) Sync() error {
+	if err := f.fs.record("sync", f.name); err != nil {
+		return err
+	}
+	return f.file.Sync()
+}
+
+func (f *recFile) Truncate(size int64) error {
+	if err := f.fs.record(fmt.Sprintf("truncate(%d)", size), f.name); err != nil {
+		return err
+	}
+	return f.file.Truncate(size)
+}
+
+func (f *recFile) Close() error {
+	if err := f.fs.record("close", f.name); err != nil {
+		f.file.Close()
+		return err
+	}
+	return f.file.Close()
+}
+
+// newRecStore returns a store over a recording filesystem, with the calls
+// made by New already taken.
+func newRecStore(t *testing.T) (*Store, *recFS) {
+	t.Helper()
+	root := t.TempDir()
+	r := &recFS{root: root}
+	s, err := newStore(root, nil, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.take()
+	return s, r
+}
+
+func sha256Of(data []byte) digest.Digest {
+	sum := sha256.Sum256(data)
+	return digest.NewDigestFromBytes(blob.SHA256, sum[:])
+}
+
+func sha512Of(data []byte) digest.Digest {
+	sum := sha512.Sum512(data)
+	return digest.NewDigestFromBytes(blob.SHA512, sum[:])
+}
+
+// blobRel is where d lives, relative to the root.
+func blobRel(d digest.Digest) string {
+	return "blobs/" + string(d.Algorithm()) + "/" + d.Encoded()[:2] + "/" + d.Encoded()
+}
+
+func mustUpload(t *testing.T, s *Store, id string, st blob.UploadState) blob.Writer {
+	t.Helper()
+	w, err := s.Upload(t.Context(), id, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func mustWrite(t *testing.T, w blob.Writer, p []byte) {
+	t.Helper()
+	if _, err := w.Write(p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustCommit(t *testing.T, w blob.Writer, d digest.Digest, size int64) {
+	t.Helper()
+	if _, err := w.Commit(t.Context(), d, size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkNothingVisible checks that no blob is committed.
+func checkNothingVisible(t *testing.T, s *Store, d digest.Digest) {
+	t.Helper()
+	if _, err := s.Stat(t.Context(), d); !errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("Stat(%s) = %v, want ErrNotFound", d, err)
+	}
+	n := 0
+	if err := s.Walk(t.Context(), func(blob.Info) error { n++; return nil }); err != nil || n != 0 {
+		t.Errorf("Walk: %d blobs, %v; want none", n, err)
+	}
+}
+
+// TestCommitOrder asserts the crash-safety order of a commit (containerd's):
+// the data is written and synced before it is renamed into place, and the
+// directory that received it is synced before Commit returns.
+func TestCommitOrder(t *testing.T) {
+	data := []byte("ordered bytes")
+	d := sha256Of(data)
+	dir := "blobs/sha256/" + d.Encoded()[:2]
+
+	t.Run("new directory", func(t *testing.T) {
+		s, r := newRecStore(t)
+		w := mustUpload(t, s, "u", blob.UploadState{})
+		mustWrite(t, w, data[:5])
+		mustWrite(t, w, data[5:])
+		mustCommit(t, w, d, int64(len(data)))
+		want := []string{
+			"create uploads/u",
+			"write uploads/u",
+			"write uploads/u",
+			"sync uploads/u",
+			"close uploads/u",
+			"mkdirall " + dir,
+			"rename uploads/u " + blobRel(d),
+			"syncdir " + dir,
+			"syncdir blobs/sha256", // the new directory's entry
+		}
+		checkOps(t, r.take(), want)
+	})
+
+	t.Run("existing directory", func(t *testing.T) {
+		s, r := newRecStore(t)
+		// A second blob in the same directory.
+		var other []byte
+		for i := 0; ; i++ {
+			other = fmt.Appendf(nil, "other %d", i)
+			if sha256Of(other).Encoded()[:2] == d.Encoded()[:2] {
+				break
+			}
+		}
+		w := mustUpload(t, s, "first", blob.UploadState{})
+		mustWrite(t, w, other)
+		mustCommit(t, w, sha256Of(other), -1)
+		r.take()
+
+		w = mustUpload(t, s, "u", blob.UploadState{})
+		mustWrite(t, w, data)
+		mustCommit(t, w, d, int64(len(data)))
+		checkOps(t, r.take(), []string{
+			"create uploads/u",
+			"write uploads/u",
+			"sync uploads/u",
+			"close uploads/u",
+			"rename uploads/u " + blobRel(d),
+			"syncdir " + dir,
+		})
+	})
+
+	t.Run("sha512", func(t *testing.T) {
+		s, r := newRecStore(t)
+		d := sha512Of(data)
+		dir := "blobs/sha512/" + d.Encoded()[:2]
+		w := mustUpload(t, s, "u", blob.UploadState{})
+		mustWrite(t, w, data)
+		mustCommit(t, w, d, int64(len(data)))
+		checkOps(t, r.take(), []string{
+			"create uploads/u",
+			"write uploads/u",
+			"sync uploads/u",
+			"close uploads/u",
+			"open-read uploads/u", // hashed again: the running hash is sha256
+			"close uploads/u",
+			"mkdirall " + dir,
+			"rename uploads/u " + blobRel(d),
+			"syncdir " + dir,
+			"syncdir blobs/sha512",
+		})
+	})
+
+	t.Run("resume", func(t *testing.T) {
+		s, r := newRecStore(t)
+		w := mustUpload(t, s, "u", blob.UploadState{})
+		mustWrite(t, w, data[:5])
+		st, err := w.State()
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustWrite(t, w, []byte("unacknowledged"))
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		w = mustUpload(t, s, "u", st)
+		mustWrite(t, w, data[5:])
+		mustCommit(t, w, d, int64(len(data)))
+		checkOps(t, r.take(), []string{
+			"create uploads/u",
+			"write uploads/u",
+			"sync uploads/u", // State
+			"write uploads/u",
+			"close uploads/u",
+			"open uploads/u", // no O_CREATE: resuming needs the data
+			"truncate(5) uploads/u",
+			"write uploads/u",
+			"sync uploads/u",
+			"close uploads/u",
+			"mkdirall " + dir,
+			"rename uploads/u " + blobRel(d),
+			"syncdir " + dir,
+			"syncdir blobs/sha256",
+		})
+	})
+
+	t.Run("already exists", func(t *testing.T) {
+		s, r := newRecStore(t)
+		for _, id := range []string{"first", "u"} {
+			w := mustUpload(t, s, id, blob.UploadState{})
+			mustWrite(t, w, data)
+			mustCommit(t, w, d, int64(len(data)))
+		}
+		ops := r.take()
+		checkOps(t, ops[len(ops)-5:], []string{
+			"create uploads/u",
+			"write uploads/u",
+			"sync uploads/u",
+			"close uploads/u",
+			"remove uploads/u",
+		})
+	})
+
+	t.Run("digest mismatch", func(t *testing.T) {
+		s, r := newRecStore(t)
+		w := mustUpload(t, s, "u", blob.UploadState{})
+		mustWrite(t, w, data)
+		if _, err := w.Commit(t.Context(), sha256Of([]byte("other")), -1); !errors.Is(err, blob.ErrDigestMismatch) {
+			t.Fatalf("Commit = %v, want ErrDigestMismatch", err)
+		}
+		checkOps(t, r.take(), []string{
+			"create uploads/u",
+			"write uploads/u",
+			"sync uploads/u",
+			"close uploads/u",
+			"remove uploads/u",
+		})
+	})
+
+	t.Run("invalid digest", func(t *testing.T) {
+		s, r := newRecStore(t)
+		w := mustUpload(t, s, "u", blob.UploadState{})
+		r.take()
+		if _, err := w.Commit(t.Context(), "sha256:../../uploads/u", -1); !errors.Is(err, blob.ErrInvalid) {
+			t.Fatalf("Commit = %v, want ErrInvalid", err)
+		}
+		checkOps(t, r.take(), []string{"close uploads/u"})
+		for _, err := range []error{
+			s.Delete(t.Context(), "sha256:../../uploads/u"),
+			s.AbortUpload(t.Context(), "../uploads/u"),
+		} {
+			if !errors.Is(err, blob.ErrInvalid) {
+				t.Errorf("got %v, want ErrInvalid", err)
+			}
+		}
+		if _, err := s.Upload(t.Context(), "../u", blob.UploadState{}); !errors.Is(err, blob.ErrInvalid) {
+			t.Errorf("Upload = %v, want ErrInvalid", err)
+		}
+		checkOps(t, r.take(), nil)
+		s.AbortUpload(t.Context(), "u")
+	})
+}
+
+func checkOps(t *testing.T, got, want []string) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Errorf("calls:\n\t%s\nwant:\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+	}
+}
+
+var errInjected = errors.New("injected failure")
+
+// TestCommitFaults injects a failure at each step of a commit: Commit
+// fails, the blob is not visible (unless the rename already happened), and
+// the failed step is not retried.
+func TestCommitFaults(t *testing.T) {
+	data := []byte("faulty bytes")
+	d := sha256Of(data)
+	dir := "blobs/sha256/" + d.Encoded()[:2]
+	for _, tc := range []struct {
+		op      string
+		visible bool // the blob is in place despite the error
+		kept    bool // the upload's data is still there
+	}{
+		{op: "sync uploads/u", kept: true},
+		{op: "close uploads/u", kept: true},
+		{op: "mkdirall " + dir, kept: true},
+		{op: "rename uploads/u " + blobRel(d), kept: true},
+		{op: "syncdir " + dir, visible: true},
+		{op: "syncdir blobs/sha256", visible: true},
+	} {
+		t.Run(tc.op, func(t *testing.T) {
+			s, r := newRecStore(t)
+			w := mustUpload(t, s, "u", blob.UploadState{})
+			mustWrite(t, w, data)
+			r.inject = func(op string) error {
+				if op == tc.op {
+					return errInjected
+				}
+				return nil
+			}
+			_, err := w.Commit(t.Context(), d, int64(len(data)))
+			if !errors.Is(err, errInjected) {
+				t.Fatalf("Commit = %v, want the injected error", err)
+			}
+			if n := r.count(tc.op); n != 1 {
+				t.Errorf("%q called %d times, want once (no retry)", tc.op, n)
+			}
+			if _, err := w.Commit(t.Context(), d, int64(len(data))); err == nil {
+				t.Errorf("second Commit succeeded; Commit always closes")
+			}
+			r.inject = nil
+			if tc.visible {
+				if _, err := s.Stat(t.Context(), d); err != nil {
+					t.Errorf("Stat after a failed directory sync: %v", err)
+				}
+			} else {
+				checkNothingVisible(t, s, d)
+			}
+			if got := uploadIDs(t, s); len(got) == 0 == tc.kept {
+				t.Errorf("uploads after the failure = %q, want data kept: %v", got, tc.kept)
+			}
+			if err := s.AbortUpload(t.Context(), "u"); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestStateSyncFailure: a failed fsync in State poisons the writer; it is
+// reported and never retried, by State or by Commit.
+func TestStateSyncFailure(t *testing.T) {
+	s, r := newRecStore(t)
+	data := []byte("never durable")
+	d := sha256Of(data)
+	w := mustUpload(t, s, "u", blob.UploadState{})
+	mustWrite(t, w, data)
+	r.inject = func(op string) error {
+		if op == "sync uploads/u" {
+			return errInjected
+		}
+		return nil
+	}
+	if _, err := w.State(); !errors.Is(err, errInjected) {
+		t.Fatalf("State = %v, want the injected error", err)
+	}
+	r.inject = nil
+	if _, err := w.State(); !errors.Is(err, errInjected) {
+		t.Errorf("second State = %v, want the first failure again", err)
+	}
+	if _, err := w.Write([]byte("more")); !errors.Is(err, errInjected) {
+		t.Errorf("Write after failed sync = %v, want the failure", err)
+	}
+	if _, err := w.Commit(t.Context(), d, int64(len(data))); !errors.Is(err, errInjected) {
+		t.Errorf("Commit after failed sync = %v, want the failure", err)
+	}
+	if n := r.count("sync uploads/u"); n != 1 {
+		t.Errorf("file synced %d times, want once", n)
+	}
+	checkNothingVisible(t, s, d)
+	if err := s.AbortUpload(t.Context(), "u"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWriteNoSpace: a write that fails part-way (a full disk) is reported
+// with what was written; the writer then refuses to go on, nothing becomes
+// visible, and the upload resumes from the last state.
+func TestWriteNoSpace(t *testing.T) {
+	s, r := newRecStore(t)
+	a, b := []byte("saved part "), []byte("lost part, disk full")
+	w := mustUpload(t, s, "u", blob.UploadState{})
+	mustWrite(t, w, a)
+	st, err := w.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.inject = func(op string) error {
+		if op == "write uploads/u" {
+			return syscall.ENOSPC
+		}
+		return nil
+	}
+	n, err := w.Write(b)
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Write = %v, want ENOSPC", err)
+	}
+	if n != len(b)/2 {
+		t.Errorf("Write = %d bytes, want %d (what reached the file)", n, len(b)/2)
+	}
+	r.inject = nil
+	if _, err := w.Write(b); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("Write after ENOSPC = %v, want the same error", err)
+	}
+	if _, err := w.State(); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("State after ENOSPC = %v, want the same error", err)
+	}
+	full := append(slices.Clone(a), b...)
+	if _, err := w.Commit(t.Context(), sha256Of(full), int64(len(full))); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("Commit after ENOSPC = %v, want the same error", err)
+	}
+	checkNothingVisible(t, s, sha256Of(full))
+
+	// Space is back: resume from the saved state.
+	w = mustUpload(t, s, "u", st)
+	mustWrite(t, w, b)
+	mustCommit(t, w, sha256Of(full), int64(len(full)))
+	if got := uploadIDs(t, s); len(got) != 0 {
+		t.Errorf("uploads after commit = %q", got)
+	}
+}
+
+// TestWriteCountsWritten: the offset and hash advance by what the file
+// took, not by len(p) (containerd's writer adds len(p)).
+func TestWriteCountsWritten(t *testing.T) {
+	s, r := newRecStore(t)
+	w := mustUpload(t, s, "u", blob.UploadState{})
+	r.inject = func(op string) error {
+		if op == "write uploads/u" {
+			return syscall.ENOSPC
+		}
+		return nil
+	}
+	n, _ := w.Write([]byte("0123456789"))
+	ww := w.(*writer)
+	if ww.size != int64(n) || n != 5 {
+		t.Errorf("after a %d-byte partial write, size = %d", n, ww.size)
+	}
+	if got, want := digest.NewDigest(blob.SHA256, ww.h), sha256Of([]byte("01234")); got != want {
+		t.Errorf("hash over %s, want over the 5 bytes written (%s)", got, want)
+	}
+	r.inject = nil
+	w.Close()
+	s.AbortUpload(t.Context(), "u")
+}
+
+// TestResumeShortData: a state claiming more bytes than the upload file
+// holds is refused rather than padded with zeros.
+func TestResumeShortData(t *testing.T) {
+	s, _ := newRecStore(t)
+	w := mustUpload(t, s, "u", blob.UploadState{})
+	mustWrite(t, w, []byte("0123456789"))
+	st, err := w.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if err := os.Truncate(s.uploadPath("u"), 4); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Upload(t.Context(), "u", st); !errors.Is(err, blob.ErrSizeInvalid) {
+		t.Errorf("Upload = %v, want ErrSizeInvalid", err)
+	}
+	if fi, err := os.Stat(s.uploadPath("u")); err != nil || fi.Size() != 4 {
+		t.Errorf("upload data changed: %v, %v", fi, err)
+	}
+	s.AbortUpload(t.Context(), "u")
+}
+
+// TestWalkSkipsStrangers: files that are not blobs or uploads are logged
+// and skipped, not reported and not fatal.
+func TestWalkSkipsStrangers(t *testing.T) {
+	s, _ := newRecStore(t)
+	var logs bytes.Buffer
+	s.logger = slog.New(slog.NewTextHandler(&logs, nil))
+	w := mustUpload(t, s, "u", blob.UploadState{})
+	mustWrite(t, w, []byte("blob"))
+	d := sha256Of([]byte("blob"))
+	mustCommit(t, w, d, 4)
+	w = mustUpload(t, s, "pending", blob.UploadState{})
+	w.Close()
+
+	hex := d.Encoded()
+	for _, p := range []string{
+		"blobs/sha256/" + hex[:2] + "/notes.txt",
+		"blobs/sha256/" + hex[:2] + "/" + strings.ToUpper(hex),
+		"blobs/sha256/zz/" + hex,                          // wrong prefix
+		"blobs/sha256/" + flipPrefix(hex[:2]) + "/" + hex, // in another prefix's directory
+		"blobs/sha256/" + hex[:2] + "/" + hex[:10],        // short
+		"blobs/sha256/stray",                              // file at prefix level
+		"blobs/sha512/" + hex[:2] + "/" + hex,             // sha256 length under sha512
+		"blobs/md5/x",                                     // unknown algorithm
+		"uploads/has.dot",                                 // not an upload id
+	} {
+		path := filepath.Join(s.root, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(s.root, "blobs/sha256", hex[:2], hex[:2]+strings.Repeat("a", 62)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	var got []digest.Digest
+	if err := s.Walk(t.Context(), func(info blob.Info) error {
+		got = append(got, info.Digest)
+		return nil
+	}); err != nil {
+		t.Fatalf("Walk: %v", err)
+	}
+	if !slices.Equal(got, []digest.Digest{d}) {
+		t.Errorf("Walk = %v, want only %s", got, d)
+	}
+	if ids := uploadIDs(t, s); !slices.Equal(ids, []string{"pending"}) {
+		t.Errorf("WalkUploads = %q, want [pending]", ids)
+	}
+	// The 9 strangers in blobs/ and the one in uploads/.
+	if n := strings.Count(logs.String(), "level=WARN msg=\"blob store: skipping unexpected entry\""); n != 10 {
+		t.Errorf("%d warnings, want 10:\n%s", n, logs.String())
+	}
+}
+
+func flipPrefix(p string) string {
+	if p == "00" {
+		return "01"
+	}
+	return "00"
+}
+
+func uploadIDs(t *testing.T, s *Store) []string {
+	t.Helper()
+	var ids []string
+	if err := s.WalkUploads(t.Context(), func(id string, _ time.Time) error {
+		ids = append(ids, id)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}

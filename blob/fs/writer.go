@@ -1,0 +1,316 @@
+package fs
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	iofs "io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/blob"
+)
+
+// errClosed is returned by a writer used after Close or Commit.
+var errClosed = errors.New("upload writer closed")
+
+// Upload implements blob.Ingester. The zero state creates the upload file
+// if needed and empties it. A non-zero state needs the upload file to hold
+// at least st.Size bytes (else ErrNotFound if it is gone, ErrSizeInvalid if
+// it is short) and a sha256 state over exactly those bytes (else
+// ErrInvalid).
+func (s *Store) Upload(ctx context.Context, id string, st blob.UploadState) (blob.Writer, error) {
+	if err := blob.ValidateUploadID(id); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("upload %s: %w", id, err)
+	}
+	h, err := restoreSHA256(st)
+	if err != nil {
+		return nil, fmt.Errorf("upload %s: %w", id, err)
+	}
+
+	path := s.uploadPath(id)
+	flag := os.O_WRONLY
+	if st.Size == 0 {
+		flag |= os.O_CREATE
+	}
+	f, err := s.fs.OpenFile(path, flag, filePerm)
+	if err != nil {
+		if errors.Is(err, iofs.ErrNotExist) {
+			return nil, fmt.Errorf("upload %s: %w", id, blob.ErrNotFound)
+		}
+		return nil, fmt.Errorf("upload %s: %w", id, err)
+	}
+	if err := resumeAt(f, st.Size); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("upload %s: %w", id, err)
+	}
+	return &writer{s: s, id: id, path: path, f: f, h: h, size: st.Size}, nil
+}
+
+// restoreSHA256 returns a sha256 hash holding st's state.
+func restoreSHA256(st blob.UploadState) (hash.Hash, error) {
+	h := sha256.New()
+	switch {
+	case st.Size < 0:
+		return nil, fmt.Errorf("state size %d: %w", st.Size, blob.ErrInvalid)
+	case len(st.SHA256) == 0 && st.Size == 0:
+		return h, nil
+	case len(st.SHA256) == 0:
+		return nil, fmt.Errorf("state of %d bytes has no hash state: %w", st.Size, blob.ErrInvalid)
+	}
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.SHA256); err != nil {
+		return nil, fmt.Errorf("corrupt hash state: %v: %w", err, blob.ErrInvalid)
+	}
+	// The standard library's sha256 state (stable across Go releases, see
+	// package hash) ends with the number of bytes hashed. A state that
+	// disagrees with st.Size would only show up at Commit as a digest
+	// mismatch; catch it here.
+	const marshaledSize = 4 + 8*4 + sha256.BlockSize + 8
+	if b := st.SHA256; len(b) == marshaledSize && string(b[:4]) == "sha\x03" {
+		if n := binary.BigEndian.Uint64(b[len(b)-8:]); n != uint64(st.Size) {
+			return nil, fmt.Errorf("hash state covers %d bytes, state says %d: %w", n, st.Size, blob.ErrInvalid)
+		}
+	}
+	return h, nil
+}
+
+// resumeAt cuts f to size, discarding bytes of unacknowledged writes, and
+// positions it there for appending.
+func resumeAt(f file, size int64) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	switch {
+	case fi.Size() < size:
+		return fmt.Errorf("data has %d bytes, state says %d: %w", fi.Size(), size, blob.ErrSizeInvalid)
+	case fi.Size() > size:
+		if err := f.Truncate(size); err != nil {
+			return err
+		}
+	}
+	_, err = f.Seek(size, io.SeekStart)
+	return err
+}
+
+// writer appends to uploads/<id>. It is not safe for concurrent use.
+type writer struct {
+	s    *Store
+	id   string
+	path string
+	f    file // nil once closed
+	h    hash.Hash
+	size int64 // bytes written to f and h
+	// err is the first write or sync failure. After it the file can't be
+	// trusted (a failed fsync may have dropped dirty pages), so the writer
+	// refuses further writes, states and commits rather than retry.
+	err error
+}
+
+// Write implements io.Writer. Only the bytes the file accepted are hashed
+// and counted.
+func (w *writer) Write(p []byte) (int, error) {
+	if w.f == nil {
+		return 0, fmt.Errorf("upload %s: %w", w.id, errClosed)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	n, err := w.f.Write(p)
+	w.h.Write(p[:n])
+	w.size += int64(n)
+	if err != nil {
+		w.err = fmt.Errorf("upload %s: write: %w", w.id, err)
+		return n, w.err
+	}
+	return n, nil
+}
+
+// State implements blob.Writer.
+func (w *writer) State() (blob.UploadState, error) {
+	if w.f == nil {
+		return blob.UploadState{}, fmt.Errorf("upload %s: %w", w.id, errClosed)
+	}
+	if w.err != nil {
+		return blob.UploadState{}, w.err
+	}
+	if err := w.f.Sync(); err != nil {
+		w.err = fmt.Errorf("upload %s: sync: %w", w.id, err)
+		return blob.UploadState{}, w.err
+	}
+	b, err := w.h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return blob.UploadState{}, fmt.Errorf("upload %s: %w", w.id, err)
+	}
+	return blob.UploadState{Size: w.size, SHA256: b}, nil
+}
+
+// Close implements blob.Writer. It keeps the upload's data. Closing a
+// closed writer is a no-op.
+func (w *writer) Close() error {
+	if w.f == nil {
+		return nil
+	}
+	err := w.f.Close()
+	w.f = nil
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", w.id, err)
+	}
+	return nil
+}
+
+// Commit implements blob.Writer, in containerd's order: sync the upload
+// file, check size and digest, and unless the blob already exists, rename
+// the file into place and sync the directory that received it (and that
+// directory's parent if the directory is new).
+//
+// A failure before the rename leaves nothing visible. A failure to sync the
+// directory after the rename is reported, though the blob is then visible;
+// a later commit of the same digest finds it and succeeds.
+func (w *writer) Commit(ctx context.Context, expected digest.Digest, size int64) (blob.Info, error) {
+	if w.f == nil {
+		return blob.Info{}, fmt.Errorf("upload %s: %w", w.id, errClosed)
+	}
+	f := w.f
+	w.f = nil
+	// From here on every path closes f exactly once.
+	if err := blob.ValidateDigest(expected); err != nil {
+		f.Close()
+		return blob.Info{}, fmt.Errorf("upload %s: %w", w.id, err)
+	}
+	if w.err != nil {
+		f.Close()
+		return blob.Info{}, w.err
+	}
+	if err := ctx.Err(); err != nil {
+		f.Close()
+		return blob.Info{}, fmt.Errorf("upload %s: %w", w.id, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		w.err = fmt.Errorf("upload %s: sync: %w", w.id, err)
+		return blob.Info{}, w.err
+	}
+	fi, err := f.Stat()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return blob.Info{}, fmt.Errorf("upload %s: %w", w.id, err)
+	}
+	if fi.Size() != w.size {
+		// Someone else wrote to the file: not ours to remove.
+		return blob.Info{}, fmt.Errorf("upload %s: file has %d bytes, writer wrote %d", w.id, fi.Size(), w.size)
+	}
+
+	if size >= 0 && size != w.size {
+		w.discard(ctx)
+		return blob.Info{}, fmt.Errorf("blob %s: upload %s has %d bytes, expected %d: %w",
+			expected, w.id, w.size, size, blob.ErrSizeInvalid)
+	}
+	got, err := w.digest(ctx, expected.Algorithm())
+	if err != nil {
+		return blob.Info{}, err
+	}
+	if got != expected {
+		w.discard(ctx)
+		return blob.Info{}, fmt.Errorf("blob %s: upload %s hashes to %s: %w",
+			expected, w.id, got, blob.ErrDigestMismatch)
+	}
+
+	target := w.s.blobPath(expected)
+	if tfi, err := os.Stat(target); err == nil {
+		w.discard(ctx)
+		return blob.Info{Digest: expected, Size: tfi.Size(), ModTime: tfi.ModTime()}, nil
+	} else if !errors.Is(err, iofs.ErrNotExist) {
+		return blob.Info{}, fmt.Errorf("blob %s: %w", expected, err)
+	}
+
+	dir := filepath.Dir(target)
+	newDir := false
+	if _, err := os.Stat(dir); errors.Is(err, iofs.ErrNotExist) {
+		if err := w.s.fs.MkdirAll(dir, dirPerm); err != nil {
+			return blob.Info{}, fmt.Errorf("blob %s: %w", expected, err)
+		}
+		newDir = true
+	} else if err != nil {
+		return blob.Info{}, fmt.Errorf("blob %s: %w", expected, err)
+	}
+	if err := w.s.fs.Rename(w.path, target); err != nil {
+		return blob.Info{}, fmt.Errorf("blob %s: commit upload %s: %w", expected, w.id, err)
+	}
+	if err := w.s.fs.SyncDir(dir); err != nil {
+		return blob.Info{}, fmt.Errorf("blob %s: sync %s: %w", expected, dir, err)
+	}
+	if newDir {
+		if err := w.s.fs.SyncDir(filepath.Dir(dir)); err != nil {
+			return blob.Info{}, fmt.Errorf("blob %s: sync %s: %w", expected, filepath.Dir(dir), err)
+		}
+	}
+	return blob.Info{Digest: expected, Size: w.size, ModTime: fi.ModTime()}, nil
+}
+
+// digest returns the digest of the upload's bytes under alg. sha256 comes
+// from the running hash; sha512 re-reads the file.
+func (w *writer) digest(ctx context.Context, alg digest.Algorithm) (digest.Digest, error) {
+	if alg == blob.SHA256 {
+		return digest.NewDigest(alg, w.h), nil
+	}
+	f, err := w.s.fs.OpenFile(w.path, os.O_RDONLY, 0)
+	if err != nil {
+		return "", fmt.Errorf("upload %s: %w", w.id, err)
+	}
+	defer f.Close()
+	h := sha512.New()
+	n, err := copyCtx(ctx, h, f)
+	if err != nil {
+		return "", fmt.Errorf("upload %s: hash: %w", w.id, err)
+	}
+	if n != w.size {
+		return "", fmt.Errorf("upload %s: read %d bytes back, wrote %d", w.id, n, w.size)
+	}
+	return digest.NewDigest(alg, h), nil
+}
+
+// discard removes the upload's data after a failed or redundant commit.
+// A failure is logged: the data is then an orphan for upload expiry.
+func (w *writer) discard(ctx context.Context) {
+	if err := w.s.fs.Remove(w.path); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+		w.s.logger.WarnContext(ctx, "blob store: removing upload data", "upload", w.id, "err", err)
+	}
+}
+
+// copyCtx is io.Copy that stops between reads when ctx ends.
+func copyCtx(ctx context.Context, dst io.Writer, src io.Reader) (int64, error) {
+	buf := make([]byte, 256<<10)
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		m, err := src.Read(buf)
+		if m > 0 {
+			if _, werr := dst.Write(buf[:m]); werr != nil {
+				return n, werr
+			}
+			n += int64(m)
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}

@@ -1,0 +1,82 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultIsValid(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load("", nil)
+	if err != nil || cfg.HTTP.Addr != ":5000" || cfg.Storage.Dir != "./berth-data" {
+		t.Fatalf("Load with nothing: %+v, %v", cfg, err)
+	}
+}
+
+func TestLoadFileAndEnv(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	err := os.WriteFile(path, []byte("http:\n  addr: 127.0.0.1:6000\n  shutdown_timeout: 5s\nstorage:\n  dir: /srv/berth\nvalidation:\n  sparse_manifests: true\n"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path, []string{"BERTH_HTTP_ADDR=:7000", "BERTH_LIMITS_PAGE_MAX=50", "PATH=/bin", "BERTH_TEST_POSTGRES_DSN=x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.Addr != ":7000" || cfg.HTTP.ShutdownTimeout != 5*time.Second || cfg.Storage.Dir != "/srv/berth" ||
+		cfg.Limits.PageMax != 50 || !cfg.Validation.SparseManifests || cfg.Log.Level != "info" {
+		t.Fatalf("loaded %+v", cfg)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		env        []string
+		want       []string
+	}{
+		{name: "unknown key", yaml: "http:\n  adr: x\n", want: []string{"adr"}},
+		{name: "wrong type", yaml: "limits:\n  page_max: many\n", want: []string{"line 2", "many"}},
+		{name: "every problem at once", yaml: "log:\n  level: loud\n  format: xml\nlimits:\n  max_manifest_bytes: 10\n  page_max: 0\n",
+			want: []string{"log.level", "log.format", "limits.max_manifest_bytes", "limits.page_max"}},
+		{name: "bad env value", env: []string{"BERTH_HTTP_SHUTDOWN_TIMEOUT=soon"}, want: []string{"BERTH_HTTP_SHUTDOWN_TIMEOUT", "http.shutdown_timeout"}},
+		{name: "unknown env key", env: []string{"BERTH_HTTP_PORT=1"}, want: []string{"BERTH_HTTP_PORT: no such configuration key"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := ""
+			if tc.yaml != "" {
+				path = filepath.Join(t.TempDir(), "c.yaml")
+				if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := Load(path, tc.env)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte("http:\n  addr: :5000\n"))
+	f.Add([]byte("limits: {page_max: 3}"))
+	f.Add([]byte("- a\n- b"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg := Default()
+		if Decode(data, &cfg) != nil {
+			return
+		}
+		_ = cfg.Validate() // must not panic on anything that decodes
+	})
+}
