@@ -1,0 +1,71 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/meta"
+)
+
+// LinkBlob implements meta.BlobLinker. It records the blob globally (first
+// size and time win) and links it into repo, creating the repository.
+func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
+	err := s.write(ctx, func(tx txn) error {
+		t := now()
+		id, err := ensureRepo(ctx, tx, repo, t)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.exec(ctx, qInsertBlob, string(d), size, t); err != nil {
+			return err
+		}
+		_, err = tx.exec(ctx, qInsertLink, id, string(d), t)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: link blob %s into %s: %w", d, repo, err)
+	}
+	return nil
+}
+
+// BlobLink implements meta.BlobLinker.
+func (s *Store) BlobLink(ctx context.Context, repo string, d digest.Digest) (int64, error) {
+	var size int64
+	err := s.r.queryRow(ctx, qBlobLink, repo, string(d)).Scan(&size)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, fmt.Errorf("blob %s in %s: %w", d, repo, meta.ErrBlobNotFound)
+	case err != nil:
+		return 0, fmt.Errorf("sqlite: blob %s in %s: %w", d, repo, err)
+	}
+	return size, nil
+}
+
+// UnlinkBlob implements meta.BlobLinker. The global blob row stays for GC.
+func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
+	n, err := rowsAffected(s.w.exec(ctx, qDeleteLink, repo, string(d)))
+	switch {
+	case err != nil:
+		return fmt.Errorf("sqlite: unlink blob %s from %s: %w", d, repo, err)
+	case n == 0:
+		return fmt.Errorf("unlink blob %s from %s: %w", d, repo, meta.ErrBlobNotFound)
+	}
+	return nil
+}
+
+// BlobKnown implements meta.BlobLinker.
+func (s *Store) BlobKnown(ctx context.Context, d digest.Digest) (int64, error) {
+	var size int64
+	err := s.r.queryRow(ctx, qBlobKnown, string(d)).Scan(&size)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, fmt.Errorf("blob %s: %w", d, meta.ErrBlobNotFound)
+	case err != nil:
+		return 0, fmt.Errorf("sqlite: blob %s: %w", d, err)
+	}
+	return size, nil
+}

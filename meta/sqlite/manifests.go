@@ -1,0 +1,215 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/meta"
+)
+
+// PutManifest implements meta.ManifestStore. In one transaction it creates
+// the repository, checks that every RefBlob is linked there, stores the
+// manifest and its references unless already stored, and points the tags at
+// it. m is not modified.
+func (s *Store) PutManifest(ctx context.Context, m *meta.Manifest, tags ...string) error {
+	if m == nil || m.Repo == "" || m.Digest == "" {
+		return errors.New("sqlite: put manifest: repository and digest are required")
+	}
+	for _, tag := range tags {
+		if tag == "" {
+			return fmt.Errorf("sqlite: put manifest %s@%s: empty tag", m.Repo, m.Digest)
+		}
+	}
+	annotations, err := encodeMap(m.Annotations)
+	if err != nil {
+		return fmt.Errorf("sqlite: put manifest %s@%s: annotations: %w", m.Repo, m.Digest, err)
+	}
+	labels, err := encodeMap(m.Labels)
+	if err != nil {
+		return fmt.Errorf("sqlite: put manifest %s@%s: labels: %w", m.Repo, m.Digest, err)
+	}
+	err = s.write(ctx, func(tx txn) error {
+		t := now()
+		repoID, err := ensureRepo(ctx, tx, m.Repo, t)
+		if err != nil {
+			return err
+		}
+		if err := checkLinked(ctx, tx, repoID, m.Refs); err != nil {
+			return err
+		}
+		n, err := rowsAffected(tx.exec(ctx, qInsertManifest,
+			repoID, string(m.Digest), m.MediaType, m.Content, len(m.Content), m.ArtifactType,
+			string(m.Subject), string(m.Config), annotations, labels,
+			m.OS, m.Architecture, m.Variant, nullTime(m.Created), m.TotalSize, t))
+		if err != nil {
+			return err
+		}
+		if n > 0 { // new: record its references
+			for i, r := range m.Refs {
+				if _, err := tx.exec(ctx, qInsertRef, repoID, string(m.Digest), i,
+					string(r.Digest), int(r.Kind), r.MediaType, r.Size, r.Platform); err != nil {
+					return err
+				}
+			}
+		}
+		for _, tag := range tags {
+			if _, err := tx.exec(ctx, qUpsertTag, repoID, tag, string(m.Digest), t); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	var unknown *meta.BlobUnknownError
+	switch {
+	case errors.As(err, &unknown):
+		return fmt.Errorf("put manifest %s@%s: %w", m.Repo, m.Digest, err)
+	case err != nil:
+		return fmt.Errorf("sqlite: put manifest %s@%s: %w", m.Repo, m.Digest, err)
+	}
+	return nil
+}
+
+// checkLinked returns a *meta.BlobUnknownError for the first RefBlob not
+// linked in the repository.
+func checkLinked(ctx context.Context, tx txn, repoID int64, refs []meta.Ref) error {
+	seen := make(map[digest.Digest]bool, len(refs))
+	for _, r := range refs {
+		if r.Kind != meta.RefBlob || seen[r.Digest] {
+			continue
+		}
+		seen[r.Digest] = true
+		var one int
+		err := tx.queryRow(ctx, qLinked, repoID, string(r.Digest)).Scan(&one)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return &meta.BlobUnknownError{Digest: r.Digest}
+		case err != nil:
+			return err
+		}
+	}
+	return nil
+}
+
+// GetManifest implements meta.ManifestStore. The manifest and its references
+// are read in one snapshot.
+func (s *Store) GetManifest(ctx context.Context, repo string, d digest.Digest) (*meta.Manifest, error) {
+	m, err := s.getManifest(ctx, repo, d)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("manifest %s@%s: %w", repo, d, meta.ErrManifestNotFound)
+	case err != nil:
+		return nil, fmt.Errorf("sqlite: get manifest %s@%s: %w", repo, d, err)
+	}
+	return m, nil
+}
+
+func (s *Store) getManifest(ctx context.Context, repo string, d digest.Digest) (*meta.Manifest, error) {
+	tx, err := s.r.begin(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.tx.Rollback()
+
+	m := &meta.Manifest{Repo: repo, Digest: d}
+	var (
+		repoID              int64
+		subject, config     string
+		annotations, labels sql.NullString
+		created             sql.NullInt64
+		pushed              int64
+	)
+	err = tx.queryRow(ctx, qGetManifest, repo, string(d)).Scan(
+		&repoID, &m.MediaType, &m.Content, &m.ArtifactType, &subject, &config,
+		&annotations, &labels, &m.OS, &m.Architecture, &m.Variant, &created, &m.TotalSize, &pushed)
+	if err != nil {
+		return nil, err
+	}
+	m.Subject, m.Config = digest.Digest(subject), digest.Digest(config)
+	m.Created, m.Pushed = fromNullNanos(created), fromNanos(pushed)
+	if m.Annotations, err = decodeMap(annotations); err != nil {
+		return nil, fmt.Errorf("annotations: %w", err)
+	}
+	if m.Labels, err = decodeMap(labels); err != nil {
+		return nil, fmt.Errorf("labels: %w", err)
+	}
+
+	rows, err := tx.query(ctx, qGetRefs, repoID, string(d))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			r    meta.Ref
+			dgst string
+			kind int
+		)
+		if err := rows.Scan(&dgst, &kind, &r.MediaType, &r.Size, &r.Platform); err != nil {
+			return nil, err
+		}
+		r.Digest, r.Kind = digest.Digest(dgst), meta.RefKind(kind)
+		m.Refs = append(m.Refs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// ResolveTag implements meta.ManifestStore.
+func (s *Store) ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, error) {
+	var d string
+	err := s.r.queryRow(ctx, qResolveTag, repo, tag).Scan(&d)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", fmt.Errorf("tag %s:%s: %w", repo, tag, meta.ErrTagNotFound)
+	case err != nil:
+		return "", fmt.Errorf("sqlite: resolve tag %s:%s: %w", repo, tag, err)
+	}
+	return digest.Digest(d), nil
+}
+
+// DeleteManifest implements meta.ManifestStore. Blob links and the
+// manifest's referrers stay.
+func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
+	err := s.write(ctx, func(tx txn) error {
+		var repoID int64
+		if err := tx.queryRow(ctx, qRepoID, repo).Scan(&repoID); err != nil {
+			return err
+		}
+		if _, err := tx.exec(ctx, qDeleteTagsOf, repoID, string(d)); err != nil {
+			return err
+		}
+		if _, err := tx.exec(ctx, qDeleteRefsOf, repoID, string(d)); err != nil {
+			return err
+		}
+		n, err := rowsAffected(tx.exec(ctx, qDeleteManifest, repoID, string(d)))
+		if err == nil && n == 0 {
+			err = sql.ErrNoRows
+		}
+		return err
+	})
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("delete manifest %s@%s: %w", repo, d, meta.ErrManifestNotFound)
+	case err != nil:
+		return fmt.Errorf("sqlite: delete manifest %s@%s: %w", repo, d, err)
+	}
+	return nil
+}
+
+// DeleteTag implements meta.ManifestStore.
+func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
+	n, err := rowsAffected(s.w.exec(ctx, qDeleteTag, repo, tag))
+	switch {
+	case err != nil:
+		return fmt.Errorf("sqlite: delete tag %s:%s: %w", repo, tag, err)
+	case n == 0:
+		return fmt.Errorf("delete tag %s:%s: %w", repo, tag, meta.ErrTagNotFound)
+	}
+	return nil
+}

@@ -1,0 +1,101 @@
+package sqlite
+
+// Every statement the store runs. Placeholders are $1, $2, … and the syntax
+// (ON CONFLICT … DO NOTHING / DO UPDATE, excluded.) is shared with
+// PostgreSQL, so a second dialect can start from a copy of this file.
+const (
+	// Schema versions (migrate.go).
+	qCreateSchemaVersion = `CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY,
+    applied INTEGER NOT NULL
+)`
+	qSchemaVersion       = `SELECT COALESCE(MAX(version), 0) FROM schema_version`
+	qInsertSchemaVersion = `INSERT INTO schema_version (version, applied) VALUES ($1, $2)`
+
+	// Repositories.
+	qEnsureRepo   = `INSERT INTO repositories (name, created) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`
+	qRepoID       = `SELECT id FROM repositories WHERE name = $1`
+	qRepositories = `SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2`
+
+	// Blobs and links.
+	qInsertBlob = `INSERT INTO blobs (digest, size, created) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING`
+	qInsertLink = `INSERT INTO blob_links (repo_id, digest, created) VALUES ($1, $2, $3)
+ON CONFLICT (repo_id, digest) DO NOTHING`
+	qBlobLink = `SELECT b.size
+FROM blob_links l
+JOIN repositories r ON r.id = l.repo_id
+JOIN blobs b ON b.digest = l.digest
+WHERE r.name = $1 AND l.digest = $2`
+	qLinked     = `SELECT 1 FROM blob_links WHERE repo_id = $1 AND digest = $2`
+	qDeleteLink = `DELETE FROM blob_links
+WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2`
+	qBlobKnown = `SELECT b.size FROM blobs b
+WHERE b.digest = $1 AND EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = b.digest)`
+
+	// Manifests.
+	qInsertManifest = `INSERT INTO manifests (
+    repo_id, digest, media_type, content, size, artifact_type, subject, config,
+    annotations, labels, os, architecture, variant, created, total_size, pushed
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+ON CONFLICT (repo_id, digest) DO NOTHING`
+	qInsertRef = `INSERT INTO manifest_refs (
+    repo_id, manifest_digest, ord, ref_digest, kind, media_type, size, platform
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
+	qGetManifest = `SELECT m.repo_id, m.media_type, m.content, m.artifact_type, m.subject, m.config,
+    m.annotations, m.labels, m.os, m.architecture, m.variant, m.created, m.total_size, m.pushed
+FROM manifests m
+JOIN repositories r ON r.id = m.repo_id
+WHERE r.name = $1 AND m.digest = $2`
+	qGetRefs = `SELECT ref_digest, kind, media_type, size, platform
+FROM manifest_refs
+WHERE repo_id = $1 AND manifest_digest = $2
+ORDER BY ord`
+	qDeleteTagsOf   = `DELETE FROM tags WHERE repo_id = $1 AND digest = $2`
+	qDeleteRefsOf   = `DELETE FROM manifest_refs WHERE repo_id = $1 AND manifest_digest = $2`
+	qDeleteManifest = `DELETE FROM manifests WHERE repo_id = $1 AND digest = $2`
+
+	// Tags.
+	qUpsertTag = `INSERT INTO tags (repo_id, name, digest, updated) VALUES ($1, $2, $3, $4)
+ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest, updated = excluded.updated`
+	qResolveTag = `SELECT t.digest
+FROM tags t
+JOIN repositories r ON r.id = t.repo_id
+WHERE r.name = $1 AND t.name = $2`
+	qDeleteTag = `DELETE FROM tags
+WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2`
+	qTags = `SELECT name FROM tags WHERE repo_id = $1 AND name > $2 ORDER BY name LIMIT $3`
+
+	// Referrers.
+	qReferrers = `SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+FROM manifests m
+JOIN repositories r ON r.id = m.repo_id
+WHERE r.name = $1 AND m.subject = $2
+ORDER BY m.digest`
+	qReferrersOfType = `SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+FROM manifests m
+JOIN repositories r ON r.id = m.repo_id
+WHERE r.name = $1 AND m.subject = $2 AND m.artifact_type = $3
+ORDER BY m.digest`
+
+	// Uploads.
+	qCreateUpload = `INSERT INTO uploads (id, repo, byte_offset, state, created, updated)
+VALUES ($1, $2, $3, $4, $5, $6)`
+	qGetUpload    = `SELECT byte_offset, state, created, updated FROM uploads WHERE id = $1 AND repo = $2`
+	qUpdateUpload = `UPDATE uploads SET byte_offset = $1, state = $2, updated = $3
+WHERE id = $4 AND byte_offset = $5`
+	qUploadExists = `SELECT 1 FROM uploads WHERE id = $1`
+	qDeleteUpload = `DELETE FROM uploads WHERE id = $1`
+)
+
+// The statements each pool prepares at Open.
+var (
+	readQueries = []string{
+		qRepoID, qRepositories, qBlobLink, qBlobKnown, qGetManifest, qGetRefs,
+		qResolveTag, qTags, qReferrers, qReferrersOfType, qGetUpload,
+	}
+	writeQueries = []string{
+		qEnsureRepo, qRepoID, qInsertBlob, qInsertLink, qLinked, qDeleteLink,
+		qInsertManifest, qInsertRef, qDeleteTagsOf, qDeleteRefsOf, qDeleteManifest,
+		qUpsertTag, qDeleteTag, qCreateUpload, qUpdateUpload, qUploadExists, qDeleteUpload,
+	}
+)
