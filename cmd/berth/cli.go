@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/config"
+	"github.com/berth-dev/berth/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+// Main runs the CLI with os.Args and returns the exit status.
+func Main() int {
+	root := newRoot(os.Stdout, os.Stderr)
+	root.SetArgs(os.Args[1:])
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "berth:", err)
+		return 1
+	}
+	return 0
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "berth",
+		Short:         "An OCI registry for server images and Flatpak desktop apps",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(newServe(), newVersion(), newConfig())
+	return root
+}
+
+func newServe() *cobra.Command {
+	var cfgFile, addr, data, addrFile string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the registry (default: :5000, data in ./berth-data)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(cfgFile, os.Environ())
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("addr") {
+				cfg.HTTP.Addr = addr
+			}
+			if cmd.Flags().Changed("data") {
+				cfg.Storage.Dir = data
+			}
+			logger := newLogger(cmd.ErrOrStderr(), cfg.Log)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, cfg, addrFile, logger)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfgFile, "config", "", "YAML configuration file")
+	f.StringVar(&addr, "addr", "", "listen address, host:port (overrides http.addr)")
+	f.StringVar(&data, "data", "", "data directory (overrides storage.dir)")
+	f.StringVar(&addrFile, "addr-file", "", "write the address actually listened on to this file")
+	return cmd
+}
+
+func serve(ctx context.Context, cfg config.Config, addrFile string, logger *slog.Logger) error {
+	srv, err := server.New(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	if addrFile != "" {
+		if err := writeFileAtomic(addrFile, ln.Addr().String()+"\n"); err != nil {
+			ln.Close()
+			return fmt.Errorf("addr-file: %w", err)
+		}
+	}
+	logger.Info("berth serving", "addr", ln.Addr().String(), "data", cfg.Storage.Dir, "version", buildVersion())
+	return srv.Serve(ctx, ln)
+}
+
+func writeFileAtomic(path, content string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".addr-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.WriteString(content); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func newLogger(w io.Writer, c config.Log) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func newVersion() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), "berth", buildVersion())
+		},
+	}
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v := bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += " " + s.Value[:12]
+			}
+		}
+		if v != "" {
+			return v
+		}
+	}
+	return "(devel)"
+}
+
+func newConfig() *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "Configuration tools"}
+	var file string
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Validate a configuration file and the BERTH_* environment",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := config.Load(file, os.Environ()); err != nil {
+				return errors.New("configuration is invalid:\n" + err.Error())
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "configuration is valid")
+			return nil
+		},
+	}
+	check.Flags().StringVar(&file, "config", "", "YAML configuration file")
+	cmd.AddCommand(check)
+	return cmd
+}

@@ -1,0 +1,236 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berth-dev/berth/meta"
+	"github.com/berth-dev/berth/oci"
+)
+
+// resolve turns a manifest reference (tag or digest) into a digest.
+func (reg *Registry) resolve(r *http.Request, name, ref string) (digest.Digest, error) {
+	if oci.IsDigestRef(ref) {
+		return parseDigest(ref)
+	}
+	if err := oci.ValidateTag(ref); err != nil {
+		return "", err
+	}
+	d, err := reg.meta.ResolveTag(r.Context(), name, ref)
+	if err != nil {
+		return "", fmt.Errorf("manifest %s:%s: %w", name, ref, err)
+	}
+	return d, nil
+}
+
+// getManifest serves GET and HEAD of /v2/<name>/manifests/<ref>: the bytes as
+// pushed, with the media type they were pushed with.
+func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request, name, ref string) error {
+	d, err := reg.resolve(r, name, ref)
+	if err != nil {
+		return err
+	}
+	m, err := reg.meta.GetManifest(r.Context(), name, d)
+	if err != nil {
+		return fmt.Errorf("manifest %s@%s: %w", name, d, err)
+	}
+	h := w.Header()
+	h.Set("Content-Type", m.MediaType)
+	h.Set("Content-Length", strconv.Itoa(len(m.Content)))
+	h.Set("Docker-Content-Digest", m.Digest.String())
+	h.Set("ETag", `"`+m.Digest.String()+`"`)
+	if match := r.Header.Get("If-None-Match"); match != "" && match == h.Get("ETag") {
+		h.Del("Content-Length")
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(m.Content)
+	}
+	return nil
+}
+
+// putManifest serves PUT /v2/<name>/manifests/<ref>[?tag=…]: the manifest is
+// read whole (under a cap), parsed, checked against the blobs of the
+// repository, and stored with its tags in one transaction.
+func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, name, ref string) error {
+	ctx := r.Context()
+	var tags []string
+	var want digest.Digest
+	if oci.IsDigestRef(ref) {
+		d, err := parseDigest(ref)
+		if err != nil {
+			return err
+		}
+		want = d
+	} else {
+		if err := oci.ValidateTag(ref); err != nil {
+			return err
+		}
+		tags = append(tags, ref)
+	}
+	for _, t := range r.URL.Query()["tag"] {
+		if err := oci.ValidateTag(t); err != nil {
+			return err
+		}
+		tags = append(tags, t)
+	}
+	if r.ContentLength > reg.opts.MaxManifestBytes {
+		return errorf(CodeSizeInvalid, http.StatusRequestEntityTooLarge, nil, "manifest larger than the limit of %d bytes", reg.opts.MaxManifestBytes)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, reg.opts.MaxManifestBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return errorf(CodeSizeInvalid, http.StatusRequestEntityTooLarge, err, "manifest larger than the limit of %d bytes", reg.opts.MaxManifestBytes)
+		}
+		return errorf(CodeManifestInvalid, 0, err, "could not read the manifest body")
+	}
+	alg := digest.Canonical
+	if want != "" {
+		alg = want.Algorithm()
+	}
+	d := alg.FromBytes(body)
+	if want != "" && d != want {
+		return errorf(CodeDigestInvalid, 0, nil, "manifest digest is %s, not %s", d, want)
+	}
+	pm, err := oci.ParseManifest(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		return err
+	}
+	m, err := reg.record(r, name, d, pm, body)
+	if err != nil {
+		return err
+	}
+	if err := reg.meta.PutManifest(ctx, m, tags...); err != nil {
+		return fmt.Errorf("store manifest %s@%s: %w", name, d, err)
+	}
+	h := w.Header()
+	h.Set("Location", "/v2/"+name+"/manifests/"+d.String())
+	h.Set("Docker-Content-Digest", d.String())
+	if pm.Subject != nil {
+		h.Set("OCI-Subject", pm.Subject.Digest.String())
+	}
+	if want != "" {
+		for _, t := range tags {
+			h.Add("OCI-Tag", t)
+		}
+	}
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+// record gathers the facts stored with a manifest: its references, and for
+// images the platform, labels and creation time from the config blob.
+func (reg *Registry) record(r *http.Request, name string, d digest.Digest, pm *oci.Manifest, body []byte) (*meta.Manifest, error) {
+	m := &meta.Manifest{
+		Repo:         name,
+		Digest:       d,
+		MediaType:    pm.MediaType,
+		Content:      body,
+		ArtifactType: pm.ArtifactType,
+		Annotations:  pm.Annotations,
+		TotalSize:    int64(len(body)),
+	}
+	if pm.Subject != nil {
+		m.Subject = pm.Subject.Digest
+	}
+	for _, desc := range pm.Blobs() {
+		kind := meta.RefBlob
+		if reg.opts.SparseManifests && (pm.Config == nil || desc.Digest != pm.Config.Digest) {
+			if _, err := reg.meta.BlobLink(r.Context(), name, desc.Digest); errors.Is(err, meta.ErrBlobNotFound) {
+				kind = meta.RefExternal // recorded (and kept by gc), not required
+			}
+		}
+		m.Refs = append(m.Refs, meta.Ref{Digest: desc.Digest, Kind: kind, MediaType: desc.MediaType, Size: desc.Size})
+		m.TotalSize += desc.Size
+	}
+	for _, desc := range pm.External() {
+		m.Refs = append(m.Refs, meta.Ref{Digest: desc.Digest, Kind: meta.RefExternal, MediaType: desc.MediaType, Size: desc.Size})
+	}
+	for _, desc := range pm.Manifests {
+		m.Refs = append(m.Refs, meta.Ref{Digest: desc.Digest, Kind: meta.RefManifest, MediaType: desc.MediaType, Size: desc.Size, Platform: oci.PlatformString(desc.Platform)})
+		m.TotalSize += desc.Size
+		if child, err := reg.meta.GetManifest(r.Context(), name, desc.Digest); err == nil {
+			m.TotalSize += child.TotalSize - int64(len(child.Content))
+		}
+	}
+	if pm.Config != nil {
+		if m.ArtifactType == "" {
+			m.ArtifactType = pm.Config.MediaType
+		}
+		m.Config = pm.Config.Digest
+		if err := reg.readConfig(r, name, pm.Config, m); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// readConfig reads an image config (bounded) for its platform and labels.
+// A config that is not an image config, too large, or unreadable JSON is
+// stored without these facts; a config not linked in the repository is the
+// client's error.
+func (reg *Registry) readConfig(r *http.Request, name string, desc *v1.Descriptor, m *meta.Manifest) error {
+	switch desc.MediaType {
+	case oci.MediaTypeImageConfig, oci.MediaTypeDockerConfig:
+	default:
+		return nil
+	}
+	if _, err := reg.meta.BlobLink(r.Context(), name, desc.Digest); err != nil {
+		return fmt.Errorf("config of manifest: %w", &meta.BlobUnknownError{Digest: desc.Digest})
+	}
+	if desc.Size > reg.opts.MaxConfigBytes {
+		return nil
+	}
+	f, err := reg.blobs.Open(r.Context(), desc.Digest)
+	if err != nil {
+		return fmt.Errorf("open config %s: %w", desc.Digest, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, reg.opts.MaxConfigBytes))
+	if err != nil {
+		return fmt.Errorf("read config %s: %w", desc.Digest, err)
+	}
+	cfg, err := oci.ParseImageConfig(data)
+	if err != nil {
+		reg.log.WarnContext(r.Context(), "image config not parsed; stored without its facts", "repo", name, "digest", desc.Digest, "err", err)
+		return nil
+	}
+	m.OS, m.Architecture, m.Variant = cfg.OS, cfg.Architecture, cfg.Variant
+	m.Labels, m.Created = cfg.Labels, cfg.Created
+	return nil
+}
+
+// deleteManifest serves DELETE of a manifest by digest (the manifest and
+// its tags go) or by tag (only the tag goes).
+func (reg *Registry) deleteManifest(w http.ResponseWriter, r *http.Request, name, ref string) error {
+	ctx := r.Context()
+	if oci.IsDigestRef(ref) {
+		d, err := parseDigest(ref)
+		if err != nil {
+			return err
+		}
+		if err := reg.meta.DeleteManifest(ctx, name, d); err != nil {
+			return fmt.Errorf("delete manifest %s@%s: %w", name, d, err)
+		}
+	} else {
+		if err := oci.ValidateTag(ref); err != nil {
+			return err
+		}
+		if err := reg.meta.DeleteTag(ctx, name, ref); err != nil {
+			return fmt.Errorf("delete tag %s:%s: %w", name, ref, err)
+		}
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}

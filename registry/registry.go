@@ -1,0 +1,257 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/blob"
+	"github.com/berth-dev/berth/meta"
+	"github.com/berth-dev/berth/oci"
+)
+
+// Blobs is what the registry needs of the blob store.
+type Blobs interface {
+	blob.Provider
+	blob.Ingester
+}
+
+// Meta is what the registry needs of the metadata store.
+type Meta interface {
+	meta.BlobLinker
+	meta.ManifestStore
+	meta.Lister
+	meta.ReferrersReader
+	meta.UploadStore
+}
+
+// Options are the registry's limits. Zero values take the defaults.
+type Options struct {
+	// MaxManifestBytes caps a manifest body (the spec asks for at least
+	// 4 MB); larger bodies get 413.
+	MaxManifestBytes int64
+	// MaxBlobBytes caps one blob, however it is uploaded (monolithic or
+	// the sum of its chunks).
+	MaxBlobBytes int64
+	// MaxConfigBytes caps the image config read at push time to record its
+	// labels and platform; larger configs are stored but not read.
+	MaxConfigBytes int64
+	// PageMax caps n on tags, catalog and referrers.
+	PageMax int
+	// SparseManifests accepts image manifests whose layers are not (yet)
+	// in the repository, as the OCI conformance suite's sparse data set and
+	// partial mirrors expect. The config blob is always required. Index
+	// children are never required.
+	SparseManifests bool
+}
+
+// Defaults for Options.
+const (
+	DefaultMaxManifestBytes = 4 << 20
+	DefaultMaxBlobBytes     = 64 << 30
+	DefaultMaxConfigBytes   = 8 << 20
+	DefaultPageMax          = 1000
+)
+
+func (o Options) withDefaults() Options {
+	if o.MaxManifestBytes <= 0 {
+		o.MaxManifestBytes = DefaultMaxManifestBytes
+	}
+	if o.MaxBlobBytes <= 0 {
+		o.MaxBlobBytes = DefaultMaxBlobBytes
+	}
+	if o.MaxConfigBytes <= 0 {
+		o.MaxConfigBytes = DefaultMaxConfigBytes
+	}
+	if o.PageMax <= 0 {
+		o.PageMax = DefaultPageMax
+	}
+	return o
+}
+
+// Registry serves the /v2/ API. It is safe for concurrent use.
+type Registry struct {
+	blobs Blobs
+	meta  Meta
+	opts  Options
+	log   *slog.Logger
+	locks keyedMutex
+}
+
+// New returns a registry over the given stores.
+func New(blobs Blobs, md Meta, opts Options, logger *slog.Logger) *Registry {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Registry{blobs: blobs, meta: md, opts: opts.withDefaults(), log: logger}
+}
+
+// RequestIDHeader is the response header the server's middleware sets; the
+// registry quotes it in the body of internal errors.
+const RequestIDHeader = "X-Request-Id"
+
+// ServeHTTP routes a /v2/ request to its handler and writes any error the
+// handler returns in the spec's format. No handler writes an error itself.
+func (reg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	err := reg.route(w, r)
+	if err == nil {
+		return
+	}
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		reg.log.DebugContext(r.Context(), "client went away", "method", r.Method, "path", r.URL.Path, "err", err)
+		return
+	}
+	status, internal := writeError(w, r, err, w.Header().Get(RequestIDHeader))
+	if internal {
+		reg.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	} else {
+		reg.log.DebugContext(r.Context(), "request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+}
+
+func (reg *Registry) route(w http.ResponseWriter, r *http.Request) error {
+	rt := parseRoute(r.URL.Path)
+	switch rt.kind {
+	case kindNone:
+		return errorf(CodeNameUnknown, http.StatusNotFound, nil, "no such endpoint")
+	case kindBase:
+		if !isGet(r) {
+			return methodNotAllowed(w, "GET, HEAD")
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "2")
+		if r.Method == http.MethodGet {
+			_, _ = w.Write([]byte("{}"))
+		}
+		return nil
+	case kindCatalog:
+		if !isGet(r) {
+			return methodNotAllowed(w, "GET")
+		}
+		return reg.catalog(w, r)
+	}
+	if err := oci.ValidateName(rt.name); err != nil {
+		return err
+	}
+	switch rt.kind {
+	case kindTags:
+		if !isGet(r) {
+			return methodNotAllowed(w, "GET")
+		}
+		return reg.tagsList(w, r, rt.name)
+	case kindManifest:
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+			return reg.getManifest(w, r, rt.name, rt.ref)
+		case http.MethodPut:
+			return reg.putManifest(w, r, rt.name, rt.ref)
+		case http.MethodDelete:
+			return reg.deleteManifest(w, r, rt.name, rt.ref)
+		}
+		return methodNotAllowed(w, "GET, HEAD, PUT, DELETE")
+	case kindBlob:
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+			return reg.getBlob(w, r, rt.name, rt.ref)
+		case http.MethodDelete:
+			return reg.deleteBlob(w, r, rt.name, rt.ref)
+		}
+		return methodNotAllowed(w, "GET, HEAD, DELETE")
+	case kindUploadStart:
+		if r.Method != http.MethodPost {
+			return methodNotAllowed(w, "POST")
+		}
+		return reg.startUpload(w, r, rt.name)
+	case kindUpload:
+		switch r.Method {
+		case http.MethodGet:
+			return reg.uploadStatus(w, r, rt.name, rt.upload)
+		case http.MethodPatch:
+			return reg.patchUpload(w, r, rt.name, rt.upload)
+		case http.MethodPut:
+			return reg.putUpload(w, r, rt.name, rt.upload)
+		case http.MethodDelete:
+			return reg.cancelUpload(w, r, rt.name, rt.upload)
+		}
+		return methodNotAllowed(w, "GET, PATCH, PUT, DELETE")
+	case kindReferrers:
+		if !isGet(r) {
+			return methodNotAllowed(w, "GET")
+		}
+		return reg.referrers(w, r, rt.name, rt.ref)
+	}
+	return errorf(CodeNameUnknown, http.StatusNotFound, nil, "no such endpoint")
+}
+
+func isGet(r *http.Request) bool { return r.Method == http.MethodGet || r.Method == http.MethodHead }
+
+func methodNotAllowed(w http.ResponseWriter, allow string) error {
+	w.Header().Set("Allow", allow)
+	return errorf(CodeUnsupported, http.StatusMethodNotAllowed, nil, "method not allowed; allowed: %s", allow)
+}
+
+// pageSize reads n: absent means the maximum; larger values are capped so
+// that no allocation is sized by the client (V1).
+func (reg *Registry) pageSize(r *http.Request) (int, error) {
+	s := r.URL.Query().Get("n")
+	if s == "" {
+		return reg.opts.PageMax, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, errorf(CodeUnsupported, http.StatusBadRequest, err, "n must be a non-negative integer")
+	}
+	return min(n, reg.opts.PageMax), nil
+}
+
+// keyedMutex serialises work on one key (an upload id) without a global lock.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = make(map[string]*keyedEntry)
+	}
+	e := k.m[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.m[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		e.refs--
+		if e.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// parseDigest parses a digest from a request: anything but a well-formed
+// sha256 or sha512 digest is DIGEST_INVALID (400), unsupported algorithms
+// included.
+func parseDigest(s string) (digest.Digest, error) {
+	d, err := oci.ParseDigest(s)
+	if err != nil {
+		return "", errorf(CodeDigestInvalid, 0, err, "%v", err)
+	}
+	return d, nil
+}

@@ -1,0 +1,387 @@
+package registry
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/blob"
+	"github.com/berth-dev/berth/meta"
+	"github.com/berth-dev/berth/oci"
+)
+
+// startUpload serves POST /v2/<name>/blobs/uploads/: a cross-repository
+// mount (?mount=&from=, or ?mount= alone for a blob already known), a
+// monolithic upload (?digest=), or a new upload session.
+func (reg *Registry) startUpload(w http.ResponseWriter, r *http.Request, name string) error {
+	q := r.URL.Query()
+	if m := q.Get("mount"); m != "" {
+		d, err := parseDigest(m)
+		if err != nil {
+			return err
+		}
+		mounted, err := reg.mount(r, name, d, q.Get("from"))
+		if err != nil {
+			return err
+		}
+		if mounted {
+			return blobCreated(w, name, d)
+		}
+		// Not mountable: the spec says to answer with a new session.
+	} else if ds := q.Get("digest"); ds != "" {
+		d, err := parseDigest(ds)
+		if err != nil {
+			return err
+		}
+		return reg.monolithic(w, r, name, d)
+	}
+	now := time.Now()
+	u := meta.Upload{ID: newUploadID(), Repo: name, State: encodeState(blob.UploadState{}), Created: now, Updated: now}
+	if err := reg.meta.CreateUpload(r.Context(), u); err != nil {
+		return fmt.Errorf("create upload in %s: %w", name, err)
+	}
+	return uploadAccepted(w, name, u.ID, 0, http.StatusAccepted)
+}
+
+// mount links d into name if it is linked in from (or, without from, in any
+// repository) and its bytes exist. It reports false when there is nothing
+// to mount.
+func (reg *Registry) mount(r *http.Request, name string, d digest.Digest, from string) (bool, error) {
+	var size int64
+	var err error
+	if from != "" {
+		if oci.ValidateName(from) != nil {
+			return false, nil
+		}
+		size, err = reg.linkedSize(r, from, d)
+	} else {
+		size, err = reg.meta.BlobKnown(r.Context(), d)
+		if err == nil {
+			_, err = reg.blobs.Stat(r.Context(), d)
+		}
+	}
+	if errors.Is(err, meta.ErrBlobNotFound) || errors.Is(err, blob.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("mount %s from %q into %s: %w", d, from, name, err)
+	}
+	if err := reg.meta.LinkBlob(r.Context(), name, d, size); err != nil {
+		return false, fmt.Errorf("mount %s into %s: %w", d, name, err)
+	}
+	return true, nil
+}
+
+// monolithic stores the body of POST ?digest= as the blob d.
+func (reg *Registry) monolithic(w http.ResponseWriter, r *http.Request, name string, d digest.Digest) error {
+	ctx := r.Context()
+	id := newUploadID()
+	bw, err := reg.blobs.Upload(ctx, id, blob.UploadState{})
+	if err != nil {
+		return fmt.Errorf("monolithic upload of %s: %w", d, err)
+	}
+	if _, err := reg.copyBody(w, r, bw, reg.opts.MaxBlobBytes); err != nil {
+		bw.Close()
+		_ = reg.blobs.AbortUpload(ctx, id)
+		return err
+	}
+	size := int64(-1)
+	if r.ContentLength >= 0 {
+		size = r.ContentLength
+	}
+	info, err := bw.Commit(ctx, d, size)
+	if err != nil {
+		_ = reg.blobs.AbortUpload(ctx, id)
+		return fmt.Errorf("monolithic upload of %s: %w", d, err)
+	}
+	if err := reg.meta.LinkBlob(ctx, name, d, info.Size); err != nil {
+		return fmt.Errorf("link %s into %s: %w", d, name, err)
+	}
+	return blobCreated(w, name, d)
+}
+
+// uploadStatus serves GET of an upload session: its progress.
+func (reg *Registry) uploadStatus(w http.ResponseWriter, r *http.Request, name, id string) error {
+	u, err := reg.session(r, name, id)
+	if err != nil {
+		return err
+	}
+	return uploadAccepted(w, name, id, u.Offset, http.StatusNoContent)
+}
+
+// patchUpload appends one chunk (or, without Content-Range, a stream) to an
+// upload session.
+func (reg *Registry) patchUpload(w http.ResponseWriter, r *http.Request, name, id string) error {
+	if !validUploadID(id) {
+		return errorf(CodeBlobUploadUnknown, 0, nil, "malformed upload id")
+	}
+	unlock := reg.locks.lock(id)
+	defer unlock()
+	u, err := reg.session(r, name, id)
+	if err != nil {
+		return err
+	}
+	st, err := decodeState(u)
+	if err != nil {
+		return err
+	}
+	bw, n, err := reg.appendBody(w, r, name, u, st)
+	if err != nil {
+		return err
+	}
+	defer bw.Close()
+	_ = n
+	st, err = bw.State()
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", id, err)
+	}
+	if err := reg.meta.UpdateUpload(r.Context(), id, u.Offset, st.Size, encodeState(st)); err != nil {
+		return fmt.Errorf("upload %s: %w", id, err)
+	}
+	return uploadAccepted(w, name, id, st.Size, http.StatusAccepted)
+}
+
+// putUpload completes an upload session with an optional last chunk and
+// commits the blob under ?digest=.
+func (reg *Registry) putUpload(w http.ResponseWriter, r *http.Request, name, id string) error {
+	if !validUploadID(id) {
+		return errorf(CodeBlobUploadUnknown, 0, nil, "malformed upload id")
+	}
+	ctx := r.Context()
+	ds := r.URL.Query().Get("digest")
+	if ds == "" {
+		return errorf(CodeDigestInvalid, 0, nil, "digest query parameter is required to complete an upload")
+	}
+	d, err := parseDigest(ds)
+	if err != nil {
+		return err
+	}
+	unlock := reg.locks.lock(id)
+	defer unlock()
+	u, err := reg.session(r, name, id)
+	if err != nil {
+		return err
+	}
+	st, err := decodeState(u)
+	if err != nil {
+		return err
+	}
+	bw, _, err := reg.appendBody(w, r, name, u, st)
+	if err != nil {
+		return err
+	}
+	info, err := bw.Commit(ctx, d, -1)
+	if err != nil {
+		if errors.Is(err, blob.ErrDigestMismatch) || errors.Is(err, blob.ErrSizeInvalid) {
+			// The blob store removed the data; the session is over.
+			_ = reg.meta.DeleteUpload(ctx, id)
+		}
+		return fmt.Errorf("complete upload %s as %s: %w", id, d, err)
+	}
+	if err := reg.meta.LinkBlob(ctx, name, d, info.Size); err != nil {
+		return fmt.Errorf("link %s into %s: %w", d, name, err)
+	}
+	if err := reg.meta.DeleteUpload(ctx, id); err != nil && !errors.Is(err, meta.ErrUploadNotFound) {
+		reg.log.WarnContext(ctx, "completed upload not removed", "upload", id, "err", err)
+	}
+	return blobCreated(w, name, d)
+}
+
+// cancelUpload serves DELETE of an upload session.
+func (reg *Registry) cancelUpload(w http.ResponseWriter, r *http.Request, name, id string) error {
+	if !validUploadID(id) {
+		return errorf(CodeBlobUploadUnknown, 0, nil, "malformed upload id")
+	}
+	unlock := reg.locks.lock(id)
+	defer unlock()
+	if _, err := reg.session(r, name, id); err != nil {
+		return err
+	}
+	if err := reg.blobs.AbortUpload(r.Context(), id); err != nil {
+		return fmt.Errorf("cancel upload %s: %w", id, err)
+	}
+	if err := reg.meta.DeleteUpload(r.Context(), id); err != nil {
+		return fmt.Errorf("cancel upload %s: %w", id, err)
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// session loads upload id of repository name.
+func (reg *Registry) session(r *http.Request, name, id string) (meta.Upload, error) {
+	if !validUploadID(id) {
+		return meta.Upload{}, errorf(CodeBlobUploadUnknown, 0, nil, "malformed upload id")
+	}
+	u, err := reg.meta.GetUpload(r.Context(), name, id)
+	if err != nil {
+		return meta.Upload{}, fmt.Errorf("upload %s in %s: %w", id, name, err)
+	}
+	return u, nil
+}
+
+// appendBody checks the request's Content-Range against the session and
+// streams the body into the upload. On success the writer is open and the
+// caller commits or closes it.
+func (reg *Registry) appendBody(w http.ResponseWriter, r *http.Request, name string, u meta.Upload, st blob.UploadState) (blob.Writer, int64, error) {
+	want := int64(-1)
+	if cr := r.Header.Get("Content-Range"); cr != "" {
+		br, err := parseContentRange(cr)
+		if err != nil {
+			return nil, 0, errorf(CodeBlobUploadInvalid, http.StatusRequestedRangeNotSatisfiable, err, "%v", err)
+		}
+		if br.start != u.Offset {
+			e := errorf(CodeBlobUploadInvalid, http.StatusRequestedRangeNotSatisfiable, nil,
+				"chunk starts at %d, the upload has %d bytes", br.start, u.Offset)
+			e.Header = http.Header{}
+			e.Header.Set("Location", uploadLocation(name, u.ID))
+			e.Header.Set("Range", rangeHeader(u.Offset))
+			e.Header.Set("Docker-Upload-UUID", u.ID)
+			return nil, 0, e
+		}
+		want = br.end - br.start + 1
+		if r.ContentLength >= 0 && r.ContentLength != want {
+			return nil, 0, errorf(CodeSizeInvalid, 0, nil, "Content-Length %d does not match Content-Range %s", r.ContentLength, cr)
+		}
+	}
+	bw, err := reg.blobs.Upload(r.Context(), u.ID, st)
+	if err != nil {
+		return nil, 0, fmt.Errorf("upload %s: %w", u.ID, err)
+	}
+	n, err := reg.copyBody(w, r, bw, reg.opts.MaxBlobBytes-u.Offset)
+	if err == nil && want >= 0 && n != want {
+		err = errorf(CodeSizeInvalid, 0, nil, "chunk has %d bytes, Content-Range says %d", n, want)
+	}
+	if err != nil {
+		bw.Close()
+		return nil, 0, err
+	}
+	return bw, n, nil
+}
+
+// errBody marks a failure to read the request body (the client's side).
+type errBody struct{ err error }
+
+func (e errBody) Error() string { return "reading request body: " + e.err.Error() }
+func (e errBody) Unwrap() error { return e.err }
+
+type bodyReader struct{ r io.Reader }
+
+func (b bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return n, err
+		}
+		return n, errBody{err}
+	}
+	return n, err
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// copyBody streams the request body into dst, at most limit bytes (413
+// past it). Errors reading the body are the client's (400); errors writing
+// are the store's.
+func (reg *Registry) copyBody(w http.ResponseWriter, r *http.Request, dst io.Writer, limit int64) (int64, error) {
+	if limit < 0 {
+		limit = 0
+	}
+	if r.ContentLength > limit {
+		return 0, errorf(CodeSizeInvalid, http.StatusRequestEntityTooLarge, nil, "blob larger than the limit of %d bytes", reg.opts.MaxBlobBytes)
+	}
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	n, err := io.CopyBuffer(dst, bodyReader{http.MaxBytesReader(w, r.Body, limit)}, *buf)
+	var be errBody
+	if errors.As(err, &be) {
+		return n, errorf(CodeBlobUploadInvalid, 0, err, "could not read the request body")
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return n, errorf(CodeSizeInvalid, http.StatusRequestEntityTooLarge, err, "blob larger than the limit of %d bytes", reg.opts.MaxBlobBytes)
+	}
+	if err != nil {
+		return n, fmt.Errorf("storing request body: %w", err)
+	}
+	return n, nil
+}
+
+func blobCreated(w http.ResponseWriter, name string, d digest.Digest) error {
+	h := w.Header()
+	h.Set("Location", "/v2/"+name+"/blobs/"+d.String())
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+func uploadAccepted(w http.ResponseWriter, name, id string, offset int64, status int) error {
+	h := w.Header()
+	h.Set("Location", uploadLocation(name, id))
+	h.Set("Range", rangeHeader(offset))
+	h.Set("Docker-Upload-UUID", id)
+	h.Set("Content-Length", "0")
+	w.WriteHeader(status)
+	return nil
+}
+
+func uploadLocation(name, id string) string { return "/v2/" + name + "/blobs/uploads/" + id }
+
+// rangeHeader is the spec's Range of an upload holding offset bytes:
+// "0-<last byte>", and "0-0" when it is empty.
+func rangeHeader(offset int64) string {
+	if offset <= 0 {
+		return "0-0"
+	}
+	return "0-" + strconv.FormatInt(offset-1, 10)
+}
+
+func newUploadID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// validUploadID accepts the ids newUploadID makes, checked before an id
+// reaches a store or a path (V24).
+func validUploadID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func encodeState(st blob.UploadState) []byte {
+	b, _ := json.Marshal(st)
+	return b
+}
+
+func decodeState(u meta.Upload) (blob.UploadState, error) {
+	var st blob.UploadState
+	if len(u.State) > 0 {
+		if err := json.Unmarshal(u.State, &st); err != nil {
+			return st, fmt.Errorf("upload %s: corrupt state: %w", u.ID, err)
+		}
+	}
+	if st.Size != u.Offset {
+		return st, fmt.Errorf("upload %s: state size %d differs from offset %d", u.ID, st.Size, u.Offset)
+	}
+	return st, nil
+}
