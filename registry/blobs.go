@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-
 )
 
 // getBlob serves GET and HEAD of /v2/<name>/blobs/<digest>. A blob is served

@@ -124,4 +124,3 @@ func TestUploadSurvivesRestart(t *testing.T) {
 		t.Fatal("blob differs after a restart mid-upload")
 	}
 }
-
