@@ -142,19 +142,23 @@ type ManifestStore interface {
 
 // Lister pages through repositories and tags in lexical order.
 type Lister interface {
-	// Tags returns at most n tags of repo sorted lexically, strictly after
-	// last (if not empty). ErrRepoNotFound if the repository does not exist.
+	// Tags returns at most n tags of repo (n < 0: no limit) in byte order,
+	// strictly after last (if not empty); never nil. ErrRepoNotFound if the
+	// repository does not exist.
 	Tags(ctx context.Context, repo, last string, n int) ([]string, error)
-	// Repositories returns at most n repository names sorted lexically,
-	// strictly after last.
+	// Repositories returns at most n repository names (n < 0: no limit) in
+	// byte order, strictly after last; never nil.
 	Repositories(ctx context.Context, last string, n int) ([]string, error)
 }
 
 // ReferrersReader answers the referrers API.
 type ReferrersReader interface {
 	// Referrers lists manifests in repo whose subject is d, filtered by
-	// artifactType when it is not empty, ordered by digest.
-	Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string) ([]Descriptor, error)
+	// artifactType when it is not empty, ordered by digest: at most n of
+	// them (n < 0: no limit) with digests strictly after after (if not
+	// empty). An unknown repository or subject has none; the result is
+	// never nil.
+	Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string, after digest.Digest, n int) ([]Descriptor, error)
 }
 
 // UploadStore keeps upload sessions.

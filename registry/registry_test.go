@@ -443,3 +443,43 @@ func TestBlobSizeCap(t *testing.T) {
 	}
 	tr.expect(tr.do("HEAD", "/v2/r/blobs/"+d.String(), nil), 404, "")
 }
+
+func TestReferrersPaging(t *testing.T) {
+	tr := newTestRegistry(t, Options{PageMax: 3})
+	subject := newImage(t, "subject")
+	tr.push("r", "v1", subject)
+	empty := []byte("{}")
+	tr.pushBlob("r", empty)
+	want := map[digest.Digest]bool{}
+	for i := 0; i < 7; i++ {
+		art := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"%s","artifactType":"application/vnd.example.sig","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"%s","size":2},"layers":[],"subject":{"mediaType":"%s","digest":"%s","size":%d},"annotations":{"i":"%d"}}`,
+			ociManifest, digest.FromBytes(empty), ociManifest, subject.digest, len(subject.manifest), i)
+		tr.expect(tr.do("PUT", "/v2/r/manifests/sig"+fmt.Sprint(i), art, "Content-Type", ociManifest), 201, "")
+		want[digest.FromString(art)] = true
+	}
+	got := map[digest.Digest]bool{}
+	next := "/v2/r/referrers/" + subject.digest.String() + "?n=1000&artifactType=application/vnd.example.sig"
+	pages := 0
+	for next != "" {
+		r := tr.do("GET", next, nil)
+		tr.expect(r, 200, "")
+		var idx struct{ Manifests []struct{ Digest digest.Digest } }
+		if err := json.Unmarshal(r.body, &idx); err != nil || len(idx.Manifests) > 3 {
+			t.Fatalf("page %s: %s", next, r.body)
+		}
+		for _, m := range idx.Manifests {
+			if got[m.Digest] {
+				t.Fatalf("referrer %s listed twice", m.Digest)
+			}
+			got[m.Digest] = true
+		}
+		next = ""
+		if l := r.header.Get("Link"); l != "" {
+			next = l[1:strings.Index(l, ">")]
+		}
+		pages++
+	}
+	if len(got) != len(want) || pages != 3 {
+		t.Fatalf("paged referrers: %d of %d in %d pages", len(got), len(want), pages)
+	}
+}

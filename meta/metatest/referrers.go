@@ -74,24 +74,38 @@ func testReferrers(t *testing.T, s meta.Store) {
 		}
 	}
 
-	got, err := s.Referrers(ctx, "app", subject.Digest, "")
+	got, err := s.Referrers(ctx, "app", subject.Digest, "", "", -1)
 	check("Referrers", got, err, byDigest(sig1, sig2, sbom))
-	got, err = s.Referrers(ctx, "app", subject.Digest, "application/vnd.example.sig")
+	got, err = s.Referrers(ctx, "app", subject.Digest, "application/vnd.example.sig", "", -1)
 	check("Referrers(sig)", got, err, byDigest(sig1, sig2))
-	got, err = s.Referrers(ctx, "app", subject.Digest, "application/spdx+json")
+	got, err = s.Referrers(ctx, "app", subject.Digest, "application/spdx+json", "", -1)
 	check("Referrers(spdx)", got, err, byDigest(sbom))
-	got, err = s.Referrers(ctx, "app", subject.Digest, "application/unknown")
+	got, err = s.Referrers(ctx, "app", subject.Digest, "application/unknown", "", -1)
 	check("Referrers(unknown type)", got, err, []meta.Descriptor{})
-	got, err = s.Referrers(ctx, "app", sbom.Digest, "")
+	got, err = s.Referrers(ctx, "app", sbom.Digest, "", "", -1)
 	check("Referrers(sbom)", got, err, byDigest(sigOfSbom))
-	got, err = s.Referrers(ctx, "other", subject.Digest, "")
+	got, err = s.Referrers(ctx, "other", subject.Digest, "", "", -1)
 	check("Referrers(other)", got, err, byDigest(otherRepo))
+
+	// Pages: at most n, strictly after a digest, in digest order.
+	all := byDigest(sig1, sig2, sbom)
+	got, err = s.Referrers(ctx, "app", subject.Digest, "", "", 2)
+	check("Referrers(n=2)", got, err, all[:2])
+	got, err = s.Referrers(ctx, "app", subject.Digest, "", all[1].Digest, 2)
+	check("Referrers(after second, n=2)", got, err, all[2:])
+	got, err = s.Referrers(ctx, "app", subject.Digest, "", all[2].Digest, 5)
+	check("Referrers(after last)", got, err, []meta.Descriptor{})
+	got, err = s.Referrers(ctx, "app", subject.Digest, "", "", 0)
+	check("Referrers(n=0)", got, err, []meta.Descriptor{})
+	sigs := byDigest(sig1, sig2)
+	got, err = s.Referrers(ctx, "app", subject.Digest, "application/vnd.example.sig", sigs[0].Digest, 10)
+	check("Referrers(sig, after first)", got, err, sigs[1:])
 
 	// Deleting a referrer removes it from the list; deleting the subject
 	// does not remove its referrers.
 	noErr(t, s.DeleteManifest(ctx, "app", sig1.Digest), "DeleteManifest(sig1)")
 	noErr(t, s.DeleteManifest(ctx, "app", subject.Digest), "DeleteManifest(subject)")
-	got, err = s.Referrers(ctx, "app", subject.Digest, "")
+	got, err = s.Referrers(ctx, "app", subject.Digest, "", "", -1)
 	check("Referrers after deletes", got, err, byDigest(sig2, sbom))
 }
 
@@ -108,7 +122,7 @@ func testReferrersEmpty(t *testing.T, s meta.Store) {
 		{"app", digest.FromString("nope")},
 		{"nope", m.Digest},
 	} {
-		got, err := s.Referrers(ctx, c.repo, c.d, "")
+		got, err := s.Referrers(ctx, c.repo, c.d, "", "", -1)
 		noErr(t, err, "Referrers")
 		if got == nil || len(got) != 0 {
 			t.Errorf("Referrers(%s, %s) = %#v, want an empty non-nil slice", c.repo, c.d, got)

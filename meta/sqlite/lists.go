@@ -62,9 +62,9 @@ func (s *Store) names(ctx context.Context, n int, query string, args ...any) ([]
 
 // Referrers implements meta.ReferrersReader. An unknown repository or
 // subject has no referrers; the result is never nil.
-func (s *Store) Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string) ([]meta.Descriptor, error) {
+func (s *Store) Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string, after digest.Digest, n int) ([]meta.Descriptor, error) {
 	out := []meta.Descriptor{}
-	if d == "" {
+	if d == "" || n == 0 {
 		return out, nil
 	}
 	var (
@@ -72,9 +72,9 @@ func (s *Store) Referrers(ctx context.Context, repo string, d digest.Digest, art
 		err  error
 	)
 	if artifactType == "" {
-		rows, err = s.r.query(ctx, qReferrers, repo, string(d))
+		rows, err = s.r.query(ctx, qReferrers, repo, string(d), string(after), n)
 	} else {
-		rows, err = s.r.query(ctx, qReferrersOfType, repo, string(d), artifactType)
+		rows, err = s.r.query(ctx, qReferrersOfType, repo, string(d), string(after), artifactType, n)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: referrers of %s@%s: %w", repo, d, err)

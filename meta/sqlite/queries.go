@@ -69,13 +69,13 @@ WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2`
 	qReferrers = `SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
 FROM manifests m
 JOIN repositories r ON r.id = m.repo_id
-WHERE r.name = $1 AND m.subject = $2
-ORDER BY m.digest`
+WHERE r.name = $1 AND m.subject = $2 AND m.digest > $3
+ORDER BY m.digest LIMIT $4`
 	qReferrersOfType = `SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
 FROM manifests m
 JOIN repositories r ON r.id = m.repo_id
-WHERE r.name = $1 AND m.subject = $2 AND m.artifact_type = $3
-ORDER BY m.digest`
+WHERE r.name = $1 AND m.subject = $2 AND m.digest > $3 AND m.artifact_type = $4
+ORDER BY m.digest LIMIT $5`
 
 	// Uploads.
 	qCreateUpload = `INSERT INTO uploads (id, repo, byte_offset, state, created, updated)
