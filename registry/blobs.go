@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,6 +10,9 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/blob"
+	"github.com/berth-dev/berth/meta"
 )
 
 // getBlob serves GET and HEAD of /v2/<name>/blobs/<digest>. A blob is served
@@ -87,3 +91,52 @@ func (reg *Registry) linkedSize(r *http.Request, repo string, d digest.Digest) (
 }
 
 var errRange = errors.New("range not satisfiable")
+
+// linkCommitted links d, whose bytes the caller has just committed, into
+// repo, and then checks that the bytes are still there. This is the
+// registry's half of the gc protocol (see package gc): gc deletes a blob's
+// bytes only while the blob's row is a tombstone, and LinkBlob refuses a
+// tombstone, so
+//   - a link made before gc claims the blob keeps it (gc claims only
+//     unlinked blobs);
+//   - a link attempted while gc deletes is refused (meta.ErrBlobDeleting):
+//     it is retried briefly, as gc drops the tombstone right after the
+//     bytes go;
+//   - a link made after the tombstone is dropped succeeds, but the bytes
+//     this commit found may have been the ones gc deleted: the Stat after
+//     the link sees that, and the push fails rather than be acknowledged.
+//
+// Once linked with its bytes present, the blob stays until the link goes.
+func (reg *Registry) linkCommitted(ctx context.Context, repo string, d digest.Digest, size int64) error {
+	delay := 5 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err := reg.meta.LinkBlob(ctx, repo, d, size)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, meta.ErrBlobDeleting) {
+			return fmt.Errorf("link %s into %s: %w", d, repo, err)
+		}
+		if attempt == 8 {
+			return errorf(CodeBlobUploadInvalid, http.StatusServiceUnavailable, err,
+				"blob %s is being garbage-collected; upload it again", d)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("link %s into %s: %w", d, repo, ctx.Err())
+		case <-t.C:
+		}
+		delay *= 2
+	}
+	if _, err := reg.blobs.Stat(ctx, d); err != nil {
+		if errors.Is(err, blob.ErrNotFound) {
+			reg.log.WarnContext(ctx, "committed blob garbage-collected before it was linked", "repo", repo, "digest", d)
+			return errorf(CodeBlobUploadInvalid, http.StatusServiceUnavailable, err,
+				"blob %s was garbage-collected while it was committed; upload it again", d)
+		}
+		return fmt.Errorf("blob %s in %s: %w", d, repo, err)
+	}
+	return nil
+}

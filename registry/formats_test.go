@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-dev/berth/blob/fs"
+	"github.com/berth-dev/berth/meta"
 	"github.com/berth-dev/berth/meta/sqlite"
 )
 
@@ -122,5 +123,23 @@ func TestUploadSurvivesRestart(t *testing.T) {
 	tr.expect(r, 200, "")
 	if digest.FromBytes(r.body) != d {
 		t.Fatal("blob differs after a restart mid-upload")
+	}
+}
+
+type recorder struct{ got []string }
+
+func (r *recorder) ManifestStored(_ context.Context, m *meta.Manifest, tags []string) {
+	r.got = append(r.got, fmt.Sprintf("%s@%s %v %s", m.Repo, m.Digest, tags, m.Labels["seed"]))
+}
+
+func TestObservers(t *testing.T) {
+	rec := &recorder{}
+	tr := newTestRegistry(t, Options{Observers: []ManifestObserver{rec}})
+	img := newImage(t, "observed")
+	tr.push("r", "v1", img)
+	tr.expect(tr.do("PUT", "/v2/r/manifests/"+digest.FromString("x").String(), img.manifest, "Content-Type", ociManifest), 400, "DIGEST_INVALID")
+	want := fmt.Sprintf("r@%s [v1] observed", img.digest)
+	if len(rec.got) != 1 || rec.got[0] != want {
+		t.Fatalf("observed %q, want [%q]", rec.got, want)
 	}
 }

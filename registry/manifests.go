@@ -112,6 +112,9 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, name, r
 	if err := reg.meta.PutManifest(ctx, m, tags...); err != nil {
 		return fmt.Errorf("store manifest %s@%s: %w", name, d, err)
 	}
+	for _, o := range reg.opts.Observers {
+		o.ManifestStored(ctx, m, tags)
+	}
 	h := w.Header()
 	h.Set("Location", "/v2/"+name+"/manifests/"+d.String())
 	h.Set("Docker-Content-Digest", d.String())

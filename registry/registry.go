@@ -48,6 +48,16 @@ type Options struct {
 	// partial mirrors expect. The config blob is always required. Index
 	// children are never required.
 	SparseManifests bool
+	// Observers are told of every manifest stored, after it is committed
+	// (for example to decode Flatpak icons once, at push time). They run in
+	// the request, in order; they must not fail the push, so they return
+	// nothing and log their own problems.
+	Observers []ManifestObserver
+}
+
+// ManifestObserver is told of each manifest the registry stores.
+type ManifestObserver interface {
+	ManifestStored(ctx context.Context, m *meta.Manifest, tags []string)
 }
 
 // Defaults for Options.

@@ -75,7 +75,19 @@ func (reg *Registry) mount(r *http.Request, name string, d digest.Digest, from s
 	if err != nil {
 		return false, fmt.Errorf("mount %s from %q into %s: %w", d, from, name, err)
 	}
-	if err := reg.meta.LinkBlob(r.Context(), name, d, size); err != nil {
+	// As in linkCommitted: a tombstone is not linked, and the bytes are
+	// checked after linking; either way there is nothing to mount and the
+	// client uploads instead.
+	err = reg.meta.LinkBlob(r.Context(), name, d, size)
+	if errors.Is(err, meta.ErrBlobDeleting) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("mount %s into %s: %w", d, name, err)
+	}
+	if _, err := reg.blobs.Stat(r.Context(), d); errors.Is(err, blob.ErrNotFound) {
+		return false, nil
+	} else if err != nil {
 		return false, fmt.Errorf("mount %s into %s: %w", d, name, err)
 	}
 	return true, nil
@@ -103,8 +115,8 @@ func (reg *Registry) monolithic(w http.ResponseWriter, r *http.Request, name str
 		_ = reg.blobs.AbortUpload(ctx, id)
 		return fmt.Errorf("monolithic upload of %s: %w", d, err)
 	}
-	if err := reg.meta.LinkBlob(ctx, name, d, info.Size); err != nil {
-		return fmt.Errorf("link %s into %s: %w", d, name, err)
+	if err := reg.linkCommitted(ctx, name, d, info.Size); err != nil {
+		return err
 	}
 	return blobCreated(w, name, d)
 }
@@ -187,8 +199,9 @@ func (reg *Registry) putUpload(w http.ResponseWriter, r *http.Request, name, id 
 		}
 		return fmt.Errorf("complete upload %s as %s: %w", id, d, err)
 	}
-	if err := reg.meta.LinkBlob(ctx, name, d, info.Size); err != nil {
-		return fmt.Errorf("link %s into %s: %w", d, name, err)
+	if err := reg.linkCommitted(ctx, name, d, info.Size); err != nil {
+		_ = reg.meta.DeleteUpload(ctx, id) // the upload's data is gone either way
+		return err
 	}
 	if err := reg.meta.DeleteUpload(ctx, id); err != nil && !errors.Is(err, meta.ErrUploadNotFound) {
 		reg.log.WarnContext(ctx, "completed upload not removed", "upload", id, "err", err)
