@@ -25,6 +25,26 @@ type Config struct {
 	Log        Log        `yaml:"log"`
 	Limits     Limits     `yaml:"limits"`
 	Validation Validation `yaml:"validation"`
+	GC         GC         `yaml:"gc"`
+	Uploads    Uploads    `yaml:"uploads"`
+}
+
+// GC configures garbage collection (berth gc, and the schedule in serve).
+type GC struct {
+	// Interval between runs in berth serve; 0 disables the schedule.
+	Interval time.Duration `yaml:"interval"`
+	// Grace protects links, blobs and orphan files younger than this (a
+	// push in progress), and referrers of a deleted subject.
+	Grace time.Duration `yaml:"grace"`
+	// UntaggedAfter deletes manifests no tag, index or subject keeps once
+	// they are this old; 0 keeps them forever.
+	UntaggedAfter time.Duration `yaml:"untagged_after"`
+}
+
+// Uploads configures upload sessions.
+type Uploads struct {
+	// ExpireAfter deletes sessions (and their data) idle for this long.
+	ExpireAfter time.Duration `yaml:"expire_after"`
 }
 
 // Validation sets how strictly pushed content is checked.
@@ -83,6 +103,8 @@ func Default() Config {
 			MaxBlobBytes:     64 << 30,
 			PageMax:          1000,
 		},
+		GC:      GC{Interval: time.Hour, Grace: time.Hour},
+		Uploads: Uploads{ExpireAfter: 24 * time.Hour},
 	}
 }
 
@@ -147,9 +169,17 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		key string
 		v   time.Duration
-	}{{"http.shutdown_timeout", c.HTTP.ShutdownTimeout}, {"http.read_header_timeout", c.HTTP.ReadHeaderTimeout}, {"http.idle_timeout", c.HTTP.IdleTimeout}} {
+	}{{"http.shutdown_timeout", c.HTTP.ShutdownTimeout}, {"http.read_header_timeout", c.HTTP.ReadHeaderTimeout}, {"http.idle_timeout", c.HTTP.IdleTimeout}, {"uploads.expire_after", c.Uploads.ExpireAfter}} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s: must be positive", d.key))
+		}
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"gc.interval", c.GC.Interval}, {"gc.grace", c.GC.Grace}, {"gc.untagged_after", c.GC.UntaggedAfter}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: must not be negative", d.key))
 		}
 	}
 	return errors.Join(errs...)

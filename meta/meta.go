@@ -182,3 +182,68 @@ type Store interface {
 	UploadStore
 	Close() error
 }
+
+// ErrBlobDeleting is returned by LinkBlob while garbage collection is
+// deleting the blob's bytes (the blob's row is a tombstone). The bytes the
+// caller committed may be gone; it retries after a moment and then checks
+// that the bytes exist (see package gc for the protocol).
+var ErrBlobDeleting = errors.New("blob is being garbage-collected")
+
+// The types below are what garbage collection and fsck read and write
+// through the narrow interfaces they declare (gc.Meta, fsck.Meta). Every
+// backend implements those methods and passes meta/metatest's GC contract.
+
+// LinkKey names one blob link: blob Digest readable from Repo. It is also
+// the cursor of link listings, ordered by (Repo, Digest) in byte order.
+type LinkKey struct {
+	Repo   string
+	Digest digest.Digest
+}
+
+// ManifestKey names a manifest in a repository; the cursor of manifest
+// listings, ordered by (Repo, Digest).
+type ManifestKey struct {
+	Repo   string
+	Digest digest.Digest
+}
+
+// UntaggedManifest is a manifest that no tag and no index of its
+// repository points at.
+type UntaggedManifest struct {
+	ManifestKey
+	// Subject is the manifest's subject, empty if none; SubjectExists says
+	// whether the subject is a manifest of the same repository.
+	Subject       digest.Digest
+	SubjectExists bool
+	Pushed        time.Time
+}
+
+// ManifestSweep is the rule SweepManifest re-checks inside its transaction.
+// A manifest goes only if no tag and no manifest of its repository (an
+// index) points at it, and either
+//   - it has no subject in the repository (no subject, or the subject is
+//     not a manifest there) and was pushed before UntaggedBefore, or
+//   - it has a subject that is not a manifest of the repository and was
+//     pushed before OrphanBefore.
+//
+// A zero time disables its rule. A referrer whose subject exists is kept.
+type ManifestSweep struct {
+	UntaggedBefore time.Time
+	OrphanBefore   time.Time
+}
+
+// BlobRecord is a blob's row.
+type BlobRecord struct {
+	Digest digest.Digest
+	Size   int64
+	// Deleting marks a tombstone: garbage collection has claimed the blob
+	// and is deleting (or crashed while deleting) its bytes. No link may be
+	// made to it until DropBlob removes the row.
+	Deleting bool
+}
+
+// BlobRef is a manifest's RefBlob reference to a blob.
+type BlobRef struct {
+	Manifest ManifestKey
+	Digest   digest.Digest
+}

@@ -463,7 +463,9 @@ func TestReferrersPaging(t *testing.T) {
 	for next != "" {
 		r := tr.do("GET", next, nil)
 		tr.expect(r, 200, "")
-		var idx struct{ Manifests []struct{ Digest digest.Digest } }
+		var idx struct {
+			Manifests []struct{ Digest digest.Digest }
+		}
 		if err := json.Unmarshal(r.body, &idx); err != nil || len(idx.Manifests) > 3 {
 			t.Fatalf("page %s: %s", next, r.body)
 		}

@@ -113,6 +113,13 @@ func (r *recFS) MkdirAll(path string, perm iofs.FileMode) error {
 	return osFS{}.MkdirAll(path, perm)
 }
 
+func (r *recFS) Chtimes(name string, atime, mtime time.Time) error {
+	if err := r.record("chtimes", name); err != nil {
+		return err
+	}
+	return osFS{}.Chtimes(name, atime, mtime)
+}
+
 func (r *recFS) SyncDir(path string) error {
 	if err := r.record("syncdir", path); err != nil {
 		return err
@@ -340,11 +347,12 @@ func TestCommitOrder(t *testing.T) {
 			mustCommit(t, w, d, int64(len(data)))
 		}
 		ops := r.take()
-		checkOps(t, ops[len(ops)-5:], []string{
+		checkOps(t, ops[len(ops)-6:], []string{
 			"create uploads/u",
 			"write uploads/u",
 			"sync uploads/u",
 			"close uploads/u",
+			"chtimes blobs/sha256/" + d.Encoded()[:2] + "/" + d.Encoded(),
 			"remove uploads/u",
 		})
 	})
@@ -658,4 +666,34 @@ func uploadIDs(t *testing.T, s *Store) []string {
 		t.Fatal(err)
 	}
 	return ids
+}
+
+// TestCommitExistingRefreshesTime: committing bytes that already exist (an
+// old file, perhaps garbage without a row) makes the file look new, so gc's
+// grace period protects it until the committer links it.
+func TestCommitExistingRefreshesTime(t *testing.T) {
+	s, _ := newRecStore(t)
+	data := []byte("dedup")
+	d := sha256Of(data)
+	w := mustUpload(t, s, "first", blob.UploadState{})
+	mustWrite(t, w, data)
+	mustCommit(t, w, d, int64(len(data)))
+	old := time.Now().Add(-48 * time.Hour)
+	if err := os.Chtimes(s.blobPath(d), old, old); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	w = mustUpload(t, s, "again", blob.UploadState{})
+	mustWrite(t, w, data)
+	info, err := w.Commit(t.Context(), d, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := s.Stat(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.ModTime.Before(before.Add(-time.Second)) || info.ModTime.Before(before.Add(-time.Second)) {
+		t.Errorf("ModTime after a dedup commit = %v (Commit said %v), want >= %v", fi.ModTime, info.ModTime, before)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	iofs "io/fs"
 	"os"
+	"time"
 )
 
 // fsys is the seam between the store and the operating system for the
@@ -17,6 +18,8 @@ type fsys interface {
 	Rename(oldpath, newpath string) error
 	Remove(name string) error
 	MkdirAll(path string, perm iofs.FileMode) error
+	// Chtimes sets a file's access and modification times.
+	Chtimes(name string, atime, mtime time.Time) error
 	// SyncDir makes the directory's entries (created, renamed or removed
 	// names) durable.
 	SyncDir(path string) error
@@ -48,6 +51,9 @@ func (osFS) OpenFile(name string, flag int, perm iofs.FileMode) (file, error) {
 func (osFS) Rename(oldpath, newpath string) error           { return os.Rename(oldpath, newpath) }
 func (osFS) Remove(name string) error                       { return os.Remove(name) }
 func (osFS) MkdirAll(path string, perm iofs.FileMode) error { return os.MkdirAll(path, perm) }
+func (osFS) Chtimes(name string, atime, mtime time.Time) error {
+	return os.Chtimes(name, atime, mtime)
+}
 
 func (osFS) SyncDir(path string) error {
 	d, err := os.Open(path)

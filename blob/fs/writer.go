@@ -13,6 +13,7 @@ import (
 	iofs "io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -231,8 +232,21 @@ func (w *writer) Commit(ctx context.Context, expected digest.Digest, size int64)
 
 	target := w.s.blobPath(expected)
 	if tfi, err := os.Stat(target); err == nil {
+		// Dedup: the bytes are already there, perhaps as garbage that gc
+		// has not reached yet. Refresh the file's time so that gc's grace
+		// period (which it reads from the file for blobs without a row)
+		// runs from this commit, not from the first. The time need not be
+		// durable: it only matters until the caller links the blob, and a
+		// crash before that means the push was not acknowledged.
+		t := time.Now()
+		if err := w.s.fs.Chtimes(target, t, t); err != nil {
+			if errors.Is(err, iofs.ErrNotExist) {
+				return blob.Info{}, fmt.Errorf("blob %s: removed while committing upload %s: %w", expected, w.id, blob.ErrNotFound)
+			}
+			return blob.Info{}, fmt.Errorf("blob %s: refresh time: %w", expected, err)
+		}
 		w.discard(ctx)
-		return blob.Info{Digest: expected, Size: tfi.Size(), ModTime: tfi.ModTime()}, nil
+		return blob.Info{Digest: expected, Size: tfi.Size(), ModTime: t}, nil
 	} else if !errors.Is(err, iofs.ErrNotExist) {
 		return blob.Info{}, fmt.Errorf("blob %s: %w", expected, err)
 	}

@@ -53,6 +53,12 @@ func Run(t *testing.T, newStore func(t *testing.T) meta.Store) {
 		{"Uploads/Delete", testUploadDelete},
 		{"Concurrent/PutSameTag", testConcurrentPutSameTag},
 		{"Concurrent/Writers", testConcurrentWriters},
+		{"GC/SweepManifest", testGCSweepManifest},
+		{"GC/SweepLink", testGCSweepLink},
+		{"GC/ClaimBlob", testGCClaimBlob},
+		{"GC/Uploads", testGCUploads},
+		{"GC/Listings", testGCListings},
+		{"GC/ConcurrentSweep", testGCConcurrentSweep},
 		{"Close", testClose},
 	}
 	for _, tc := range tests {

@@ -12,7 +12,8 @@ import (
 )
 
 // LinkBlob implements meta.BlobLinker. It records the blob globally (first
-// size and time win) and links it into repo, creating the repository.
+// size and time win) and links it into repo, creating the repository. A
+// blob whose row is a gc tombstone is not linked: meta.ErrBlobDeleting.
 func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
 	err := s.write(ctx, func(tx txn) error {
 		t := now()
@@ -23,9 +24,19 @@ func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest, size
 		if _, err := tx.exec(ctx, qInsertBlob, string(d), size, t); err != nil {
 			return err
 		}
+		var deleting bool
+		if err := tx.queryRow(ctx, qBlobDeleting, string(d)).Scan(&deleting); err != nil {
+			return err
+		}
+		if deleting {
+			return meta.ErrBlobDeleting
+		}
 		_, err = tx.exec(ctx, qInsertLink, id, string(d), t)
 		return err
 	})
+	if errors.Is(err, meta.ErrBlobDeleting) {
+		return fmt.Errorf("link blob %s into %s: %w", d, repo, err)
+	}
 	if err != nil {
 		return fmt.Errorf("sqlite: link blob %s into %s: %w", d, repo, err)
 	}

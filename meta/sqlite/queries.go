@@ -19,15 +19,18 @@ const (
 
 	// Blobs and links.
 	qInsertBlob = `INSERT INTO blobs (digest, size, created) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING`
+	// Linking again refreshes created: gc's grace period runs from the
+	// latest push or mount.
 	qInsertLink = `INSERT INTO blob_links (repo_id, digest, created) VALUES ($1, $2, $3)
-ON CONFLICT (repo_id, digest) DO NOTHING`
+ON CONFLICT (repo_id, digest) DO UPDATE SET created = excluded.created`
 	qBlobLink = `SELECT b.size
 FROM blob_links l
 JOIN repositories r ON r.id = l.repo_id
 JOIN blobs b ON b.digest = l.digest
 WHERE r.name = $1 AND l.digest = $2`
-	qLinked     = `SELECT 1 FROM blob_links WHERE repo_id = $1 AND digest = $2`
-	qDeleteLink = `DELETE FROM blob_links
+	qBlobDeleting = `SELECT deleting FROM blobs WHERE digest = $1`
+	qLinked       = `SELECT 1 FROM blob_links WHERE repo_id = $1 AND digest = $2`
+	qDeleteLink   = `DELETE FROM blob_links
 WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2`
 	qBlobKnown = `SELECT b.size FROM blobs b
 WHERE b.digest = $1 AND EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = b.digest)`
@@ -85,6 +88,61 @@ VALUES ($1, $2, $3, $4, $5, $6)`
 WHERE id = $4 AND byte_offset = $5`
 	qUploadExists = `SELECT 1 FROM uploads WHERE id = $1`
 	qDeleteUpload = `DELETE FROM uploads WHERE id = $1`
+
+	// Garbage collection and fsck (gc.go). Listings are keyset-paged.
+	qUntaggedManifests = `SELECT r.name, m.digest, m.subject, m.pushed,
+    EXISTS (SELECT 1 FROM manifests s WHERE s.repo_id = m.repo_id AND s.digest = m.subject)
+FROM manifests m
+JOIN repositories r ON r.id = m.repo_id
+WHERE (r.name, m.digest) > ($1, $2)
+  AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)
+  AND NOT EXISTS (SELECT 1 FROM manifest_refs f
+                  WHERE f.repo_id = m.repo_id AND f.ref_digest = m.digest AND f.kind = 2)
+ORDER BY r.name, m.digest LIMIT $3`
+	qSweepManifestFacts = `SELECT m.pushed, m.subject,
+    EXISTS (SELECT 1 FROM manifests s WHERE s.repo_id = m.repo_id AND s.digest = m.subject),
+    EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest),
+    EXISTS (SELECT 1 FROM manifest_refs f
+            WHERE f.repo_id = m.repo_id AND f.ref_digest = m.digest AND f.kind = 2)
+FROM manifests m
+WHERE m.repo_id = $1 AND m.digest = $2`
+	qUnreferencedLinks = `SELECT r.name, l.digest
+FROM blob_links l
+JOIN repositories r ON r.id = l.repo_id
+WHERE (r.name, l.digest) > ($1, $2) AND l.created < $3
+  AND NOT EXISTS (SELECT 1 FROM manifest_refs f WHERE f.ref_digest = l.digest AND f.repo_id = l.repo_id)
+ORDER BY r.name, l.digest LIMIT $4`
+	qSweepLink = `DELETE FROM blob_links
+WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2 AND created < $3
+  AND NOT EXISTS (SELECT 1 FROM manifest_refs f WHERE f.ref_digest = blob_links.digest AND f.repo_id = blob_links.repo_id)`
+	qUnlinkedBlobs = `SELECT b.digest, b.size, b.deleting
+FROM blobs b
+WHERE b.digest > $1
+  AND (b.deleting = 1 OR (b.created < $2
+       AND NOT EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = b.digest)
+       AND NOT EXISTS (SELECT 1 FROM manifest_refs f WHERE f.ref_digest = b.digest)))
+ORDER BY b.digest LIMIT $3`
+	qBlobClaimFacts = `SELECT b.deleting, b.created,
+    EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = b.digest),
+    EXISTS (SELECT 1 FROM manifest_refs f WHERE f.ref_digest = b.digest)
+FROM blobs b WHERE b.digest = $1`
+	qInsertTombstone = `INSERT INTO blobs (digest, size, created, deleting) VALUES ($1, $2, $3, 1)`
+	qMarkDeleting    = `UPDATE blobs SET deleting = 1 WHERE digest = $1`
+	qDropBlob        = `DELETE FROM blobs WHERE digest = $1 AND deleting = 1`
+	qBlobRecords     = `SELECT digest, size, deleting FROM blobs WHERE digest > $1 ORDER BY digest LIMIT $2`
+	qLinks           = `SELECT r.name, l.digest
+FROM blob_links l
+JOIN repositories r ON r.id = l.repo_id
+WHERE (r.name, l.digest) > ($1, $2)
+ORDER BY r.name, l.digest LIMIT $3`
+	qBlobRefs = `SELECT r.name, f.manifest_digest, f.ref_digest
+FROM manifest_refs f
+JOIN repositories r ON r.id = f.repo_id
+WHERE f.kind = 1 AND (f.ref_digest, r.name, f.manifest_digest) > ($1, $2, $3)
+GROUP BY f.ref_digest, r.name, f.manifest_digest
+ORDER BY f.ref_digest, r.name, f.manifest_digest LIMIT $4`
+	qExpiredUploads = `SELECT id FROM uploads WHERE updated < $1 AND id > $2 ORDER BY id LIMIT $3`
+	qExpireUpload   = `DELETE FROM uploads WHERE id = $1 AND updated < $2`
 )
 
 // The statements each pool prepares at Open.
@@ -92,10 +150,14 @@ var (
 	readQueries = []string{
 		qRepoID, qRepositories, qBlobLink, qBlobKnown, qGetManifest, qGetRefs,
 		qResolveTag, qTags, qReferrers, qReferrersOfType, qGetUpload,
+		qUntaggedManifests, qUnreferencedLinks, qUnlinkedBlobs, qBlobDeleting, qBlobRecords,
+		qLinks, qBlobRefs, qExpiredUploads, qUploadExists,
 	}
 	writeQueries = []string{
 		qEnsureRepo, qRepoID, qInsertBlob, qInsertLink, qLinked, qDeleteLink,
 		qInsertManifest, qInsertRef, qDeleteTagsOf, qDeleteRefsOf, qDeleteManifest,
 		qUpsertTag, qDeleteTag, qCreateUpload, qUpdateUpload, qUploadExists, qDeleteUpload,
+		qBlobDeleting, qSweepManifestFacts, qSweepLink, qBlobClaimFacts,
+		qInsertTombstone, qMarkDeleting, qDropBlob, qExpireUpload,
 	}
 )
