@@ -16,22 +16,32 @@ import (
 
 	"github.com/berth-dev/berth/blob/fs"
 	"github.com/berth-dev/berth/config"
+	"github.com/berth-dev/berth/gc"
 	"github.com/berth-dev/berth/meta"
 	"github.com/berth-dev/berth/meta/sqlite"
 	"github.com/berth-dev/berth/registry"
 )
 
-// Server is a configured Berth: its stores and its handler.
+// Server is a configured Berth: its stores, its handler and its
+// background workers.
 type Server struct {
 	cfg     config.Config
 	log     *slog.Logger
 	meta    meta.Store
+	gc      *gc.Collector
 	handler http.Handler
 }
 
-// New opens the stores named by cfg and builds the handler. The caller
-// closes the Server.
-func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, error) {
+// Stores are the embedded stores (filesystem blobs, SQLite metadata) in
+// the configured storage directory, for the commands that work on them
+// directly (gc, fsck). The caller closes them.
+type Stores struct {
+	Blobs *fs.Store
+	Meta  *sqlite.Store
+}
+
+// OpenStores opens (creating if needed) the stores named by cfg.
+func OpenStores(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Stores, error) {
 	dir := cfg.Storage.Dir
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("storage dir: %w", err)
@@ -44,6 +54,30 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	if err != nil {
 		return nil, fmt.Errorf("open metadata in %s: %w", dir, err)
 	}
+	return &Stores{Blobs: blobs, Meta: md}, nil
+}
+
+// Close closes the stores.
+func (s *Stores) Close() error { return s.Meta.Close() }
+
+// GCPolicy is the garbage-collection policy cfg sets.
+func GCPolicy(cfg config.Config) gc.Policy {
+	return gc.Policy{
+		Grace:             cfg.GC.Grace,
+		UntaggedAfter:     cfg.GC.UntaggedAfter,
+		UploadExpireAfter: cfg.Uploads.ExpireAfter,
+	}
+}
+
+// New opens the stores named by cfg and builds the handler. The caller
+// closes the Server.
+func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, error) {
+	st, err := OpenStores(ctx, cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	blobs, md := st.Blobs, st.Meta
+	collector := gc.New(md, blobs, GCPolicy(cfg), logger.With("component", "gc"))
 	reg := registry.New(blobs, md, registry.Options{
 		MaxManifestBytes: cfg.Limits.MaxManifestBytes,
 		MaxBlobBytes:     cfg.Limits.MaxBlobBytes,
@@ -53,15 +87,29 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", reg)
 	mux.Handle("/v2", reg)
-	return &Server{cfg: cfg, log: logger, meta: md, handler: withMiddleware(mux, logger)}, nil
+	return &Server{cfg: cfg, log: logger, meta: md, gc: collector, handler: withMiddleware(mux, logger)}, nil
 }
 
 // Handler is the server's whole HTTP handler (for tests).
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Serve answers requests on ln until ctx ends, then stops accepting, waits
-// for in-flight requests (up to the configured timeout) and returns.
+// for in-flight requests (up to the configured timeout), stops the
+// background workers (garbage collection every gc.interval, unless 0) and
+// returns.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	wctx, stopWorkers := context.WithCancel(ctx)
+	workers := make(chan struct{})
+	go func() {
+		defer close(workers)
+		if iv := s.cfg.GC.Interval; iv > 0 {
+			s.gc.RunEvery(wctx, iv)
+		}
+	}()
+	defer func() {
+		stopWorkers()
+		<-workers
+	}()
 	hs := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: s.cfg.HTTP.ReadHeaderTimeout,

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/config"
+)
+
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	root := newRoot(&out, &out)
+	root.SetArgs(args)
+	err := root.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func TestVersion(t *testing.T) {
+	out, err := run(t, "version")
+	if err != nil || !strings.HasPrefix(out, "berth ") {
+		t.Fatalf("version: %q %v", out, err)
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte("http:\n  addr: 127.0.0.1:0\n"), 0o600)
+	os.WriteFile(bad, []byte("http:\n  addr: \"\"\nlog:\n  level: chatty\n"), 0o600)
+	if out, err := run(t, "config", "check", "--config", good); err != nil || !strings.Contains(out, "valid") {
+		t.Fatalf("good config: %q %v", out, err)
+	}
+	_, err := run(t, "config", "check", "--config", bad)
+	if err == nil || !strings.Contains(err.Error(), "http.addr: required") || !strings.Contains(err.Error(), "log.level") {
+		t.Fatalf("bad config: %v", err)
+	}
+	if _, err := run(t, "serve", "--config", bad); err == nil {
+		t.Fatal("serve started with a bad config")
+	}
+}
+
+// TestServeAndShutdown starts serve on port 0, checks /v2/ answers, and
+// checks that cancelling the context (SIGTERM's path) stops it cleanly.
+func TestServeAndShutdown(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.Storage.Dir = filepath.Join(dir, "data")
+	addrFile := filepath.Join(dir, "addr")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, addrFile, slog.New(slog.DiscardHandler)) }()
+	var addr string
+	for i := 0; i < 500 && addr == ""; i++ {
+		if b, err := os.ReadFile(addrFile); err == nil {
+			addr = strings.TrimSpace(string(b))
+		} else {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if addr == "" {
+		t.Fatal("no address written")
+	}
+	res, err := http.Get("http://" + addr + "/v2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || res.Header.Get("X-Request-Id") == "" {
+		t.Fatalf("/v2/: %d %v", res.StatusCode, res.Header)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve returned %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Storage.Dir, "meta.db")); err != nil {
+		t.Fatalf("no metadata database: %v", err)
+	}
+}
