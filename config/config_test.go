@@ -45,6 +45,9 @@ func TestErrors(t *testing.T) {
 		{name: "every problem at once", yaml: "log:\n  level: loud\n  format: xml\nlimits:\n  max_manifest_bytes: 10\n  page_max: 0\n",
 			want: []string{"log.level", "log.format", "limits.max_manifest_bytes", "limits.page_max"}},
 		{name: "bad env value", env: []string{"BERTH_HTTP_SHUTDOWN_TIMEOUT=soon"}, want: []string{"BERTH_HTTP_SHUTDOWN_TIMEOUT", "http.shutdown_timeout"}},
+		{name: "gc and uploads", yaml: "gc:\n  interval: -1s\n  grace: -1h\n  untagged_after: -1h\nuploads:\n  expire_after: 0s\n",
+			want: []string{"gc.interval: must not be negative", "gc.grace", "gc.untagged_after", "uploads.expire_after: must be positive"}},
+		{name: "gc env", env: []string{"BERTH_GC_GRACE=never"}, want: []string{"BERTH_GC_GRACE", "gc.grace"}},
 		{name: "unknown env key", env: []string{"BERTH_HTTP_PORT=1"}, want: []string{"BERTH_HTTP_PORT: no such configuration key"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

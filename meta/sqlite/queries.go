@@ -129,6 +129,7 @@ FROM blobs b WHERE b.digest = $1`
 	qInsertTombstone = `INSERT INTO blobs (digest, size, created, deleting) VALUES ($1, $2, $3, 1)`
 	qMarkDeleting    = `UPDATE blobs SET deleting = 1 WHERE digest = $1`
 	qDropBlob        = `DELETE FROM blobs WHERE digest = $1 AND deleting = 1`
+	qBlobRecord      = `SELECT size, deleting FROM blobs WHERE digest = $1`
 	qBlobRecords     = `SELECT digest, size, deleting FROM blobs WHERE digest > $1 ORDER BY digest LIMIT $2`
 	qLinks           = `SELECT r.name, l.digest
 FROM blob_links l
@@ -151,7 +152,7 @@ var (
 		qRepoID, qRepositories, qBlobLink, qBlobKnown, qGetManifest, qGetRefs,
 		qResolveTag, qTags, qReferrers, qReferrersOfType, qGetUpload,
 		qUntaggedManifests, qUnreferencedLinks, qUnlinkedBlobs, qBlobDeleting, qBlobRecords,
-		qLinks, qBlobRefs, qExpiredUploads, qUploadExists,
+		qLinks, qBlobRefs, qExpiredUploads, qUploadExists, qBlobRecord,
 	}
 	writeQueries = []string{
 		qEnsureRepo, qRepoID, qInsertBlob, qInsertLink, qLinked, qDeleteLink,
