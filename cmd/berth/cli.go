@@ -42,7 +42,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServe(), newVersion(), newConfig())
+	root.AddCommand(newServe(), newGC(), newFsck(), newVersion(), newConfig())
 	return root
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -89,5 +91,38 @@ func TestServeAndShutdown(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(cfg.Storage.Dir, "meta.db")); err != nil {
 		t.Fatalf("no metadata database: %v", err)
+	}
+}
+
+func TestGCAndFsck(t *testing.T) {
+	dir := t.TempDir()
+	out, err := run(t, "gc", "--data", dir, "--dry-run")
+	if err != nil || !strings.Contains(out, "gc would delete: 0 manifests") {
+		t.Fatalf("gc --dry-run = %q, %v", out, err)
+	}
+	if out, err := run(t, "fsck", "--data", dir); err != nil || !strings.Contains(out, "0 problems") {
+		t.Fatalf("fsck of an empty store = %q, %v", out, err)
+	}
+	// An orphan file: fsck fails until --repair (with no grace) removes it.
+	orphan := []byte("orphan")
+	hex := fmt.Sprintf("%x", sha256.Sum256(orphan))
+	p := filepath.Join(dir, "blobs", "sha256", hex[:2], hex)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, orphan, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, "fsck", "--data", dir); err == nil || !strings.Contains(out, "orphan-file") {
+		t.Fatalf("fsck with an orphan = %q, %v; want an error", out, err)
+	}
+	if out, err := run(t, "fsck", "--data", dir, "--repair", "--grace", "0s"); err != nil || !strings.Contains(out, "[repaired]") {
+		t.Fatalf("fsck --repair = %q, %v", out, err)
+	}
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Errorf("orphan still there: %v", err)
+	}
+	if _, err := run(t, "gc", "--data", filepath.Join(dir, "missing")); err == nil {
+		t.Error("gc of a missing data directory: no error")
 	}
 }

@@ -1,0 +1,447 @@
+package metatest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/meta"
+)
+
+// GCStore is the part of a backend that garbage collection (package gc) and
+// fsck (package fsck) use, on top of meta.Store. Those packages declare
+// the narrow slices they consume; this is their union, and the contract
+// every backend must pass (the GC subtests fail on a backend without it).
+//
+// Listings are keyset-paged: strictly after the cursor, at most n rows
+// (n < 0: no limit), in the documented order. Sweep and claim methods
+// re-check their condition in the same transaction that deletes, so that a
+// concurrent LinkBlob or PutManifest is ordered entirely before (and the
+// condition fails) or entirely after (and it sees the deletion).
+type GCStore interface {
+	meta.Store
+	UntaggedManifests(ctx context.Context, after meta.ManifestKey, n int) ([]meta.UntaggedManifest, error)
+	SweepManifest(ctx context.Context, key meta.ManifestKey, rule meta.ManifestSweep) (bool, error)
+	UnreferencedLinks(ctx context.Context, before time.Time, after meta.LinkKey, n int) ([]meta.LinkKey, error)
+	SweepLink(ctx context.Context, key meta.LinkKey, before time.Time) (bool, error)
+	UnlinkedBlobs(ctx context.Context, before time.Time, after digest.Digest, n int) ([]meta.BlobRecord, error)
+	ClaimBlob(ctx context.Context, d digest.Digest, size int64, before time.Time) (bool, error)
+	DropBlob(ctx context.Context, d digest.Digest) error
+	BlobRecord(ctx context.Context, d digest.Digest) (meta.BlobRecord, error)
+	BlobRecords(ctx context.Context, after digest.Digest, n int) ([]meta.BlobRecord, error)
+	Links(ctx context.Context, after meta.LinkKey, n int) ([]meta.LinkKey, error)
+	BlobRefs(ctx context.Context, after meta.BlobRef, n int) ([]meta.BlobRef, error)
+	ExpiredUploads(ctx context.Context, before time.Time, after string, n int) ([]string, error)
+	ExpireUpload(ctx context.Context, id string, before time.Time) (bool, error)
+	UploadKnown(ctx context.Context, id string) (bool, error)
+}
+
+func gcStore(t *testing.T, s meta.Store) GCStore {
+	t.Helper()
+	gs, ok := s.(GCStore)
+	if !ok {
+		t.Fatalf("%T does not implement metatest.GCStore (the gc and fsck contract)", s)
+	}
+	return gs
+}
+
+var (
+	future = func() time.Time { return time.Now().Add(time.Hour) }
+	past   = func() time.Time { return time.Now().Add(-time.Hour) }
+)
+
+func testGCSweepManifest(t *testing.T, ms meta.Store) {
+	s := gcStore(t, ms)
+	ctx := t.Context()
+	ds := link(t, s, "app", "config", "layer")
+	tagged := image("app", "tagged", ds[0], ds[1])
+	untagged := image("app", "untagged", ds[0])
+	child := image("app", "child", ds[0])
+	put(t, s, tagged, "v1")
+	put(t, s, untagged)
+	put(t, s, child)
+	idx := image("app", "index", "")
+	idx.MediaType = "application/vnd.oci.image.index.v1+json"
+	idx.Refs = []meta.Ref{{Digest: child.Digest, Kind: meta.RefManifest, MediaType: child.MediaType, Size: 1}}
+	put(t, s, idx)
+	sig := image("app", "sig", ds[1])
+	sig.Subject = tagged.Digest
+	put(t, s, sig)
+
+	key := func(m *meta.Manifest) meta.ManifestKey { return meta.ManifestKey{Repo: m.Repo, Digest: m.Digest} }
+	listed := func() []digest.Digest {
+		t.Helper()
+		var out []digest.Digest
+		var after meta.ManifestKey
+		for {
+			page, err := s.UntaggedManifests(ctx, after, 2)
+			noErr(t, err, "UntaggedManifests")
+			for _, m := range page {
+				out = append(out, m.Digest)
+				if m.Digest == sig.Digest && (!m.SubjectExists || m.Subject != tagged.Digest) {
+					t.Errorf("UntaggedManifests: sig subject = %s exists=%v", m.Subject, m.SubjectExists)
+				}
+			}
+			if len(page) < 2 {
+				return out
+			}
+			after = page[len(page)-1].ManifestKey
+		}
+	}
+	sorted := func(ds ...digest.Digest) []digest.Digest { slices.Sort(ds); return ds }
+	if got, want := listed(), sorted(untagged.Digest, idx.Digest, sig.Digest); !slices.Equal(got, want) {
+		t.Errorf("UntaggedManifests = %v, want %v (not the tagged one, not the index child)", got, want)
+	}
+
+	sweep := func(m *meta.Manifest, rule meta.ManifestSweep) bool {
+		t.Helper()
+		ok, err := s.SweepManifest(ctx, key(m), rule)
+		noErr(t, err, "SweepManifest")
+		return ok
+	}
+	old := meta.ManifestSweep{UntaggedBefore: future()}
+	if sweep(untagged, meta.ManifestSweep{UntaggedBefore: past()}) {
+		t.Error("swept an untagged manifest younger than the rule")
+	}
+	if sweep(untagged, meta.ManifestSweep{}) {
+		t.Error("swept with no rule")
+	}
+	if sweep(tagged, old) || sweep(child, old) || sweep(sig, old) {
+		t.Error("swept a tagged manifest, an index child or a referrer whose subject exists")
+	}
+	if !sweep(untagged, old) {
+		t.Error("old untagged manifest not swept")
+	}
+	if sweep(untagged, old) {
+		t.Error("swept twice")
+	}
+	if !sweep(idx, old) || !sweep(child, old) {
+		t.Error("index, then its child, not swept")
+	}
+	_, err := s.GetManifest(ctx, "app", child.Digest)
+	wantErr(t, err, meta.ErrManifestNotFound, "GetManifest of swept child")
+
+	// The subject goes (delete by digest); its referrer is an orphan now,
+	// swept by the orphan rule even when untagged manifests are kept.
+	noErr(t, s.DeleteManifest(ctx, "app", tagged.Digest), "DeleteManifest")
+	if sweep(sig, meta.ManifestSweep{OrphanBefore: past()}) {
+		t.Error("swept a young orphan referrer")
+	}
+	if !sweep(sig, meta.ManifestSweep{OrphanBefore: future()}) {
+		t.Error("orphan referrer not swept")
+	}
+	if got := listed(); len(got) != 0 {
+		t.Errorf("UntaggedManifests after sweeping = %v", got)
+	}
+	if ok, err := s.SweepManifest(ctx, meta.ManifestKey{Repo: "nope", Digest: tagged.Digest}, old); ok || err != nil {
+		t.Errorf("SweepManifest in unknown repo = %v, %v", ok, err)
+	}
+}
+
+func testGCSweepLink(t *testing.T, ms meta.Store) {
+	s := gcStore(t, ms)
+	ctx := t.Context()
+	ds := link(t, s, "app", "config", "loose")
+	link(t, s, "other", "config")
+	put(t, s, image("app", "img", ds[0]), "v1")
+
+	var all []meta.LinkKey
+	var after meta.LinkKey
+	for {
+		page, err := s.UnreferencedLinks(ctx, future(), after, 1)
+		noErr(t, err, "UnreferencedLinks")
+		all = append(all, page...)
+		if len(page) < 1 {
+			break
+		}
+		after = page[len(page)-1]
+	}
+	want := []meta.LinkKey{{Repo: "app", Digest: ds[1]}, {Repo: "other", Digest: ds[0]}}
+	if !slices.Equal(all, want) {
+		t.Errorf("UnreferencedLinks = %v, want %v", all, want)
+	}
+	if page, err := s.UnreferencedLinks(ctx, past(), meta.LinkKey{}, -1); err != nil || len(page) != 0 {
+		t.Errorf("UnreferencedLinks before the links were made = %v, %v", page, err)
+	}
+	sweep := func(k meta.LinkKey, before time.Time) bool {
+		t.Helper()
+		ok, err := s.SweepLink(ctx, k, before)
+		noErr(t, err, "SweepLink")
+		return ok
+	}
+	if sweep(meta.LinkKey{Repo: "app", Digest: ds[0]}, future()) {
+		t.Error("swept a link a manifest references")
+	}
+	if sweep(want[1], past()) {
+		t.Error("swept a link made after before")
+	}
+	if !sweep(want[1], future()) || !sweep(want[0], future()) {
+		t.Error("unreferenced links not swept")
+	}
+	_, err := s.BlobLink(ctx, "other", ds[0])
+	wantErr(t, err, meta.ErrBlobNotFound, "BlobLink after SweepLink")
+	if _, err := s.BlobLink(ctx, "app", ds[0]); err != nil {
+		t.Errorf("BlobLink of the referenced blob: %v", err)
+	}
+	// Linking again refreshes the link's time: a sweep by a time taken
+	// before the new link leaves it.
+	cut := time.Now()
+	time.Sleep(2 * time.Millisecond)
+	link(t, s, "app", "config")
+	if sweep(meta.LinkKey{Repo: "other", Digest: ds[0]}, cut) {
+		t.Error("swept a missing link")
+	}
+}
+
+func testGCClaimBlob(t *testing.T, ms meta.Store) {
+	s := gcStore(t, ms)
+	ctx := t.Context()
+	ds := link(t, s, "app", "linked", "loose")
+	noErr(t, s.UnlinkBlob(ctx, "app", ds[1]), "UnlinkBlob")
+	loose, looseSize := blob("loose")
+
+	recs, err := s.UnlinkedBlobs(ctx, future(), "", -1)
+	noErr(t, err, "UnlinkedBlobs")
+	if len(recs) != 1 || recs[0].Digest != loose || recs[0].Size != looseSize || recs[0].Deleting {
+		t.Errorf("UnlinkedBlobs = %+v, want only %s", recs, loose)
+	}
+	if recs, _ := s.UnlinkedBlobs(ctx, past(), "", -1); len(recs) != 0 {
+		t.Errorf("UnlinkedBlobs before the rows were made = %+v", recs)
+	}
+
+	claim := func(d digest.Digest, before time.Time) bool {
+		t.Helper()
+		ok, err := s.ClaimBlob(ctx, d, 1, before)
+		noErr(t, err, "ClaimBlob")
+		return ok
+	}
+	if claim(ds[0], future()) {
+		t.Error("claimed a linked blob")
+	}
+	if claim(loose, past()) {
+		t.Error("claimed a blob recorded after before")
+	}
+	if _, linkedSize := blob("linked"); true {
+		if rec, err := s.BlobRecord(ctx, ds[0]); err != nil || rec.Size != linkedSize || rec.Deleting {
+			t.Errorf("BlobRecord = %+v, %v; want size %d, live", rec, err, linkedSize)
+		}
+	}
+	if !claim(loose, future()) || !claim(loose, past()) {
+		t.Error("unlinked blob not claimed, or its tombstone not claimed again")
+	}
+	rec, err := s.BlobRecord(ctx, loose)
+	if err != nil || !rec.Deleting {
+		t.Errorf("BlobRecord of a tombstone = %+v, %v", rec, err)
+	}
+	// While it is a tombstone nothing may link it.
+	err = s.LinkBlob(ctx, "app", loose, looseSize)
+	wantErr(t, err, meta.ErrBlobDeleting, "LinkBlob of a tombstone")
+	if _, err := s.BlobLink(ctx, "app", loose); !errors.Is(err, meta.ErrBlobNotFound) {
+		t.Errorf("BlobLink after a refused LinkBlob: %v", err)
+	}
+	recs, _ = s.UnlinkedBlobs(ctx, past(), "", -1)
+	if len(recs) != 1 || !recs[0].Deleting {
+		t.Errorf("UnlinkedBlobs lists tombstones whatever their age: %+v", recs)
+	}
+	noErr(t, s.DropBlob(ctx, loose), "DropBlob")
+	_, err = s.BlobRecord(ctx, loose)
+	wantErr(t, err, meta.ErrBlobNotFound, "BlobRecord after DropBlob")
+	noErr(t, s.LinkBlob(ctx, "app", loose, looseSize), "LinkBlob after DropBlob")
+
+	// DropBlob leaves a live row alone.
+	noErr(t, s.DropBlob(ctx, ds[0]), "DropBlob of a live row")
+	if _, err := s.BlobRecord(ctx, ds[0]); err != nil {
+		t.Errorf("live row dropped: %v", err)
+	}
+
+	// A blob with no row (an orphan file) gets a tombstone.
+	orphan := digest.FromString("orphan")
+	if !claim(orphan, past()) {
+		t.Error("orphan not claimed")
+	}
+	if rec, err := s.BlobRecord(ctx, orphan); err != nil || !rec.Deleting {
+		t.Errorf("orphan's tombstone = %+v, %v", rec, err)
+	}
+	// A blob referenced by a manifest is never claimed, even unlinked (a
+	// sparse manifest's external layer).
+	m := image("app", "ext", ds[0])
+	ext := digest.FromString("ext")
+	m.Refs = append(m.Refs, meta.Ref{Digest: ext, Kind: meta.RefExternal, MediaType: "x", Size: 1})
+	put(t, s, m)
+	noErr(t, s.LinkBlob(ctx, "tmp", ext, 3), "LinkBlob ext")
+	noErr(t, s.UnlinkBlob(ctx, "tmp", ext), "UnlinkBlob ext")
+	if claim(ext, future()) {
+		t.Error("claimed a referenced blob")
+	}
+}
+
+func testGCUploads(t *testing.T, ms meta.Store) {
+	s := gcStore(t, ms)
+	ctx := t.Context()
+	old := time.Now().Add(-48 * time.Hour)
+	for i := range 3 {
+		noErr(t, s.CreateUpload(ctx, meta.Upload{ID: fmt.Sprintf("old%d", i), Repo: "app", Created: old, Updated: old}), "CreateUpload")
+	}
+	noErr(t, s.CreateUpload(ctx, meta.Upload{ID: "new", Repo: "app"}), "CreateUpload")
+	cut := time.Now().Add(-24 * time.Hour)
+	var ids []string
+	after := ""
+	for {
+		page, err := s.ExpiredUploads(ctx, cut, after, 2)
+		noErr(t, err, "ExpiredUploads")
+		ids = append(ids, page...)
+		if len(page) < 2 {
+			break
+		}
+		after = page[len(page)-1]
+	}
+	checkStrings(t, "ExpiredUploads", ids, []string{"old0", "old1", "old2"})
+	if ok, err := s.ExpireUpload(ctx, "new", cut); ok || err != nil {
+		t.Errorf("ExpireUpload of a fresh session = %v, %v", ok, err)
+	}
+	// A session updated since it was listed is not expired.
+	noErr(t, s.UpdateUpload(ctx, "old1", 0, 0, nil), "UpdateUpload")
+	for _, id := range ids {
+		ok, err := s.ExpireUpload(ctx, id, cut)
+		noErr(t, err, "ExpireUpload")
+		if ok != (id != "old1") {
+			t.Errorf("ExpireUpload(%s) = %v", id, ok)
+		}
+	}
+	for id, want := range map[string]bool{"old0": false, "old1": true, "new": true, "none": false} {
+		if got, err := s.UploadKnown(ctx, id); got != want || err != nil {
+			t.Errorf("UploadKnown(%s) = %v, %v; want %v", id, got, err, want)
+		}
+	}
+}
+
+func testGCListings(t *testing.T, ms meta.Store) {
+	s := gcStore(t, ms)
+	ctx := t.Context()
+	ds := link(t, s, "a", "x", "y")
+	link(t, s, "b", "x")
+	put(t, s, image("a", "m1", ds[0], ds[1]))
+	put(t, s, image("b", "m2", ds[0]))
+
+	var recs []digest.Digest
+	for after := digest.Digest(""); ; {
+		page, err := s.BlobRecords(ctx, after, 1)
+		noErr(t, err, "BlobRecords")
+		if len(page) == 0 {
+			break
+		}
+		recs = append(recs, page[0].Digest)
+		after = page[0].Digest
+	}
+	if want := slices.Sorted(slices.Values(ds)); !slices.Equal(recs, want) {
+		t.Errorf("BlobRecords = %v, want %v", recs, want)
+	}
+	links, err := s.Links(ctx, meta.LinkKey{}, -1)
+	noErr(t, err, "Links")
+	if len(links) != 3 || links[0].Repo != "a" || links[2] != (meta.LinkKey{Repo: "b", Digest: ds[0]}) {
+		t.Errorf("Links = %v", links)
+	}
+	var refs []meta.BlobRef
+	for after := (meta.BlobRef{}); ; {
+		page, err := s.BlobRefs(ctx, after, 2)
+		noErr(t, err, "BlobRefs")
+		refs = append(refs, page...)
+		if len(page) < 2 {
+			break
+		}
+		after = page[len(page)-1]
+	}
+	if len(refs) != 3 {
+		t.Fatalf("BlobRefs = %+v, want 3", refs)
+	}
+	for i := 1; i < len(refs); i++ {
+		if refs[i].Digest < refs[i-1].Digest {
+			t.Errorf("BlobRefs not in digest order: %+v", refs)
+		}
+	}
+}
+
+// testGCConcurrentSweep runs link sweeps and blob claims against pushes of
+// manifests that need those links. Whatever the interleaving, every stored
+// manifest's blobs stay linked and none is a tombstone.
+func testGCConcurrentSweep(t *testing.T, ms meta.Store) {
+	s := gcStore(t, ms)
+	ctx := t.Context()
+	const repo = "race"
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			links, err := s.UnreferencedLinks(ctx, future(), meta.LinkKey{}, -1)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for _, l := range links {
+				if _, err := s.SweepLink(ctx, l, future()); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			recs, err := s.UnlinkedBlobs(ctx, future(), "", -1)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for _, r := range recs {
+				if ok, err := s.ClaimBlob(ctx, r.Digest, r.Size, future()); err != nil {
+					t.Error(err)
+					return
+				} else if ok {
+					if err := s.DropBlob(ctx, r.Digest); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		}
+	})
+	var stored []*meta.Manifest
+	for i := range 60 {
+		d, size := blob(fmt.Sprintf("layer %d", i%7))
+		err := s.LinkBlob(ctx, repo, d, size)
+		if err != nil && !errors.Is(err, meta.ErrBlobDeleting) {
+			t.Fatalf("LinkBlob: %v", err)
+		}
+		m := image(repo, fmt.Sprintf("m%d", i), "", d)
+		err = s.PutManifest(ctx, m, fmt.Sprintf("t%d", i))
+		switch {
+		case errors.Is(err, meta.ErrBlobNotFound):
+		case err != nil:
+			t.Fatalf("PutManifest: %v", err)
+		default:
+			stored = append(stored, m)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if len(stored) == 0 {
+		t.Log("no manifest won the race against the sweeper")
+	}
+	for _, m := range stored {
+		for _, r := range m.Refs {
+			if _, err := s.BlobLink(ctx, repo, r.Digest); err != nil {
+				t.Errorf("manifest %s stored but its blob %s: %v", m.Digest, r.Digest, err)
+			}
+			if rec, err := s.BlobRecord(ctx, r.Digest); err != nil || rec.Deleting {
+				t.Errorf("blob %s of a stored manifest: %+v, %v", r.Digest, rec, err)
+			}
+		}
+	}
+}
