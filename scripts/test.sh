@@ -121,6 +121,15 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
 fi
 
 [ "$fuzz_failed" -gt 0 ] && status=1
+
+# --- summary ---------------------------------------------------------------
+# Test-level results (subtests included) from gotestsum's JSON, then one
+# closing line over everything that ran.
+count() { jq -r --arg a "$1" 'select(.Test != null and .Action == $a) | .Test' "$OUT/go-test.json" 2>/dev/null | wc -l; }
+go_passed=$(count pass)
+go_failed=$(count fail)
+go_skipped=$(count skip)
+echo "go test: ${go_passed} passed, ${go_failed} failed, ${go_skipped} skipped"
 if [ "${SKIP_FUZZ:-0}" = 1 ]; then
 	echo "fuzz: skipped (SKIP_FUZZ=1)"
 elif [ $((fuzz_passed + fuzz_failed)) -eq 0 ]; then
@@ -129,4 +138,5 @@ elif [ $((fuzz_passed + fuzz_failed)) -eq 0 ]; then
 else
 	echo "fuzz: ${fuzz_passed} passed, ${fuzz_failed} failed"
 fi
+echo "total: $((go_passed + fuzz_passed)) passed, $((go_failed + fuzz_failed)) failed, ${go_skipped} skipped"
 exit "$status"

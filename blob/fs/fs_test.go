@@ -53,14 +53,6 @@ func TestOpenIsFile(t *testing.T) {
 	}
 }
 
-// TestRun checks the plain entry point, without the optional hooks.
-func TestRun(t *testing.T) {
-	if testing.Short() {
-		t.Skip("TestStore covers the suite")
-	}
-	blobtest.Run(t, func(t *testing.T) blob.Store { return newStore(t, t.TempDir()) })
-}
-
 func newStore(t testing.TB, root string) *fs.Store {
 	t.Helper()
 	s, err := fs.New(root, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
