@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"syscall"
 
 	v1 "github.com/opencontainers/distribution-spec/specs-go/v1"
 
@@ -101,6 +102,15 @@ func toSpec(err error) *Error {
 	var tooBig *http.MaxBytesError
 	var unknown *meta.BlobUnknownError
 	switch {
+	case noSpace(err):
+		// The spec has no code for a full disk. BLOB_UPLOAD_INVALID ("the
+		// blob upload encountered an error and can no longer proceed") is
+		// what happened: the upload's data is discarded (see
+		// endUploadIfNoSpace). 507 tells clients and proxies it is the
+		// server's storage, not the request, and that a retry may work
+		// once space is freed.
+		return errorf(CodeBlobUploadInvalid, http.StatusInsufficientStorage, err,
+			"insufficient storage: the registry's disk is full; nothing was stored (an upload in progress was discarded); push again once space is freed")
 	case errors.As(err, &tooBig):
 		return errorf(CodeSizeInvalid, http.StatusRequestEntityTooLarge, err, "body larger than the limit of %d bytes", tooBig.Limit)
 	case errors.As(err, &unknown):
@@ -133,6 +143,13 @@ func toSpec(err error) *Error {
 		return errorf(CodeDigestInvalid, 0, err, "%v", err)
 	}
 	return nil
+}
+
+// noSpace reports whether err is the storage running out of space (or of
+// the user's quota), whether from the blob store's files or the metadata
+// database (meta/sqlite maps SQLITE_FULL to ENOSPC).
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // writeError writes err as the spec's error body. reqID is shown for errors

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -148,15 +149,20 @@ func (reg *Registry) patchUpload(w http.ResponseWriter, r *http.Request, name, i
 	}
 	bw, n, err := reg.appendBody(w, r, name, u, st)
 	if err != nil {
+		reg.endUploadIfNoSpace(r.Context(), id, err)
 		return err
 	}
 	defer bw.Close()
 	_ = n
 	st, err = bw.State()
 	if err != nil {
+		bw.Close()
+		reg.endUploadIfNoSpace(r.Context(), id, err)
 		return fmt.Errorf("upload %s: %w", id, err)
 	}
 	if err := reg.meta.UpdateUpload(r.Context(), id, u.Offset, st.Size, encodeState(st)); err != nil {
+		bw.Close()
+		reg.endUploadIfNoSpace(r.Context(), id, err)
 		return fmt.Errorf("upload %s: %w", id, err)
 	}
 	return uploadAccepted(w, name, id, st.Size, http.StatusAccepted)
@@ -189,10 +195,12 @@ func (reg *Registry) putUpload(w http.ResponseWriter, r *http.Request, name, id 
 	}
 	bw, _, err := reg.appendBody(w, r, name, u, st)
 	if err != nil {
+		reg.endUploadIfNoSpace(ctx, id, err)
 		return err
 	}
 	info, err := bw.Commit(ctx, d, -1)
 	if err != nil {
+		reg.endUploadIfNoSpace(ctx, id, err)
 		if errors.Is(err, blob.ErrDigestMismatch) || errors.Is(err, blob.ErrSizeInvalid) {
 			// The blob store removed the data; the session is over.
 			_ = reg.meta.DeleteUpload(ctx, id)
@@ -207,6 +215,26 @@ func (reg *Registry) putUpload(w http.ResponseWriter, r *http.Request, name, id 
 		reg.log.WarnContext(ctx, "completed upload not removed", "upload", id, "err", err)
 	}
 	return blobCreated(w, name, d)
+}
+
+// endUploadIfNoSpace ends upload id when err is a full disk: its data is
+// removed, freeing the space it held, and the session is deleted, so the
+// client (told 507 BLOB_UPLOAD_INVALID) starts a new upload once space is
+// freed. Keeping a resumable session would hold partial data on a full disk
+// for as long as the operator takes to free space. Failures are logged: the
+// data and the session then expire (gc).
+func (reg *Registry) endUploadIfNoSpace(ctx context.Context, id string, err error) {
+	if !noSpace(err) {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	reg.log.WarnContext(ctx, "upload discarded: storage full", "upload", id, "err", err)
+	if err := reg.blobs.AbortUpload(ctx, id); err != nil {
+		reg.log.WarnContext(ctx, "removing upload data after a full disk", "upload", id, "err", err)
+	}
+	if err := reg.meta.DeleteUpload(ctx, id); err != nil && !errors.Is(err, meta.ErrUploadNotFound) {
+		reg.log.WarnContext(ctx, "deleting upload session after a full disk", "upload", id, "err", err)
+	}
 }
 
 // cancelUpload serves DELETE of an upload session.

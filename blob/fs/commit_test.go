@@ -324,7 +324,8 @@ func TestCommitOrder(t *testing.T) {
 		checkOps(t, r.take(), []string{
 			"create uploads/u",
 			"write uploads/u",
-			"sync uploads/u", // State
+			"sync uploads/u",  // State
+			"syncdir uploads", // the new file's name, once
 			"write uploads/u",
 			"close uploads/u",
 			"open uploads/u", // no O_CREATE: resuming needs the data

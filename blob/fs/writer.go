@@ -56,7 +56,9 @@ func (s *Store) Upload(ctx context.Context, id string, st blob.UploadState) (blo
 		f.Close()
 		return nil, fmt.Errorf("upload %s: %w", id, err)
 	}
-	return &writer{s: s, id: id, path: path, f: f, h: h, size: st.Size}, nil
+	// A resumed upload's name was made durable by the State that produced
+	// st; a new one's is not yet.
+	return &writer{s: s, id: id, path: path, f: f, h: h, size: st.Size, named: st.Size > 0}, nil
 }
 
 // restoreSHA256 returns a sha256 hash holding st's state.
@@ -113,6 +115,9 @@ type writer struct {
 	f    file // nil once closed
 	h    hash.Hash
 	size int64 // bytes written to f and h
+	// named: the upload file's directory entry is durable (uploads/ was
+	// synced since the file was created), so a crash keeps the file.
+	named bool
 	// err is the first write or sync failure. After it the file can't be
 	// trusted (a failed fsync may have dropped dirty pages), so the writer
 	// refuses further writes, states and commits rather than retry.
@@ -149,6 +154,15 @@ func (w *writer) State() (blob.UploadState, error) {
 	if err := w.f.Sync(); err != nil {
 		w.err = fmt.Errorf("upload %s: sync: %w", w.id, err)
 		return blob.UploadState{}, w.err
+	}
+	if !w.named {
+		// Without this a crash can lose the new file's name, and with it
+		// the acknowledged data (found by blob/fs's crash test).
+		if err := w.s.fs.SyncDir(w.s.uploadsDir()); err != nil {
+			w.err = fmt.Errorf("upload %s: sync %s: %w", w.id, w.s.uploadsDir(), err)
+			return blob.UploadState{}, w.err
+		}
+		w.named = true
 	}
 	b, err := w.h.(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {

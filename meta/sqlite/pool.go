@@ -40,7 +40,8 @@ func (p *pool) stmt(q string) *sql.Stmt {
 }
 
 func (p *pool) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return p.stmt(q).ExecContext(ctx, args...)
+	res, err := p.stmt(q).ExecContext(ctx, args...)
+	return res, diskErr(err)
 }
 
 func (p *pool) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
@@ -75,7 +76,8 @@ type txn struct {
 }
 
 func (t txn) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return t.tx.StmtContext(ctx, t.p.stmt(q)).ExecContext(ctx, args...)
+	res, err := t.tx.StmtContext(ctx, t.p.stmt(q)).ExecContext(ctx, args...)
+	return res, diskErr(err)
 }
 
 func (t txn) queryRow(ctx context.Context, q string, args ...any) *sql.Row {

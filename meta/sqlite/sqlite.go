@@ -105,13 +105,13 @@ func (s *Store) Close() error {
 func (s *Store) write(ctx context.Context, fn func(tx txn) error) error {
 	tx, err := s.w.begin(ctx, nil)
 	if err != nil {
-		return err
+		return diskErr(err)
 	}
 	if err := fn(tx); err != nil {
 		tx.tx.Rollback()
 		return err
 	}
-	return tx.tx.Commit()
+	return diskErr(tx.tx.Commit())
 }
 
 // ensureRepo returns the id of the repository named name, creating it.
