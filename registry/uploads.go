@@ -134,46 +134,22 @@ func (reg *Registry) uploadStatus(w http.ResponseWriter, r *http.Request, name, 
 // patchUpload appends one chunk (or, without Content-Range, a stream) to an
 // upload session.
 func (reg *Registry) patchUpload(w http.ResponseWriter, r *http.Request, name, id string) error {
-	if !validUploadID(id) {
-		return errorf(CodeBlobUploadUnknown, 0, nil, "malformed upload id")
-	}
-	unlock := reg.locks.lock(id)
-	defer unlock()
-	u, err := reg.session(r, name, id)
-	if err != nil {
-		return err
-	}
-	st, err := decodeState(u)
-	if err != nil {
-		return err
-	}
-	bw, n, err := reg.appendBody(w, r, name, u, st)
-	if err != nil {
-		reg.endUploadIfNoSpace(r.Context(), id, err)
-		return err
-	}
-	defer bw.Close()
-	_ = n
-	st, err = bw.State()
-	if err != nil {
-		bw.Close()
-		reg.endUploadIfNoSpace(r.Context(), id, err)
-		return fmt.Errorf("upload %s: %w", id, err)
-	}
-	if err := reg.meta.UpdateUpload(r.Context(), id, u.Offset, st.Size, encodeState(st)); err != nil {
-		bw.Close()
-		reg.endUploadIfNoSpace(r.Context(), id, err)
-		return fmt.Errorf("upload %s: %w", id, err)
-	}
-	return uploadAccepted(w, name, id, st.Size, http.StatusAccepted)
+	return reg.withChunk(w, r, name, id, func(u meta.Upload, bw blob.Writer) error {
+		defer bw.Close()
+		st, err := bw.State()
+		if err != nil {
+			return fmt.Errorf("upload %s: %w", id, err)
+		}
+		if err := reg.meta.UpdateUpload(r.Context(), id, u.Offset, st.Size, encodeState(st)); err != nil {
+			return fmt.Errorf("upload %s: %w", id, err)
+		}
+		return uploadAccepted(w, name, id, st.Size, http.StatusAccepted)
+	})
 }
 
 // putUpload completes an upload session with an optional last chunk and
 // commits the blob under ?digest=.
 func (reg *Registry) putUpload(w http.ResponseWriter, r *http.Request, name, id string) error {
-	if !validUploadID(id) {
-		return errorf(CodeBlobUploadUnknown, 0, nil, "malformed upload id")
-	}
 	ctx := r.Context()
 	ds := r.URL.Query().Get("digest")
 	if ds == "" {
@@ -183,6 +159,34 @@ func (reg *Registry) putUpload(w http.ResponseWriter, r *http.Request, name, id 
 	if err != nil {
 		return err
 	}
+	return reg.withChunk(w, r, name, id, func(_ meta.Upload, bw blob.Writer) error {
+		info, err := bw.Commit(ctx, d, -1)
+		if err != nil {
+			if errors.Is(err, blob.ErrDigestMismatch) || errors.Is(err, blob.ErrSizeInvalid) {
+				// The blob store removed the data; the session is over.
+				_ = reg.meta.DeleteUpload(ctx, id)
+			}
+			return fmt.Errorf("complete upload %s as %s: %w", id, d, err)
+		}
+		if err := reg.linkCommitted(ctx, name, d, info.Size); err != nil {
+			_ = reg.meta.DeleteUpload(ctx, id) // the upload's data is gone either way
+			return err
+		}
+		if err := reg.meta.DeleteUpload(ctx, id); err != nil && !errors.Is(err, meta.ErrUploadNotFound) {
+			reg.log.WarnContext(ctx, "completed upload not removed", "upload", id, "err", err)
+		}
+		return blobCreated(w, name, d)
+	})
+}
+
+// withChunk serialises work on upload id, loads the session, streams the
+// request body into it (checking Content-Range) and hands the open writer
+// to then, which commits or closes it. A full disk anywhere ends the
+// upload (endUploadIfNoSpace).
+func (reg *Registry) withChunk(w http.ResponseWriter, r *http.Request, name, id string, then func(meta.Upload, blob.Writer) error) error {
+	if !validUploadID(id) {
+		return errorf(CodeBlobUploadUnknown, 0, nil, "malformed upload id")
+	}
 	unlock := reg.locks.lock(id)
 	defer unlock()
 	u, err := reg.session(r, name, id)
@@ -193,28 +197,14 @@ func (reg *Registry) putUpload(w http.ResponseWriter, r *http.Request, name, id 
 	if err != nil {
 		return err
 	}
-	bw, _, err := reg.appendBody(w, r, name, u, st)
+	bw, err := reg.appendBody(w, r, name, u, st)
+	if err == nil {
+		err = then(u, bw)
+	}
 	if err != nil {
-		reg.endUploadIfNoSpace(ctx, id, err)
-		return err
+		reg.endUploadIfNoSpace(r.Context(), id, err)
 	}
-	info, err := bw.Commit(ctx, d, -1)
-	if err != nil {
-		reg.endUploadIfNoSpace(ctx, id, err)
-		if errors.Is(err, blob.ErrDigestMismatch) || errors.Is(err, blob.ErrSizeInvalid) {
-			// The blob store removed the data; the session is over.
-			_ = reg.meta.DeleteUpload(ctx, id)
-		}
-		return fmt.Errorf("complete upload %s as %s: %w", id, d, err)
-	}
-	if err := reg.linkCommitted(ctx, name, d, info.Size); err != nil {
-		_ = reg.meta.DeleteUpload(ctx, id) // the upload's data is gone either way
-		return err
-	}
-	if err := reg.meta.DeleteUpload(ctx, id); err != nil && !errors.Is(err, meta.ErrUploadNotFound) {
-		reg.log.WarnContext(ctx, "completed upload not removed", "upload", id, "err", err)
-	}
-	return blobCreated(w, name, d)
+	return err
 }
 
 // endUploadIfNoSpace ends upload id when err is a full disk: its data is
@@ -273,12 +263,12 @@ func (reg *Registry) session(r *http.Request, name, id string) (meta.Upload, err
 // appendBody checks the request's Content-Range against the session and
 // streams the body into the upload. On success the writer is open and the
 // caller commits or closes it.
-func (reg *Registry) appendBody(w http.ResponseWriter, r *http.Request, name string, u meta.Upload, st blob.UploadState) (blob.Writer, int64, error) {
+func (reg *Registry) appendBody(w http.ResponseWriter, r *http.Request, name string, u meta.Upload, st blob.UploadState) (blob.Writer, error) {
 	want := int64(-1)
 	if cr := r.Header.Get("Content-Range"); cr != "" {
 		br, err := parseContentRange(cr)
 		if err != nil {
-			return nil, 0, errorf(CodeBlobUploadInvalid, http.StatusRequestedRangeNotSatisfiable, err, "%v", err)
+			return nil, errorf(CodeBlobUploadInvalid, http.StatusRequestedRangeNotSatisfiable, err, "%v", err)
 		}
 		if br.start != u.Offset {
 			e := errorf(CodeBlobUploadInvalid, http.StatusRequestedRangeNotSatisfiable, nil,
@@ -287,16 +277,16 @@ func (reg *Registry) appendBody(w http.ResponseWriter, r *http.Request, name str
 			e.Header.Set("Location", uploadLocation(name, u.ID))
 			e.Header.Set("Range", rangeHeader(u.Offset))
 			e.Header.Set("Docker-Upload-UUID", u.ID)
-			return nil, 0, e
+			return nil, e
 		}
 		want = br.end - br.start + 1
 		if r.ContentLength >= 0 && r.ContentLength != want {
-			return nil, 0, errorf(CodeSizeInvalid, 0, nil, "Content-Length %d does not match Content-Range %s", r.ContentLength, cr)
+			return nil, errorf(CodeSizeInvalid, 0, nil, "Content-Length %d does not match Content-Range %s", r.ContentLength, cr)
 		}
 	}
 	bw, err := reg.blobs.Upload(r.Context(), u.ID, st)
 	if err != nil {
-		return nil, 0, fmt.Errorf("upload %s: %w", u.ID, err)
+		return nil, fmt.Errorf("upload %s: %w", u.ID, err)
 	}
 	n, err := reg.copyBody(w, r, bw, reg.opts.MaxBlobBytes-u.Offset)
 	if err == nil && want >= 0 && n != want {
@@ -304,9 +294,9 @@ func (reg *Registry) appendBody(w http.ResponseWriter, r *http.Request, name str
 	}
 	if err != nil {
 		bw.Close()
-		return nil, 0, err
+		return nil, err
 	}
-	return bw, n, nil
+	return bw, nil
 }
 
 // errBody marks a failure to read the request body (the client's side).
