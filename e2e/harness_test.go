@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -173,76 +172,11 @@ func startBerth(t testing.TB) (addr string, stop func()) {
 	return s.Addr, func() { s.Stop(t) }
 }
 
-// startServer starts berth like startBerth; env adds BERTH_* settings.
+// startServer starts berth like startBerth, on a fresh data directory;
+// env adds BERTH_* settings.
 func startServer(t testing.TB, env ...string) *server {
 	t.Helper()
-	bin := berthBinary(t)
-	data := t.TempDir()
-	addrFile := filepath.Join(t.TempDir(), "addr")
-	logPath := filepath.Join(outputDir(t, "e2e", "logs"), logName(t))
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--data", data, "--addr-file", addrFile)
-	cmd.Env = append(cleanEnv(), env...)
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	cmd.Dir = data
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		t.Fatalf("starting berth: %v", err)
-	}
-	s := &server{cmd: cmd, done: make(chan struct{}), LogPath: logPath, logFile: logFile}
-	go func() {
-		s.waitErr = cmd.Wait()
-		close(s.done)
-	}()
-	t.Cleanup(func() { s.Stop(t) })
-
-	deadline := time.Now().Add(startTimeout)
-	for {
-		if b, err := os.ReadFile(addrFile); err == nil {
-			a := strings.TrimSpace(string(b))
-			if host, port, err := net.SplitHostPort(a); err == nil && host != "" && port != "" && port != "0" {
-				s.Addr = a
-				break
-			}
-		}
-		select {
-		case <-s.done:
-			t.Fatalf("berth exited before writing %s: %v\n%s", addrFile, s.waitErr, tailFile(logPath, 4000))
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("berth did not write its address to %s within %s\n%s", addrFile, startTimeout, tailFile(logPath, 4000))
-		}
-	}
-	client := httpClient()
-	var lastErr error
-	for {
-		resp, err := client.Get("http://" + s.Addr + "/v2/")
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-			lastErr = fmt.Errorf("GET /v2/: %s", resp.Status)
-		} else {
-			lastErr = err
-		}
-		select {
-		case <-s.done:
-			t.Fatalf("berth exited while waiting for GET /v2/: %v\n%s", s.waitErr, tailFile(logPath, 4000))
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("berth at %s did not answer GET /v2/ with 200 within %s: %v\n%s", s.Addr, startTimeout, lastErr, tailFile(logPath, 4000))
-		}
-	}
-	t.Logf("berth serving on %s (log %s)", s.Addr, logPath)
-	return s
+	return startServerOn(t, t.TempDir(), env...)
 }
 
 // Stop sends SIGTERM and checks that berth exits 0 within stopTimeout, and
