@@ -18,13 +18,18 @@
 //     repository references the blob and it is older than the grace
 //     period; PutManifest checks links in its own transaction, so a stored
 //     manifest's blobs are always linked;
-//   - a blob's bytes go only while its row is a tombstone. ClaimBlob turns
+//   - a blob's bytes go only while its row is a tombstone. ClaimBlobs turns
 //     a row into a tombstone only if, in that transaction, the blob has no
 //     link and no reference and its row is older than the grace period (or
 //     puts a tombstone in place for an orphan file with no row). LinkBlob
 //     refuses a tombstone with meta.ErrBlobDeleting. gc then deletes the
-//     bytes and drops the tombstone (DropBlob). A crash in between leaves
-//     the tombstone, and the next run finishes the deletion.
+//     bytes and drops the tombstones (DropBlobs). A crash in between leaves
+//     the tombstones, and the next run finishes the deletion.
+//
+// Each of these deleting transactions handles a batch (up to 500 rows),
+// re-checking every row's condition in its statements, so a push waits
+// behind at most one short transaction and gc pays one database sync per
+// batch rather than per row.
 //
 // The registry's half: after committing bytes it links them and then Stats
 // them (registry.linkCommitted). A link made before the claim prevents it;

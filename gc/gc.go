@@ -19,15 +19,18 @@ type ManifestSweeper interface {
 	// UntaggedManifests lists manifests no tag or index points at, after
 	// the cursor in (repo, digest) order, at most n.
 	UntaggedManifests(ctx context.Context, after meta.ManifestKey, n int) ([]meta.UntaggedManifest, error)
-	// SweepManifest deletes the manifest if rule still holds, checked in
-	// the deleting transaction.
-	SweepManifest(ctx context.Context, key meta.ManifestKey, rule meta.ManifestSweep) (bool, error)
+	// SweepManifests deletes, in one transaction, each manifest for which
+	// rule still holds when the transaction reaches it, and returns those
+	// it deleted.
+	SweepManifests(ctx context.Context, keys []meta.ManifestKey, rule meta.ManifestSweep) ([]meta.ManifestKey, error)
 }
 
 // LinkSweeper finds and deletes blob links no manifest needs.
 type LinkSweeper interface {
 	UnreferencedLinks(ctx context.Context, before time.Time, after meta.LinkKey, n int) ([]meta.LinkKey, error)
-	SweepLink(ctx context.Context, key meta.LinkKey, before time.Time) (bool, error)
+	// SweepLinks deletes, in one transaction, each link still made before
+	// before and still unreferenced, and returns how many it deleted.
+	SweepLinks(ctx context.Context, keys []meta.LinkKey, before time.Time) (int, error)
 }
 
 // BlobClaimer tombstones blob rows so their bytes can be deleted.
@@ -35,8 +38,13 @@ type BlobClaimer interface {
 	UnlinkedBlobs(ctx context.Context, before time.Time, after digest.Digest, n int) ([]meta.BlobRecord, error)
 	// BlobRecord returns the row, or an error wrapping meta.ErrBlobNotFound.
 	BlobRecord(ctx context.Context, d digest.Digest) (meta.BlobRecord, error)
-	ClaimBlob(ctx context.Context, d digest.Digest, size int64, before time.Time) (bool, error)
-	DropBlob(ctx context.Context, d digest.Digest) error
+	// ClaimBlobs makes tombstones, in one transaction, of the candidates
+	// whose rows are still unlinked, unreferenced and recorded before
+	// before, or that have no row (Size is recorded for those); it returns
+	// every candidate that is a tombstone now, with its row's size.
+	ClaimBlobs(ctx context.Context, cands []meta.BlobRecord, before time.Time) ([]meta.BlobRecord, error)
+	// DropBlobs removes tombstones, in one transaction.
+	DropBlobs(ctx context.Context, ds []digest.Digest) error
 }
 
 // UploadExpirer finds and deletes idle upload sessions.
@@ -106,8 +114,27 @@ func (r Report) LogValue() slog.Value {
 }
 
 // page is the size of every listing gc asks for: memory stays flat
-// whatever the store holds.
-const page = 1000
+// whatever the store holds. batch is the most rows one deleting
+// transaction handles: a write transaction costs a sync of the database,
+// so per-row transactions would bound gc to a few hundred rows a second,
+// while a batch keeps each transaction (and the wait of a push behind it)
+// short.
+const (
+	page  = 1000
+	batch = 500
+)
+
+// chunks calls fn on consecutive slices of xs of at most batch elements.
+func chunks[T any](xs []T, fn func([]T) error) error {
+	for len(xs) > 0 {
+		n := min(batch, len(xs))
+		if err := fn(xs[:n]); err != nil {
+			return err
+		}
+		xs = xs[n:]
+	}
+	return nil
+}
 
 // Collector runs garbage collection. It is safe for concurrent use; runs
 // are serialised.
@@ -213,23 +240,24 @@ func (c *Collector) manifests(ctx context.Context, now time.Time, dryRun bool, r
 			if err != nil {
 				return err
 			}
+			var keys []meta.ManifestKey
 			for _, m := range ms {
-				if !eligible(rule, m) {
-					continue
+				if eligible(rule, m) {
+					keys = append(keys, m.ManifestKey)
 				}
-				if dryRun {
-					r.Manifests++
-					continue
+			}
+			if dryRun {
+				r.Manifests += len(keys)
+			} else if err := chunks(keys, func(keys []meta.ManifestKey) error {
+				swept, err := c.meta.SweepManifests(ctx, keys, rule)
+				deleted += len(swept)
+				r.Manifests += len(swept)
+				for _, k := range swept {
+					c.log.DebugContext(ctx, "gc: manifest deleted", "repo", k.Repo, "digest", k.Digest)
 				}
-				ok, err := c.meta.SweepManifest(ctx, m.ManifestKey, rule)
-				if err != nil {
-					return err
-				}
-				if ok {
-					deleted++
-					r.Manifests++
-					c.log.DebugContext(ctx, "gc: manifest deleted", "repo", m.Repo, "digest", m.Digest)
-				}
+				return err
+			}); err != nil {
+				return err
 			}
 			if len(ms) < page {
 				break
@@ -249,18 +277,14 @@ func (c *Collector) links(ctx context.Context, cut time.Time, dryRun bool, r *Re
 		if err != nil {
 			return err
 		}
-		for _, l := range ls {
-			if dryRun {
-				r.Links++
-				continue
-			}
-			ok, err := c.meta.SweepLink(ctx, l, cut)
-			if err != nil {
-				return err
-			}
-			if ok {
-				r.Links++
-			}
+		if dryRun {
+			r.Links += len(ls)
+		} else if err := chunks(ls, func(ls []meta.LinkKey) error {
+			n, err := c.meta.SweepLinks(ctx, ls, cut)
+			r.Links += n
+			return err
+		}); err != nil {
+			return err
 		}
 		if len(ls) < page {
 			return nil
@@ -276,20 +300,18 @@ func (c *Collector) blobRows(ctx context.Context, cut time.Time, dryRun bool, r 
 		if err != nil {
 			return err
 		}
-		for _, b := range bs {
-			if dryRun {
+		if dryRun {
+			for _, b := range bs {
 				r.Blobs++
 				r.BytesFreed += b.Size
-				continue
 			}
-			freed, ok, err := c.deleteBlob(ctx, b.Digest, b.Size, cut)
-			if err != nil {
-				return err
-			}
-			if ok {
-				r.Blobs++
-				r.BytesFreed += freed
-			}
+		} else if err := chunks(bs, func(bs []meta.BlobRecord) error {
+			n, freed, err := c.deleteBlobs(ctx, bs, cut)
+			r.Blobs += n
+			r.BytesFreed += freed
+			return err
+		}); err != nil {
+			return err
 		}
 		if len(bs) < page {
 			return nil
@@ -298,37 +320,57 @@ func (c *Collector) blobRows(ctx context.Context, cut time.Time, dryRun bool, r 
 	}
 }
 
-// deleteBlob claims d (tombstones its row, or puts a tombstone where there
-// is none), deletes its bytes and drops the tombstone. It reports the bytes
-// freed and whether d was claimed.
-func (c *Collector) deleteBlob(ctx context.Context, d digest.Digest, size int64, cut time.Time) (int64, bool, error) {
-	ok, err := c.meta.ClaimBlob(ctx, d, size, cut)
-	if err != nil || !ok {
-		return 0, false, err
+// deleteBlobs claims the candidates (tombstones their rows, or puts
+// tombstones where there are none), deletes the bytes of those claimed and
+// drops their tombstones. It reports how many it deleted and the bytes
+// freed. Once a batch is claimed it is finished even if ctx ends: its
+// tombstones would otherwise refuse pushes of those blobs until the next
+// run. Bytes that fail to delete keep their tombstones for the next run.
+func (c *Collector) deleteBlobs(ctx context.Context, cands []meta.BlobRecord, cut time.Time) (int, int64, error) {
+	claimed, err := c.meta.ClaimBlobs(ctx, cands, cut)
+	if err != nil || len(claimed) == 0 {
+		return 0, 0, err
 	}
-	var freed int64
-	switch err := c.blobs.Delete(ctx, d); {
-	case err == nil:
-		freed = size
-	case errors.Is(err, blob.ErrNotFound):
-		// A crash after the bytes went, or a row whose bytes were lost.
-	default:
-		return 0, true, fmt.Errorf("delete bytes of %s (its tombstone stays for the next run): %w", d, err)
+	ctx = context.WithoutCancel(ctx)
+	var (
+		gone  = make([]digest.Digest, 0, len(claimed))
+		freed int64
+		errs  []error
+	)
+	for _, b := range claimed {
+		switch err := c.blobs.Delete(ctx, b.Digest); {
+		case err == nil:
+			freed += b.Size
+		case errors.Is(err, blob.ErrNotFound):
+			// A crash after the bytes went, or a row whose bytes were lost.
+		default:
+			errs = append(errs, fmt.Errorf("delete bytes of %s (its tombstone stays for the next run): %w", b.Digest, err))
+			continue
+		}
+		gone = append(gone, b.Digest)
+		c.log.DebugContext(ctx, "gc: blob deleted", "digest", b.Digest, "size", b.Size)
 	}
-	if err := c.meta.DropBlob(ctx, d); err != nil {
-		return freed, true, err
+	if err := c.meta.DropBlobs(ctx, gone); err != nil {
+		return 0, freed, errors.Join(append(errs, err)...)
 	}
-	c.log.DebugContext(ctx, "gc: blob deleted", "digest", d, "size", size)
-	return freed, true, nil
+	return len(gone), freed, errors.Join(errs...)
 }
 
 // orphanFiles deletes blob files with no row once they are older than the
 // grace period: bytes committed by a push that crashed (or failed) before
 // linking them, or bytes whose unsynced deletion a crash undid. They go
-// through a tombstone like any other blob, so a push linking the same
-// digest meanwhile is ordered against the deletion.
+// through tombstones like any other blob, a batch at a time, so a push
+// linking the same digest meanwhile is ordered against the deletion.
 func (c *Collector) orphanFiles(ctx context.Context, cut time.Time, dryRun bool, r *Report) error {
-	return c.blobs.Walk(ctx, func(info blob.Info) error {
+	var orphans []meta.BlobRecord
+	flush := func() error {
+		n, freed, err := c.deleteBlobs(ctx, orphans, cut)
+		r.OrphanFiles += n
+		r.BytesFreed += freed
+		orphans = orphans[:0]
+		return err
+	}
+	err := c.blobs.Walk(ctx, func(info blob.Info) error {
 		if !info.ModTime.Before(cut) {
 			return nil
 		}
@@ -344,16 +386,16 @@ func (c *Collector) orphanFiles(ctx context.Context, cut time.Time, dryRun bool,
 			r.BytesFreed += info.Size
 			return nil
 		}
-		freed, ok, err := c.deleteBlob(ctx, info.Digest, info.Size, cut)
-		if err != nil {
-			return err
-		}
-		if ok {
-			r.OrphanFiles++
-			r.BytesFreed += freed
+		orphans = append(orphans, meta.BlobRecord{Digest: info.Digest, Size: info.Size})
+		if len(orphans) == batch {
+			return flush()
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return flush()
 }
 
 func (c *Collector) uploads(ctx context.Context, cut time.Time, dryRun bool, r *Report) error {

@@ -28,13 +28,19 @@ func TestRace(t *testing.T) {
 	shared := [][]byte{layerA, layerB, layerC}
 
 	var (
-		stop     = make(chan struct{})
-		gcDone   = make(chan struct{})
-		runs     atomic.Int64
-		freed    atomic.Int64
-		retries  atomic.Int64
-		deleted  atomic.Int64
-		c        = e.collector(Policy{Grace: 0, UntaggedAfter: time.Nanosecond}, 0)
+		stop    = make(chan struct{})
+		gcDone  = make(chan struct{})
+		runs    atomic.Int64
+		freed   atomic.Int64
+		retries atomic.Int64
+		deleted atomic.Int64
+		// GC runs every 10 ms. A grace period of zero would let it take
+		// the links of every push whose manifest comes more than one run
+		// after its blobs, so pushes would starve; 30 ms still frees the
+		// deleted tags' blobs while layers are re-pushed. The last run,
+		// after the pushes, has no grace at all.
+		c        = e.collector(Policy{Grace: 30 * time.Millisecond, UntaggedAfter: time.Nanosecond}, 0)
+		c0       = e.collector(Policy{Grace: 0, UntaggedAfter: time.Nanosecond}, 0)
 		mu       sync.Mutex
 		expected = map[string]manifest{} // "repo:tag" → image
 	)
@@ -128,7 +134,7 @@ func TestRace(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	<-gcDone
-	final := e.run(c, false)
+	final := e.run(c0, false)
 	t.Logf("%d gc runs during the pushes deleted %d manifests and blobs, %d bytes; %d push retries; final run %+v",
 		runs.Load(), deleted.Load(), freed.Load(), retries.Load(), final)
 

@@ -6,6 +6,7 @@ import (
 	"crypto/sha512"
 	"errors"
 	"fmt"
+	"io"
 	iofs "io/fs"
 	"log/slog"
 	"os"
@@ -696,5 +697,41 @@ func TestCommitExistingRefreshesTime(t *testing.T) {
 	}
 	if fi.ModTime.Before(before.Add(-time.Second)) || info.ModTime.Before(before.Add(-time.Second)) {
 		t.Errorf("ModTime after a dedup commit = %v (Commit said %v), want >= %v", fi.ModTime, info.ModTime, before)
+	}
+}
+
+// TestCommitExistingRemovedMeanwhile: gc removes the existing blob between
+// Commit's Stat and its time refresh; the upload's own bytes are committed
+// instead, never a "not found" for a blob the client just sent whole.
+func TestCommitExistingRemovedMeanwhile(t *testing.T) {
+	s, r := newRecStore(t)
+	data := []byte("dedup then gone")
+	d := sha256Of(data)
+	w := mustUpload(t, s, "first", blob.UploadState{})
+	mustWrite(t, w, data)
+	mustCommit(t, w, d, int64(len(data)))
+	r.inject = func(op string) error {
+		if strings.HasPrefix(op, "chtimes ") {
+			if err := os.Remove(s.blobPath(d)); err != nil { // gc, at the worst moment
+				t.Error(err)
+			}
+			return os.ErrNotExist
+		}
+		return nil
+	}
+	w = mustUpload(t, s, "again", blob.UploadState{})
+	mustWrite(t, w, data)
+	if _, err := w.Commit(t.Context(), d, int64(len(data))); err != nil {
+		t.Fatalf("Commit after the existing blob vanished: %v", err)
+	}
+	r.inject = nil
+	rc, err := s.Open(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got, _ := io.ReadAll(rc)
+	if string(got) != string(data) {
+		t.Fatalf("blob = %q", got)
 	}
 }

@@ -252,15 +252,17 @@ func (w *writer) Commit(ctx context.Context, expected digest.Digest, size int64)
 		// runs from this commit, not from the first. The time need not be
 		// durable: it only matters until the caller links the blob, and a
 		// crash before that means the push was not acknowledged.
+		// If gc removed it between the Stat and now, this upload's own
+		// bytes (still in place) are committed below instead.
 		t := time.Now()
-		if err := w.s.fs.Chtimes(target, t, t); err != nil {
-			if errors.Is(err, iofs.ErrNotExist) {
-				return blob.Info{}, fmt.Errorf("blob %s: removed while committing upload %s: %w", expected, w.id, blob.ErrNotFound)
-			}
+		err := w.s.fs.Chtimes(target, t, t)
+		if err == nil {
+			w.discard(ctx)
+			return blob.Info{Digest: expected, Size: tfi.Size(), ModTime: t}, nil
+		}
+		if !errors.Is(err, iofs.ErrNotExist) {
 			return blob.Info{}, fmt.Errorf("blob %s: refresh time: %w", expected, err)
 		}
-		w.discard(ctx)
-		return blob.Info{Digest: expected, Size: tfi.Size(), ModTime: t}, nil
 	} else if !errors.Is(err, iofs.ErrNotExist) {
 		return blob.Info{}, fmt.Errorf("blob %s: %w", expected, err)
 	}

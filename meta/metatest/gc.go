@@ -28,11 +28,22 @@ type GCStore interface {
 	meta.Store
 	UntaggedManifests(ctx context.Context, after meta.ManifestKey, n int) ([]meta.UntaggedManifest, error)
 	SweepManifest(ctx context.Context, key meta.ManifestKey, rule meta.ManifestSweep) (bool, error)
+	// SweepManifests is SweepManifest over a batch in one transaction, in
+	// the order given; it returns the keys deleted.
+	SweepManifests(ctx context.Context, keys []meta.ManifestKey, rule meta.ManifestSweep) ([]meta.ManifestKey, error)
 	UnreferencedLinks(ctx context.Context, before time.Time, after meta.LinkKey, n int) ([]meta.LinkKey, error)
 	SweepLink(ctx context.Context, key meta.LinkKey, before time.Time) (bool, error)
+	// SweepLinks is SweepLink over a batch in one transaction; it returns
+	// how many links went.
+	SweepLinks(ctx context.Context, keys []meta.LinkKey, before time.Time) (int, error)
 	UnlinkedBlobs(ctx context.Context, before time.Time, after digest.Digest, n int) ([]meta.BlobRecord, error)
 	ClaimBlob(ctx context.Context, d digest.Digest, size int64, before time.Time) (bool, error)
+	// ClaimBlobs is ClaimBlob over a batch in one transaction; it returns
+	// the claimed blobs (sizes from their rows) ordered by digest.
+	ClaimBlobs(ctx context.Context, cands []meta.BlobRecord, before time.Time) ([]meta.BlobRecord, error)
 	DropBlob(ctx context.Context, d digest.Digest) error
+	// DropBlobs is DropBlob over a batch in one transaction.
+	DropBlobs(ctx context.Context, ds []digest.Digest) error
 	BlobRecord(ctx context.Context, d digest.Digest) (meta.BlobRecord, error)
 	BlobRecords(ctx context.Context, after digest.Digest, n int) ([]meta.BlobRecord, error)
 	Links(ctx context.Context, after meta.LinkKey, n int) ([]meta.LinkKey, error)
@@ -437,6 +448,246 @@ func testGCConcurrentSweep(t *testing.T, ms meta.Store) {
 	for _, m := range stored {
 		for _, r := range m.Refs {
 			if _, err := s.BlobLink(ctx, repo, r.Digest); err != nil {
+				t.Errorf("manifest %s stored but its blob %s: %v", m.Digest, r.Digest, err)
+			}
+			if rec, err := s.BlobRecord(ctx, r.Digest); err != nil || rec.Deleting {
+				t.Errorf("blob %s of a stored manifest: %+v, %v", r.Digest, rec, err)
+			}
+		}
+	}
+}
+
+// testGCBatches checks that the batch methods apply, row by row, the same
+// conditions as the single ones, in one call.
+func testGCBatches(t *testing.T, ms meta.Store) {
+	s := gcStore(t, ms)
+	ctx := t.Context()
+
+	// Blobs: a linked one, a referenced but unlinked one, an unlinked one,
+	// a tombstone, a young one (claimed with a cut taken before its row),
+	// and one with no row.
+	ds := link(t, s, "app", "linked", "ext", "loose", "dead")
+	m := image("app", "m", ds[0])
+	m.Refs = append(m.Refs, meta.Ref{Digest: ds[1], Kind: meta.RefExternal, MediaType: "x", Size: 3})
+	put(t, s, m, "v1")
+	for _, d := range ds[1:] {
+		noErr(t, s.UnlinkBlob(ctx, "app", d), "UnlinkBlob")
+	}
+	if ok, err := s.ClaimBlob(ctx, ds[3], 4, future()); !ok || err != nil {
+		t.Fatalf("ClaimBlob(dead) = %v, %v", ok, err)
+	}
+	cut := time.Now()
+	time.Sleep(2 * time.Millisecond)
+	young := link(t, s, "app", "young")[0]
+	noErr(t, s.UnlinkBlob(ctx, "app", young), "UnlinkBlob")
+	orphan := digest.FromString("orphan file")
+
+	var cands []meta.BlobRecord
+	for _, d := range append(ds, young, orphan, ds[2]) { // ds[2] twice
+		cands = append(cands, meta.BlobRecord{Digest: d, Size: 11})
+	}
+	if got, err := s.ClaimBlobs(ctx, nil, cut); got != nil || err != nil {
+		t.Errorf("ClaimBlobs(nil) = %v, %v", got, err)
+	}
+	claimed, err := s.ClaimBlobs(ctx, cands, cut)
+	noErr(t, err, "ClaimBlobs")
+	want := map[digest.Digest]int64{ds[2]: int64(len("loose")), ds[3]: int64(len("dead")), orphan: 11}
+	var got []digest.Digest
+	for _, b := range claimed {
+		got = append(got, b.Digest)
+		if size, ok := want[b.Digest]; !ok || b.Size != size || !b.Deleting {
+			t.Errorf("ClaimBlobs claimed %+v", b)
+		}
+	}
+	if !slices.IsSorted(got) || len(got) != len(want) {
+		t.Errorf("ClaimBlobs = %v, want %d blobs in digest order", got, len(want))
+	}
+	for _, d := range []digest.Digest{ds[0], ds[1], young} {
+		if rec, err := s.BlobRecord(ctx, d); err != nil || rec.Deleting {
+			t.Errorf("blob %s not to be claimed: %+v, %v", d, rec, err)
+		}
+	}
+	err = s.LinkBlob(ctx, "app", ds[2], 5)
+	wantErr(t, err, meta.ErrBlobDeleting, "LinkBlob of a batch-claimed blob")
+	noErr(t, s.DropBlobs(ctx, nil), "DropBlobs(nil)")
+	noErr(t, s.DropBlobs(ctx, []digest.Digest{ds[0], ds[2], ds[3], orphan, digest.FromString("none")}), "DropBlobs")
+	for _, d := range []digest.Digest{ds[2], ds[3], orphan} {
+		_, err := s.BlobRecord(ctx, d)
+		wantErr(t, err, meta.ErrBlobNotFound, "BlobRecord after DropBlobs")
+	}
+	if _, err := s.BlobRecord(ctx, ds[0]); err != nil {
+		t.Errorf("DropBlobs dropped a live row: %v", err)
+	}
+	noErr(t, s.LinkBlob(ctx, "app", ds[2], 5), "LinkBlob after DropBlobs")
+
+	// Links: referenced, unreferenced, young, in another repository, and a
+	// repository that does not exist.
+	link(t, s, "other", "linked", "loose")
+	cut = time.Now()
+	time.Sleep(2 * time.Millisecond)
+	link(t, s, "other", "young")
+	keys := []meta.LinkKey{
+		{Repo: "app", Digest: ds[0]},   // referenced by m
+		{Repo: "app", Digest: ds[2]},   // unreferenced
+		{Repo: "other", Digest: ds[0]}, // unreferenced in other
+		{Repo: "other", Digest: young}, // linked after the cut
+		{Repo: "nope", Digest: ds[2]},  // no such repository
+		{Repo: "other", Digest: ds[2]}, // unreferenced in other
+		{Repo: "app", Digest: ds[2]},   // twice
+	}
+	if n, err := s.SweepLinks(ctx, nil, cut); n != 0 || err != nil {
+		t.Errorf("SweepLinks(nil) = %d, %v", n, err)
+	}
+	n, err := s.SweepLinks(ctx, keys, cut)
+	noErr(t, err, "SweepLinks")
+	if n != 3 {
+		t.Errorf("SweepLinks = %d, want 3", n)
+	}
+	for _, k := range keys {
+		_, err := s.BlobLink(ctx, k.Repo, k.Digest)
+		kept := k == keys[0] || k == keys[3]
+		if kept != (err == nil) {
+			t.Errorf("after SweepLinks, link %v: %v (want kept=%v)", k, err, kept)
+		}
+	}
+
+	// Manifests: an index and its child in one batch (the child after the
+	// index goes with it), a tagged one, an unknown repository, and one
+	// listed twice.
+	c1, c2 := link(t, s, "app", "c1")[0], link(t, s, "app", "c2")[0]
+	child := image("app", "child", c1)
+	loose := image("app", "loose", c2)
+	put(t, s, child)
+	put(t, s, loose)
+	idx := image("app", "index", "")
+	idx.MediaType = "application/vnd.oci.image.index.v1+json"
+	idx.Refs = []meta.Ref{{Digest: child.Digest, Kind: meta.RefManifest, MediaType: child.MediaType, Size: 1}}
+	put(t, s, idx)
+	key := func(m *meta.Manifest) meta.ManifestKey { return meta.ManifestKey{Repo: m.Repo, Digest: m.Digest} }
+	rule := meta.ManifestSweep{UntaggedBefore: future()}
+	if got, err := s.SweepManifests(ctx, nil, rule); got != nil || err != nil {
+		t.Errorf("SweepManifests(nil) = %v, %v", got, err)
+	}
+	batch := []meta.ManifestKey{key(child), key(idx), key(m), {Repo: "nope", Digest: m.Digest}, key(loose), key(loose)}
+	swept, err := s.SweepManifests(ctx, batch, meta.ManifestSweep{UntaggedBefore: past()})
+	if err != nil || len(swept) != 0 {
+		t.Errorf("SweepManifests with a rule nothing meets = %v, %v", swept, err)
+	}
+	swept, err = s.SweepManifests(ctx, batch, rule)
+	noErr(t, err, "SweepManifests")
+	if want := []meta.ManifestKey{key(idx), key(loose)}; !slices.Equal(swept, want) {
+		t.Errorf("SweepManifests = %v, want %v (the child was listed before its index)", swept, want)
+	}
+	swept, err = s.SweepManifests(ctx, batch, rule)
+	noErr(t, err, "SweepManifests")
+	if want := []meta.ManifestKey{key(child)}; !slices.Equal(swept, want) {
+		t.Errorf("SweepManifests again = %v, want %v", swept, want)
+	}
+	get(t, s, "app", m.Digest)
+}
+
+// testGCConcurrentBatches runs gc's batch sweep (links, then claims, then
+// drops, a page at a time) in a loop against several goroutines that link
+// shared blobs and push manifests needing them, as concurrent pushes do.
+// Whatever the interleaving, every stored manifest's blobs stay linked and
+// live, and a refused link is always meta.ErrBlobDeleting.
+func testGCConcurrentBatches(t *testing.T, ms meta.Store) {
+	s := gcStore(t, ms)
+	ctx := t.Context()
+	const pushers, rounds, page = 4, 30, 3
+	stop := make(chan struct{})
+	var (
+		sweeps, claims int
+		sweeper        sync.WaitGroup
+	)
+	sweeper.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			links, err := s.UnreferencedLinks(ctx, future(), meta.LinkKey{}, -1)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for len(links) > 0 {
+				n := min(page, len(links))
+				k, err := s.SweepLinks(ctx, links[:n], future())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				sweeps += k
+				links = links[n:]
+			}
+			recs, err := s.UnlinkedBlobs(ctx, future(), "", -1)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for len(recs) > 0 {
+				n := min(page, len(recs))
+				claimed, err := s.ClaimBlobs(ctx, recs[:n], future())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				recs = recs[n:]
+				ds := make([]digest.Digest, len(claimed))
+				for i, b := range claimed {
+					ds[i] = b.Digest
+				}
+				claims += len(ds)
+				if err := s.DropBlobs(ctx, ds); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	})
+
+	var (
+		mu     sync.Mutex
+		stored []*meta.Manifest
+		wg     sync.WaitGroup
+	)
+	for p := range pushers {
+		wg.Go(func() {
+			repo := fmt.Sprintf("race%d", p%2)
+			for i := range rounds {
+				var layers []digest.Digest
+				for _, name := range []string{fmt.Sprintf("shared %d", i%5), fmt.Sprintf("own %d %d", p, i%4)} {
+					d, size := blob(name)
+					if err := s.LinkBlob(ctx, repo, d, size); err != nil && !errors.Is(err, meta.ErrBlobDeleting) {
+						t.Errorf("LinkBlob: %v", err)
+						return
+					}
+					layers = append(layers, d)
+				}
+				m := image(repo, fmt.Sprintf("p%d-%d", p, i), "", layers...)
+				err := s.PutManifest(ctx, m, fmt.Sprintf("p%d", p))
+				switch {
+				case errors.Is(err, meta.ErrBlobNotFound):
+				case err != nil:
+					t.Errorf("PutManifest: %v", err)
+					return
+				default:
+					mu.Lock()
+					stored = append(stored, m)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	sweeper.Wait()
+	t.Logf("%d manifests stored; the sweeper removed %d links and %d blobs", len(stored), sweeps, claims)
+	for _, m := range stored {
+		for _, r := range m.Refs {
+			if _, err := s.BlobLink(ctx, m.Repo, r.Digest); err != nil {
 				t.Errorf("manifest %s stored but its blob %s: %v", m.Digest, r.Digest, err)
 			}
 			if rec, err := s.BlobRecord(ctx, r.Digest); err != nil || rec.Deleting {

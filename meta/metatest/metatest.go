@@ -59,6 +59,8 @@ func Run(t *testing.T, newStore func(t *testing.T) meta.Store) {
 		{"GC/Uploads", testGCUploads},
 		{"GC/Listings", testGCListings},
 		{"GC/ConcurrentSweep", testGCConcurrentSweep},
+		{"GC/Batches", testGCBatches},
+		{"GC/ConcurrentBatches", testGCConcurrentBatches},
 		{"Close", testClose},
 	}
 	for _, tc := range tests {

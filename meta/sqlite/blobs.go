@@ -16,23 +16,7 @@ import (
 // blob whose row is a gc tombstone is not linked: meta.ErrBlobDeleting.
 func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
 	err := s.write(ctx, func(tx txn) error {
-		t := now()
-		id, err := ensureRepo(ctx, tx, repo, t)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.exec(ctx, qInsertBlob, string(d), size, t); err != nil {
-			return err
-		}
-		var deleting bool
-		if err := tx.queryRow(ctx, qBlobDeleting, string(d)).Scan(&deleting); err != nil {
-			return err
-		}
-		if deleting {
-			return meta.ErrBlobDeleting
-		}
-		_, err = tx.exec(ctx, qInsertLink, id, string(d), t)
-		return err
+		return linkBlob(ctx, tx, repo, d, size, now())
 	})
 	if errors.Is(err, meta.ErrBlobDeleting) {
 		return fmt.Errorf("link blob %s into %s: %w", d, repo, err)
@@ -41,6 +25,26 @@ func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest, size
 		return fmt.Errorf("sqlite: link blob %s into %s: %w", d, repo, err)
 	}
 	return nil
+}
+
+// linkBlob is LinkBlob's transaction.
+func linkBlob(ctx context.Context, tx txn, repo string, d digest.Digest, size, t int64) error {
+	id, err := ensureRepo(ctx, tx, repo, t)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.exec(ctx, qInsertBlob, string(d), size, t); err != nil {
+		return err
+	}
+	var deleting bool
+	if err := tx.queryRow(ctx, qBlobDeleting, string(d)).Scan(&deleting); err != nil {
+		return err
+	}
+	if deleting {
+		return meta.ErrBlobDeleting
+	}
+	_, err = tx.exec(ctx, qInsertLink, id, string(d), t)
+	return err
 }
 
 // BlobLink implements meta.BlobLinker.

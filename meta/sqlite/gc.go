@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -61,38 +62,77 @@ func (s *Store) UntaggedManifests(ctx context.Context, after meta.ManifestKey, n
 // still holds, checked in the deleting transaction, and reports whether it
 // did. A manifest already gone is not an error (false).
 func (s *Store) SweepManifest(ctx context.Context, key meta.ManifestKey, rule meta.ManifestSweep) (bool, error) {
-	deleted := false
+	swept, err := s.SweepManifests(ctx, []meta.ManifestKey{key}, rule)
+	return len(swept) == 1, err
+}
+
+// SweepManifests is SweepManifest for a batch, in one transaction: each
+// manifest is deleted if rule still holds for it at that point of the
+// transaction (deleting an index earlier in the batch frees its children
+// later in it). It returns the keys it deleted, in the order given.
+func (s *Store) SweepManifests(ctx context.Context, keys []meta.ManifestKey, rule meta.ManifestSweep) ([]meta.ManifestKey, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	var swept []meta.ManifestKey
 	err := s.write(ctx, func(tx txn) error {
-		var repoID int64
-		if err := tx.queryRow(ctx, qRepoID, key.Repo).Scan(&repoID); err != nil {
-			return err
+		swept = swept[:0]
+		repoIDs := map[string]int64{}
+		for _, key := range keys {
+			repoID, ok := repoIDs[key.Repo]
+			if !ok {
+				err := tx.queryRow(ctx, qRepoID, key.Repo).Scan(&repoID)
+				switch {
+				case errors.Is(err, sql.ErrNoRows):
+					repoID = -1
+				case err != nil:
+					return fmt.Errorf("repository %s: %w", key.Repo, err)
+				}
+				repoIDs[key.Repo] = repoID
+			}
+			if repoID < 0 {
+				continue
+			}
+			ok, err := sweepManifest(ctx, tx, repoID, key.Digest, rule)
+			if err != nil {
+				return fmt.Errorf("%s@%s: %w", key.Repo, key.Digest, err)
+			}
+			if ok {
+				swept = append(swept, key)
+			}
 		}
-		var (
-			pushed                           int64
-			subject                          string
-			subjectExists, tagged, hasParent bool
-		)
-		if err := tx.queryRow(ctx, qSweepManifestFacts, repoID, string(key.Digest)).Scan(
-			&pushed, &subject, &subjectExists, &tagged, &hasParent); err != nil {
-			return err
-		}
-		if !sweepable(rule, pushed, subject != "", subjectExists, tagged, hasParent) {
-			return nil
-		}
-		if _, err := tx.exec(ctx, qDeleteRefsOf, repoID, string(key.Digest)); err != nil {
-			return err
-		}
-		n, err := rowsAffected(tx.exec(ctx, qDeleteManifest, repoID, string(key.Digest)))
-		deleted = n > 0
-		return err
+		return nil
 	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: sweep manifests: %w", err)
+	}
+	return swept, nil
+}
+
+// sweepManifest deletes the manifest in tx if rule holds for it, and
+// reports whether it did.
+func sweepManifest(ctx context.Context, tx txn, repoID int64, d digest.Digest, rule meta.ManifestSweep) (bool, error) {
+	var (
+		pushed                           int64
+		subject                          string
+		subjectExists, tagged, hasParent bool
+	)
+	err := tx.queryRow(ctx, qSweepManifestFacts, repoID, string(d)).Scan(
+		&pushed, &subject, &subjectExists, &tagged, &hasParent)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return false, nil
 	case err != nil:
-		return false, fmt.Errorf("sqlite: sweep manifest %s@%s: %w", key.Repo, key.Digest, err)
+		return false, err
 	}
-	return deleted, nil
+	if !sweepable(rule, pushed, subject != "", subjectExists, tagged, hasParent) {
+		return false, nil
+	}
+	if _, err := tx.exec(ctx, qDeleteRefsOf, repoID, string(d)); err != nil {
+		return false, err
+	}
+	n, err := rowsAffected(tx.exec(ctx, qDeleteManifest, repoID, string(d)))
+	return n > 0, err
 }
 
 // sweepable applies meta.ManifestSweep.
@@ -112,9 +152,56 @@ func sweepable(rule meta.ManifestSweep, pushed int64, hasSubject, subjectExists,
 // UnreferencedLinks lists links made before before that no manifest of
 // their repository references, ordered by (repo, digest), after the cursor.
 func (s *Store) UnreferencedLinks(ctx context.Context, before time.Time, after meta.LinkKey, n int) ([]meta.LinkKey, error) {
-	out, err := s.linkKeys(ctx, qUnreferencedLinks, after.Repo, string(after.Digest), nanos(before), limit(n))
+	out, err := s.unreferencedLinks(ctx, nanos(before), after, limit(n))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: unreferenced links: %w", err)
+	}
+	return out, nil
+}
+
+// unreferencedLinks lists the rest of the cursor's repository, then the
+// repositories after it, one at a time, until it has n links.
+func (s *Store) unreferencedLinks(ctx context.Context, before int64, after meta.LinkKey, n int64) ([]meta.LinkKey, error) {
+	var out []meta.LinkKey
+	repo, from := after.Repo, string(after.Digest)
+	var id int64
+	err := s.r.queryRow(ctx, qRepoID, repo).Scan(&id)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		id = -1 // no such repository (or none yet): start with the next
+	case err != nil:
+		return nil, err
+	}
+	for int64(len(out)) < n {
+		if id >= 0 {
+			rows, err := s.r.query(ctx, qUnreferencedLinks, id, from, before, n-int64(len(out)))
+			if err != nil {
+				return nil, err
+			}
+			for rows.Next() {
+				var d string
+				if err := rows.Scan(&d); err != nil {
+					rows.Close()
+					return nil, err
+				}
+				out = append(out, meta.LinkKey{Repo: repo, Digest: digest.Digest(d)})
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return nil, err
+			}
+			if int64(len(out)) == n {
+				break
+			}
+		}
+		err := s.r.queryRow(ctx, qNextRepo, repo).Scan(&id, &repo)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return out, nil
+		case err != nil:
+			return nil, err
+		}
+		from = ""
 	}
 	return out, nil
 }
@@ -151,11 +238,30 @@ func (s *Store) linkKeys(ctx context.Context, q string, args ...any) ([]meta.Lin
 // of its repository references the blob, checked in the deleting
 // statement, and reports whether it did.
 func (s *Store) SweepLink(ctx context.Context, key meta.LinkKey, before time.Time) (bool, error) {
-	n, err := rowsAffected(s.w.exec(ctx, qSweepLink, key.Repo, string(key.Digest), nanos(before)))
-	if err != nil {
-		return false, fmt.Errorf("sqlite: sweep link %s in %s: %w", key.Digest, key.Repo, err)
+	n, err := s.SweepLinks(ctx, []meta.LinkKey{key}, before)
+	return n == 1, err
+}
+
+// SweepLinks is SweepLink for a batch, in one statement (so one
+// transaction), each link re-checked as it is deleted. It returns how many
+// links it removed.
+func (s *Store) SweepLinks(ctx context.Context, keys []meta.LinkKey, before time.Time) (int, error) {
+	if len(keys) == 0 {
+		return 0, nil
 	}
-	return n > 0, nil
+	pairs := make([][2]string, len(keys))
+	for i, k := range keys {
+		pairs[i] = [2]string{k.Repo, string(k.Digest)}
+	}
+	arg, err := json.Marshal(pairs)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: sweep links: %w", err)
+	}
+	n, err := rowsAffected(s.w.exec(ctx, qSweepLinks, string(arg), nanos(before)))
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: sweep %d links: %w", len(keys), err)
+	}
+	return int(n), nil
 }
 
 // UnlinkedBlobs lists tombstones and the rows, recorded before before, of
@@ -217,32 +323,53 @@ func (s *Store) BlobRecord(ctx context.Context, d digest.Digest) (meta.BlobRecor
 // or a reference, is left alone (false); any other row becomes a
 // tombstone.
 func (s *Store) ClaimBlob(ctx context.Context, d digest.Digest, size int64, before time.Time) (bool, error) {
-	claimed := false
-	err := s.write(ctx, func(tx txn) error {
-		var (
-			deleting, linked, referenced bool
-			created                      int64
-		)
-		err := tx.queryRow(ctx, qBlobClaimFacts, string(d)).Scan(&deleting, &created, &linked, &referenced)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			_, err = tx.exec(ctx, qInsertTombstone, string(d), size, now())
-			claimed = err == nil
+	claimed, err := s.ClaimBlobs(ctx, []meta.BlobRecord{{Digest: d, Size: size}}, before)
+	return len(claimed) == 1, err
+}
+
+// ClaimBlobs is ClaimBlob for a batch (the candidates' Deleting is
+// ignored; Size is recorded for those without a row), in one transaction
+// whose statements re-check every row. It returns the claimed blobs, each
+// with its row's size, ordered by digest.
+func (s *Store) ClaimBlobs(ctx context.Context, cands []meta.BlobRecord, before time.Time) ([]meta.BlobRecord, error) {
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	keys := make([][2]any, len(cands))
+	for i, c := range cands {
+		keys[i] = [2]any{string(c.Digest), c.Size}
+	}
+	arg, err := json.Marshal(keys)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: claim blobs: %w", err)
+	}
+	var claimed []meta.BlobRecord
+	err = s.write(ctx, func(tx txn) error {
+		claimed = claimed[:0]
+		if _, err := tx.exec(ctx, qInsertTombstones, string(arg), now()); err != nil {
 			return err
-		case err != nil:
-			return err
-		case deleting:
-			claimed = true
-			return nil
-		case linked || referenced || created >= nanos(before):
-			return nil
 		}
-		_, err = tx.exec(ctx, qMarkDeleting, string(d))
-		claimed = err == nil
-		return err
+		if _, err := tx.exec(ctx, qMarkDeleting, string(arg), nanos(before)); err != nil {
+			return err
+		}
+		rows, err := tx.query(ctx, qClaimed, string(arg))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			b := meta.BlobRecord{Deleting: true}
+			var d string
+			if err := rows.Scan(&d, &b.Size); err != nil {
+				return err
+			}
+			b.Digest = digest.Digest(d)
+			claimed = append(claimed, b)
+		}
+		return rows.Err()
 	})
 	if err != nil {
-		return false, fmt.Errorf("sqlite: claim blob %s: %w", d, err)
+		return nil, fmt.Errorf("sqlite: claim %d blobs: %w", len(cands), err)
 	}
 	return claimed, nil
 }
@@ -250,8 +377,20 @@ func (s *Store) ClaimBlob(ctx context.Context, d digest.Digest, size int64, befo
 // DropBlob removes the blob's tombstone (once its bytes are gone). A row
 // that is not a tombstone, or none, is left alone.
 func (s *Store) DropBlob(ctx context.Context, d digest.Digest) error {
-	if _, err := s.w.exec(ctx, qDropBlob, string(d)); err != nil {
-		return fmt.Errorf("sqlite: drop blob %s: %w", d, err)
+	return s.DropBlobs(ctx, []digest.Digest{d})
+}
+
+// DropBlobs is DropBlob for a batch, in one statement.
+func (s *Store) DropBlobs(ctx context.Context, ds []digest.Digest) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	arg, err := json.Marshal(ds)
+	if err == nil {
+		_, err = s.w.exec(ctx, qDropBlobs, string(arg))
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: drop %d blobs: %w", len(ds), err)
 	}
 	return nil
 }

@@ -33,35 +33,7 @@ func (s *Store) PutManifest(ctx context.Context, m *meta.Manifest, tags ...strin
 		return fmt.Errorf("sqlite: put manifest %s@%s: labels: %w", m.Repo, m.Digest, err)
 	}
 	err = s.write(ctx, func(tx txn) error {
-		t := now()
-		repoID, err := ensureRepo(ctx, tx, m.Repo, t)
-		if err != nil {
-			return err
-		}
-		if err := checkLinked(ctx, tx, repoID, m.Refs); err != nil {
-			return err
-		}
-		n, err := rowsAffected(tx.exec(ctx, qInsertManifest,
-			repoID, string(m.Digest), m.MediaType, m.Content, len(m.Content), m.ArtifactType,
-			string(m.Subject), string(m.Config), annotations, labels,
-			m.OS, m.Architecture, m.Variant, nullTime(m.Created), m.TotalSize, t))
-		if err != nil {
-			return err
-		}
-		if n > 0 { // new: record its references
-			for i, r := range m.Refs {
-				if _, err := tx.exec(ctx, qInsertRef, repoID, string(m.Digest), i,
-					string(r.Digest), int(r.Kind), r.MediaType, r.Size, r.Platform); err != nil {
-					return err
-				}
-			}
-		}
-		for _, tag := range tags {
-			if _, err := tx.exec(ctx, qUpsertTag, repoID, tag, string(m.Digest), t); err != nil {
-				return err
-			}
-		}
-		return nil
+		return putManifest(ctx, tx, m, tags, annotations, labels, now())
 	})
 	var unknown *meta.BlobUnknownError
 	switch {
@@ -69,6 +41,39 @@ func (s *Store) PutManifest(ctx context.Context, m *meta.Manifest, tags ...strin
 		return fmt.Errorf("put manifest %s@%s: %w", m.Repo, m.Digest, err)
 	case err != nil:
 		return fmt.Errorf("sqlite: put manifest %s@%s: %w", m.Repo, m.Digest, err)
+	}
+	return nil
+}
+
+// putManifest is PutManifest's transaction; annotations and labels are
+// encoded.
+func putManifest(ctx context.Context, tx txn, m *meta.Manifest, tags []string, annotations, labels any, t int64) error {
+	repoID, err := ensureRepo(ctx, tx, m.Repo, t)
+	if err != nil {
+		return err
+	}
+	if err := checkLinked(ctx, tx, repoID, m.Refs); err != nil {
+		return err
+	}
+	n, err := rowsAffected(tx.exec(ctx, qInsertManifest,
+		repoID, string(m.Digest), m.MediaType, m.Content, len(m.Content), m.ArtifactType,
+		string(m.Subject), string(m.Config), annotations, labels,
+		m.OS, m.Architecture, m.Variant, nullTime(m.Created), m.TotalSize, t))
+	if err != nil {
+		return err
+	}
+	if n > 0 { // new: record its references
+		for i, r := range m.Refs {
+			if _, err := tx.exec(ctx, qInsertRef, repoID, string(m.Digest), i,
+				string(r.Digest), int(r.Kind), r.MediaType, r.Size, r.Platform); err != nil {
+				return err
+			}
+		}
+	}
+	for _, tag := range tags {
+		if _, err := tx.exec(ctx, qUpsertTag, repoID, tag, string(m.Digest), t); err != nil {
+			return err
+		}
 	}
 	return nil
 }

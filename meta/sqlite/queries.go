@@ -106,14 +106,25 @@ ORDER BY r.name, m.digest LIMIT $3`
             WHERE f.repo_id = m.repo_id AND f.ref_digest = m.digest AND f.kind = 2)
 FROM manifests m
 WHERE m.repo_id = $1 AND m.digest = $2`
-	qUnreferencedLinks = `SELECT r.name, l.digest
+	// UnreferencedLinks walks one repository at a time (qNextRepo), each
+	// by blob_links' key, so a page costs the links it passes over and no
+	// more. (A row-value cursor over the join, with the created index,
+	// sorted every candidate for every page: quadratic in a store's links.)
+	// The + keeps the planner off the created index.
+	qNextRepo          = `SELECT id, name FROM repositories WHERE name > $1 ORDER BY name LIMIT 1`
+	qUnreferencedLinks = `SELECT l.digest
 FROM blob_links l
-JOIN repositories r ON r.id = l.repo_id
-WHERE (r.name, l.digest) > ($1, $2) AND l.created < $3
+WHERE l.repo_id = $1 AND l.digest > $2 AND +l.created < $3
   AND NOT EXISTS (SELECT 1 FROM manifest_refs f WHERE f.ref_digest = l.digest AND f.repo_id = l.repo_id)
-ORDER BY r.name, l.digest LIMIT $4`
-	qSweepLink = `DELETE FROM blob_links
-WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2 AND created < $3
+ORDER BY l.digest LIMIT $4`
+	// The batch statements take their keys as one JSON array ($1), read
+	// with json_each, so each is one prepared statement whatever the batch
+	// size (PostgreSQL: unnest of array parameters).
+	qSweepLinks = `DELETE FROM blob_links
+WHERE (repo_id, digest) IN (
+        SELECT r.id, json_extract(k.value, '$[1]')
+        FROM json_each($1) k JOIN repositories r ON r.name = json_extract(k.value, '$[0]'))
+  AND created < $2
   AND NOT EXISTS (SELECT 1 FROM manifest_refs f WHERE f.ref_digest = blob_links.digest AND f.repo_id = blob_links.repo_id)`
 	qUnlinkedBlobs = `SELECT b.digest, b.size, b.deleting
 FROM blobs b
@@ -122,16 +133,24 @@ WHERE b.digest > $1
        AND NOT EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = b.digest)
        AND NOT EXISTS (SELECT 1 FROM manifest_refs f WHERE f.ref_digest = b.digest)))
 ORDER BY b.digest LIMIT $3`
-	qBlobClaimFacts = `SELECT b.deleting, b.created,
-    EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = b.digest),
-    EXISTS (SELECT 1 FROM manifest_refs f WHERE f.ref_digest = b.digest)
-FROM blobs b WHERE b.digest = $1`
-	qInsertTombstone = `INSERT INTO blobs (digest, size, created, deleting) VALUES ($1, $2, $3, 1)`
-	qMarkDeleting    = `UPDATE blobs SET deleting = 1 WHERE digest = $1`
-	qDropBlob        = `DELETE FROM blobs WHERE digest = $1 AND deleting = 1`
-	qBlobRecord      = `SELECT size, deleting FROM blobs WHERE digest = $1`
-	qBlobRecords     = `SELECT digest, size, deleting FROM blobs WHERE digest > $1 ORDER BY digest LIMIT $2`
-	qLinks           = `SELECT r.name, l.digest
+	// ClaimBlobs ($1: [[digest, size], …]): tombstones for the blobs with
+	// no row, then the rows with no link, no reference and older than $2
+	// become tombstones, then the batch's tombstones are the claimed set.
+	qInsertTombstones = `INSERT INTO blobs (digest, size, created, deleting)
+SELECT json_extract(k.value, '$[0]'), json_extract(k.value, '$[1]'), $2, 1 FROM json_each($1) k WHERE true
+ON CONFLICT (digest) DO NOTHING`
+	qMarkDeleting = `UPDATE blobs SET deleting = 1
+WHERE digest IN (SELECT json_extract(k.value, '$[0]') FROM json_each($1) k)
+  AND deleting = 0 AND created < $2
+  AND NOT EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = blobs.digest)
+  AND NOT EXISTS (SELECT 1 FROM manifest_refs f WHERE f.ref_digest = blobs.digest)`
+	qClaimed = `SELECT digest, size FROM blobs
+WHERE digest IN (SELECT json_extract(k.value, '$[0]') FROM json_each($1) k) AND deleting = 1
+ORDER BY digest`
+	qDropBlobs   = `DELETE FROM blobs WHERE digest IN (SELECT k.value FROM json_each($1) k) AND deleting = 1`
+	qBlobRecord  = `SELECT size, deleting FROM blobs WHERE digest = $1`
+	qBlobRecords = `SELECT digest, size, deleting FROM blobs WHERE digest > $1 ORDER BY digest LIMIT $2`
+	qLinks       = `SELECT r.name, l.digest
 FROM blob_links l
 JOIN repositories r ON r.id = l.repo_id
 WHERE (r.name, l.digest) > ($1, $2)
@@ -151,14 +170,14 @@ var (
 	readQueries = []string{
 		qRepoID, qRepositories, qBlobLink, qBlobKnown, qGetManifest, qGetRefs,
 		qResolveTag, qTags, qReferrers, qReferrersOfType, qGetUpload,
-		qUntaggedManifests, qUnreferencedLinks, qUnlinkedBlobs, qBlobDeleting, qBlobRecords,
+		qUntaggedManifests, qNextRepo, qUnreferencedLinks, qUnlinkedBlobs, qBlobDeleting, qBlobRecords,
 		qLinks, qBlobRefs, qExpiredUploads, qUploadExists, qBlobRecord,
 	}
 	writeQueries = []string{
 		qEnsureRepo, qRepoID, qInsertBlob, qInsertLink, qLinked, qDeleteLink,
 		qInsertManifest, qInsertRef, qDeleteTagsOf, qDeleteRefsOf, qDeleteManifest,
 		qUpsertTag, qDeleteTag, qCreateUpload, qUpdateUpload, qUploadExists, qDeleteUpload,
-		qBlobDeleting, qSweepManifestFacts, qSweepLink, qBlobClaimFacts,
-		qInsertTombstone, qMarkDeleting, qDropBlob, qExpireUpload,
+		qBlobDeleting, qSweepManifestFacts, qSweepLinks, qInsertTombstones,
+		qMarkDeleting, qClaimed, qDropBlobs, qExpireUpload,
 	}
 )
