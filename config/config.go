@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"reflect"
 	"strconv"
@@ -27,6 +28,27 @@ type Config struct {
 	Validation Validation `yaml:"validation"`
 	GC         GC         `yaml:"gc"`
 	Uploads    Uploads    `yaml:"uploads"`
+	Flatpak    Flatpak    `yaml:"flatpak"`
+}
+
+// Flatpak configures the Flatpak remote: the registry index (/index/static,
+// /index/dynamic), icons, and the .flatpakrepo/.flatpakref files.
+type Flatpak struct {
+	// Enabled serves the Flatpak remote (anonymously, as the flatpak
+	// client fetches the index and icons without credentials).
+	Enabled bool `yaml:"enabled"`
+	// PublicURL is the absolute URL clients reach Berth at, e.g.
+	// https://registry.example.com (a path prefix is allowed). The index's
+	// Registry field and icon URLs are built from it; empty takes each
+	// request's Host.
+	PublicURL string `yaml:"public_url"`
+	// Title names the remote in the .flatpakrepo file.
+	Title string `yaml:"title"`
+	// RemoteName is the remote name .flatpakref files suggest.
+	RemoteName string `yaml:"remote_name"`
+	// IndexCacheBytes bounds the memory of cached, gzipped index answers;
+	// 0 disables the cache.
+	IndexCacheBytes int64 `yaml:"index_cache_bytes"`
 }
 
 // GC configures garbage collection (berth gc, and the schedule in serve).
@@ -105,6 +127,7 @@ func Default() Config {
 		},
 		GC:      GC{Interval: time.Hour, Grace: time.Hour},
 		Uploads: Uploads{ExpireAfter: 24 * time.Hour},
+		Flatpak: Flatpak{Enabled: true, Title: "Berth", RemoteName: "berth", IndexCacheBytes: 64 << 20},
 	}
 }
 
@@ -182,7 +205,31 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: must not be negative", d.key))
 		}
 	}
+	errs = append(errs, c.Flatpak.validate()...)
 	return errors.Join(errs...)
+}
+
+func (f Flatpak) validate() []error {
+	var errs []error
+	if f.PublicURL != "" {
+		u, err := url.Parse(f.PublicURL)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("flatpak.public_url: %v", err))
+		case u.Scheme != "http" && u.Scheme != "https", u.Host == "", u.RawQuery != "", u.Fragment != "", u.User != nil:
+			errs = append(errs, fmt.Errorf("flatpak.public_url: %q is not an absolute http(s) URL without query, fragment or credentials", f.PublicURL))
+		}
+	}
+	if f.Title == "" || strings.ContainsAny(f.Title, "\r\n") {
+		errs = append(errs, errors.New("flatpak.title: required, on one line"))
+	}
+	if f.RemoteName == "" || strings.Trim(f.RemoteName, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "" {
+		errs = append(errs, fmt.Errorf("flatpak.remote_name: %q must be letters, digits, '.', '_' or '-'", f.RemoteName))
+	}
+	if f.IndexCacheBytes < 0 {
+		errs = append(errs, errors.New("flatpak.index_cache_bytes: must not be negative"))
+	}
+	return errs
 }
 
 // applyEnv sets every field whose variable BERTH_<SECTION>_<KEY> (the yaml

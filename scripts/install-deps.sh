@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # install-deps.sh: install what Berth's tests use, idempotently.
 #
-#   apt:  skopeo, podman (best effort), ca-certificates, git, jq, curl
+#   apt:  skopeo, podman (best effort), ca-certificates, git, jq, curl,
+#         chromium, flatpak, dbus, busybox-static (the Flatpak fixtures and
+#         e2e/flatpak_test.go)
 #   Go:   pinned tools built into <repo>/.tools/bin, one version stamp per
 #         tool in <repo>/.tools/stamps, so a machine that keeps its disk
 #         builds each tool once.
@@ -24,7 +26,7 @@ GO_TOOLS=(
 	"gotestsum gotest.tools/gotestsum@v1.13.0"
 )
 
-APT_REQUIRED=(ca-certificates git jq curl skopeo chromium)
+APT_REQUIRED=(ca-certificates git jq curl skopeo chromium flatpak dbus busybox-static)
 APT_OPTIONAL=(podman)
 
 log() { printf 'install-deps: %s\n' "$*"; }

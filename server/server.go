@@ -16,10 +16,12 @@ import (
 
 	"github.com/berth-dev/berth/blob/fs"
 	"github.com/berth-dev/berth/config"
+	"github.com/berth-dev/berth/flatpak"
 	"github.com/berth-dev/berth/gc"
 	"github.com/berth-dev/berth/meta"
 	"github.com/berth-dev/berth/meta/sqlite"
 	"github.com/berth-dev/berth/registry"
+	"github.com/berth-dev/berth/web"
 )
 
 // Server is a configured Berth: its stores, its handler and its
@@ -69,6 +71,20 @@ func GCPolicy(cfg config.Config) gc.Policy {
 	}
 }
 
+// FlatpakOptions are the Flatpak remote's options cfg sets.
+func FlatpakOptions(cfg config.Config) flatpak.Options {
+	cacheBytes := cfg.Flatpak.IndexCacheBytes
+	if cacheBytes == 0 {
+		cacheBytes = -1 // config: 0 disables; flatpak.Options: 0 is the default
+	}
+	return flatpak.Options{
+		PublicURL:  cfg.Flatpak.PublicURL,
+		Title:      cfg.Flatpak.Title,
+		RemoteName: cfg.Flatpak.RemoteName,
+		CacheBytes: cacheBytes,
+	}
+}
+
 // New opens the stores named by cfg and builds the handler. The caller
 // closes the Server.
 func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, error) {
@@ -78,15 +94,34 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	}
 	blobs, md := st.Blobs, st.Meta
 	collector := gc.New(md, blobs, GCPolicy(cfg), logger.With("component", "gc"))
+	var observers []registry.ManifestObserver
+	if cfg.Flatpak.Enabled {
+		observers = append(observers, flatpak.NewIconRecorder(md, logger.With("component", "flatpak")))
+	}
 	reg := registry.New(blobs, md, registry.Options{
 		MaxManifestBytes: cfg.Limits.MaxManifestBytes,
 		MaxBlobBytes:     cfg.Limits.MaxBlobBytes,
 		PageMax:          cfg.Limits.PageMax,
 		SparseManifests:  cfg.Validation.SparseManifests,
+		Observers:        observers,
 	}, logger.With("component", "registry"))
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", reg)
 	mux.Handle("/v2", reg)
+	if cfg.Flatpak.Enabled {
+		flatpak.New(md, FlatpakOptions(cfg), logger.With("component", "flatpak")).Register(mux)
+	}
+	catalogue, err := web.New(md, blobs, web.Options{
+		Title:      cfg.Flatpak.Title,
+		PublicURL:  cfg.Flatpak.PublicURL,
+		RemoteName: cfg.Flatpak.RemoteName,
+	}, logger.With("component", "web"))
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	mux.Handle("/", catalogue)
+	mux.Handle("/api/v1/", catalogue)
 	return &Server{cfg: cfg, log: logger, meta: md, gc: collector, handler: withMiddleware(mux, logger)}, nil
 }
 

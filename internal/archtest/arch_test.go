@@ -28,6 +28,8 @@ var allowed = map[string][]string{
 	"config":        {},
 	"gc":            {"blob", "meta", "oci"},
 	"fsck":          {"blob", "meta", "oci", "gc"},
+	"web":           {"meta", "flatpak"},
+	"flatpak":       {"oci", "meta"},
 	"server":        {"*"},
 	"cmd/berth":     {"*"},
 	"e2e":           {"*"},
@@ -43,6 +45,8 @@ var thirdParty = map[string][]string{
 	"meta/sqlite": {"github.com/opencontainers/go-digest", "modernc.org/sqlite"},
 	"registry":    {"github.com/opencontainers/go-digest", "github.com/opencontainers/image-spec", "github.com/opencontainers/distribution-spec/specs-go"},
 	"config":      {"gopkg.in/yaml.v3"},
+	"flatpak":     {"github.com/opencontainers/go-digest"},
+	"web":         {"github.com/opencontainers/go-digest"},
 }
 
 type pkg struct {

@@ -172,6 +172,7 @@ var (
 		qResolveTag, qTags, qReferrers, qReferrersOfType, qGetUpload,
 		qUntaggedManifests, qNextRepo, qUnreferencedLinks, qUnlinkedBlobs, qBlobDeleting, qBlobRecords,
 		qLinks, qBlobRefs, qExpiredUploads, qUploadExists, qBlobRecord,
+		qIndexGeneration, qCatalogTags, qCatalogChildren,
 	}
 	writeQueries = []string{
 		qEnsureRepo, qRepoID, qInsertBlob, qInsertLink, qLinked, qDeleteLink,

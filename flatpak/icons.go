@@ -1,0 +1,146 @@
+package flatpak
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"image/png"
+	"log/slog"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/meta"
+)
+
+// MaxIconURIBytes caps the icon label (the whole data: URI) that is
+// decoded; a larger one is refused before any decoding.
+const MaxIconURIBytes = 256 << 10
+
+// iconLabels maps each AppStream icon label to the size (in pixels, both
+// width and height) its PNG must have.
+var iconLabels = []struct {
+	key  string
+	size int
+}{{LabelIcon64, 64}, {LabelIcon128, 128}}
+
+// IconSize returns the pixel size of an AppStream icon label key (64 or
+// 128), or 0 if key is not one.
+func IconSize(key string) int {
+	for _, l := range iconLabels {
+		if l.key == key {
+			return l.size
+		}
+	}
+	return 0
+}
+
+// Icon is a checked PNG icon decoded from a label.
+type Icon struct {
+	Size   int           // width and height in pixels
+	Digest digest.Digest // sha256 of PNG
+	PNG    []byte
+}
+
+// ErrInvalidIcon is wrapped by every DecodeIcon error.
+var ErrInvalidIcon = errors.New("invalid icon")
+
+// DecodeIcon decodes an icon label value, a data:image/png;base64,… URI,
+// and checks, in this order and before decoding any pixel: the URI's
+// length (at most MaxIconURIBytes), the media type (only PNG), the base64,
+// and the PNG header (image.DecodeConfig: exactly size×size pixels). Only
+// then is the whole PNG decoded, to refuse truncated or corrupt data. The
+// bytes kept are the PNG as pushed. Errors wrap ErrInvalidIcon.
+func DecodeIcon(value string, size int) (Icon, error) {
+	if len(value) > MaxIconURIBytes {
+		return Icon{}, fmt.Errorf("%w: %d bytes, more than the %d allowed", ErrInvalidIcon, len(value), MaxIconURIBytes)
+	}
+	scheme, rest, ok := strings.Cut(value, ":")
+	if !ok || !strings.EqualFold(scheme, "data") {
+		return Icon{}, fmt.Errorf("%w: not a data: URI", ErrInvalidIcon)
+	}
+	mediaType, data, ok := strings.Cut(rest, ",")
+	if !ok {
+		return Icon{}, fmt.Errorf("%w: data: URI without a comma", ErrInvalidIcon)
+	}
+	params := strings.Split(mediaType, ";")
+	if !strings.EqualFold(strings.TrimSpace(params[0]), "image/png") {
+		return Icon{}, fmt.Errorf("%w: media type %q is not image/png", ErrInvalidIcon, params[0])
+	}
+	if !strings.EqualFold(strings.TrimSpace(params[len(params)-1]), "base64") {
+		return Icon{}, fmt.Errorf("%w: data: URI is not base64", ErrInvalidIcon)
+	}
+	raw, err := base64.StdEncoding.DecodeString(data)
+	if err != nil {
+		if raw, err = base64.RawStdEncoding.DecodeString(data); err != nil {
+			return Icon{}, fmt.Errorf("%w: base64: %v", ErrInvalidIcon, err)
+		}
+	}
+	cfg, err := png.DecodeConfig(bytes.NewReader(raw))
+	if err != nil {
+		return Icon{}, fmt.Errorf("%w: not a PNG: %v", ErrInvalidIcon, err)
+	}
+	if cfg.Width != size || cfg.Height != size {
+		return Icon{}, fmt.Errorf("%w: %dx%d pixels, want %dx%d", ErrInvalidIcon, cfg.Width, cfg.Height, size, size)
+	}
+	if _, err := png.Decode(bytes.NewReader(raw)); err != nil {
+		return Icon{}, fmt.Errorf("%w: PNG: %v", ErrInvalidIcon, err)
+	}
+	return Icon{Size: size, Digest: digest.FromBytes(raw), PNG: raw}, nil
+}
+
+// IconPath is the path (under the server's root) at which the icon with
+// digest d is served.
+func IconPath(d digest.Digest) string { return "/icons/" + d.Encoded() + ".png" }
+
+// IconStore keeps the icons the IconRecorder decodes.
+type IconStore interface {
+	// PutIcon stores png under its digest d once and records that the
+	// manifest key shows it at size; an error matching
+	// meta.ErrManifestNotFound if the manifest is not stored.
+	PutIcon(ctx context.Context, key meta.ManifestKey, size int, d digest.Digest, png []byte) error
+}
+
+// IconRecorder decodes the AppStream icons of each pushed manifest and
+// stores them; it implements registry.ManifestObserver. It is safe for
+// concurrent use.
+type IconRecorder struct {
+	store IconStore
+	log   *slog.Logger
+}
+
+// NewIconRecorder returns an IconRecorder storing into store. A nil logger
+// discards.
+func NewIconRecorder(store IconStore, logger *slog.Logger) *IconRecorder {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &IconRecorder{store: store, log: logger}
+}
+
+// ManifestStored decodes the icon-64 and icon-128 labels (config labels,
+// else manifest annotations) of m and stores each valid icon. A malformed
+// icon is skipped with a warning; the push it belongs to has already
+// succeeded and stays.
+func (ir *IconRecorder) ManifestStored(ctx context.Context, m *meta.Manifest, _ []string) {
+	for _, l := range iconLabels {
+		value, ok := m.Labels[l.key]
+		if !ok {
+			value, ok = m.Annotations[l.key]
+		}
+		if !ok {
+			continue
+		}
+		icon, err := DecodeIcon(value, l.size)
+		if err != nil {
+			ir.log.WarnContext(ctx, "icon label skipped", "repo", m.Repo, "digest", m.Digest, "label", l.key, "err", err)
+			continue
+		}
+		key := meta.ManifestKey{Repo: m.Repo, Digest: m.Digest}
+		if err := ir.store.PutIcon(ctx, key, l.size, icon.Digest, icon.PNG); err != nil {
+			ir.log.WarnContext(ctx, "icon not stored", "repo", m.Repo, "digest", m.Digest, "label", l.key, "err", err)
+		}
+	}
+}

@@ -1,0 +1,573 @@
+package metatest
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/meta"
+)
+
+// IndexStore is the part of a backend that the Flatpak remote (package
+// flatpak) and the web catalogue use, on top of meta.Store. Package
+// flatpak declares the slices it consumes; this is their union and the
+// contract every backend must pass.
+//
+// IndexGeneration is a counter that increases with every committed change
+// to manifests, tags or manifest icons (a push of a new manifest, a tag
+// created, moved or deleted, a manifest deleted, an icon recorded or
+// replaced) and with nothing else: re-pushing a stored manifest with the
+// tags it already has, recording the icon a manifest already shows,
+// linking blobs and reading leave it alone.
+//
+// IndexImages answers the Flatpak registry index from one snapshot of the
+// store, and returns that snapshot's generation. It calls fn
+//
+//   - with list == nil for each image manifest (OCI image manifest or
+//     Docker schema 2 manifest) that has at least one tag, and tags = all
+//     its tags;
+//   - with list != nil for each image manifest that a tagged index (OCI
+//     index or Docker manifest list) of the same repository references,
+//     once per such index, and tags = all the index's tags.
+//
+// Untagged manifests, and manifests reachable only through an untagged
+// index, are not listed. filter narrows the result; its keys are those of
+// the registry index protocol, each with one or more values (values of the
+// same key are alternatives, different keys must all hold):
+//
+//   - "repository": the manifest's repository name;
+//   - "tag": one of the tags that makes it listed (its own tag, or its
+//     index's);
+//   - "os", "architecture": the image's (from its config);
+//   - "label:K" / "annotation:K": the image's config label / manifest
+//     annotation K has one of the values;
+//   - "label:K:exists" / "annotation:K:exists": K is present (values are
+//     ignored).
+//
+// Conditions other than repository and tag apply to the image, never to
+// the index. A key with no values matches nothing; any other key is an
+// error. The manifests passed to fn have Repo, Digest, MediaType,
+// Annotations, Labels, OS, Architecture, Variant, Created, TotalSize and
+// Pushed set (no Content, no Refs); list has Repo, Digest, MediaType and
+// Annotations. fn may keep them; an error from fn stops the walk and is
+// returned. Order: first the images with list == nil, by repository and
+// digest; then the lists' images, by repository, list digest and position
+// in the list.
+//
+// PutIcon stores an icon's bytes once per digest and records that a
+// manifest shows it at a size; it fails with an error matching
+// meta.ErrManifestNotFound if the manifest is not stored. Icon returns the
+// bytes, or ok == false. ManifestIcons returns the icons of each of the
+// given manifests by size, in one query; a manifest without icons (or
+// unknown) is absent from the map, which is never nil. An icon lives while a manifest shows it: deleting
+// the last such manifest (or recording another icon in its place) deletes
+// the icon.
+type IndexStore interface {
+	meta.Store
+	IndexGeneration(ctx context.Context) (int64, error)
+	IndexImages(ctx context.Context, filter map[string][]string, fn func(img, list *meta.Manifest, tags []string) error) (int64, error)
+	PutIcon(ctx context.Context, key meta.ManifestKey, size int, d digest.Digest, png []byte) error
+	Icon(ctx context.Context, d digest.Digest) ([]byte, bool, error)
+	ManifestIcons(ctx context.Context, keys ...meta.ManifestKey) (map[meta.ManifestKey]map[int]digest.Digest, error)
+}
+
+// RunIndex runs the IndexStore contract, one subtest per behaviour, each
+// on a store returned by newStore (a new, empty store, closed by the
+// factory's t.Cleanup).
+func RunIndex(t *testing.T, newStore func(t *testing.T) IndexStore) {
+	t.Helper()
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s IndexStore)
+	}{
+		{"Generation", testIndexGeneration},
+		{"Images/TaggedOnly", testIndexTaggedOnly},
+		{"Images/Filters", testIndexFilters},
+		{"Images/Lists", testIndexLists},
+		{"Images/Snapshot", testIndexSnapshot},
+		{"Images/BadFilter", testIndexBadFilter},
+		{"Images/FnError", testIndexFnError},
+		{"Icons", testIcons},
+		{"Icons/Lifetime", testIconsLifetime},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.fn(t, newStore(t))
+		})
+	}
+}
+
+func generation(t *testing.T, s IndexStore) int64 {
+	t.Helper()
+	g, err := s.IndexGeneration(t.Context())
+	if err != nil {
+		t.Fatalf("IndexGeneration: %v", err)
+	}
+	return g
+}
+
+func testIndexGeneration(t *testing.T, s IndexStore) {
+	ctx := t.Context()
+	g := generation(t, s)
+	step := func(what string, changes bool, fn func()) {
+		t.Helper()
+		fn()
+		ng := generation(t, s)
+		switch {
+		case changes && ng <= g:
+			t.Errorf("%s: generation %d -> %d, want it to increase", what, g, ng)
+		case !changes && ng != g:
+			t.Errorf("%s: generation %d -> %d, want it unchanged", what, g, ng)
+		}
+		g = ng
+	}
+	a, b := image("app", "a", ""), image("app", "b", "")
+	step("LinkBlob", false, func() { link(t, s, "app", "config") })
+	step("push a:v1", true, func() { put(t, s, a, "v1") })
+	step("push a:v1 again", false, func() { put(t, s, a, "v1") })
+	step("read", false, func() {
+		get(t, s, "app", a.Digest)
+		resolve(t, s, "app", "v1")
+		if _, err := s.IndexImages(ctx, nil, func(_, _ *meta.Manifest, _ []string) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	})
+	step("tag a:latest", true, func() { put(t, s, a, "latest") })
+	step("push b untagged", true, func() { put(t, s, b) })
+	step("move latest to b", true, func() { put(t, s, b, "latest") })
+	step("delete tag v1", true, func() { noErr(t, s.DeleteTag(ctx, "app", "v1"), "DeleteTag") })
+	step("delete manifest b", true, func() { noErr(t, s.DeleteManifest(ctx, "app", b.Digest), "DeleteManifest") })
+	step("failed delete", false, func() {
+		wantErr(t, s.DeleteTag(ctx, "app", "nope"), meta.ErrTagNotFound, "DeleteTag")
+	})
+}
+
+// indexEntry is one call of IndexImages' fn, flattened for comparison.
+type indexEntry struct {
+	repo   string
+	digest digest.Digest
+	list   digest.Digest // "" for a tagged image
+	tags   string        // sorted, comma-separated
+}
+
+func (e indexEntry) String() string {
+	if e.list != "" {
+		return fmt.Sprintf("%s@%s in %s [%s]", e.repo, short(e.digest), short(e.list), e.tags)
+	}
+	return fmt.Sprintf("%s@%s [%s]", e.repo, short(e.digest), e.tags)
+}
+
+func short(d digest.Digest) string {
+	if len(d) > 15 {
+		return string(d[7:15])
+	}
+	return string(d)
+}
+
+func indexImages(t *testing.T, s IndexStore, filter map[string][]string) []indexEntry {
+	t.Helper()
+	out := []indexEntry{}
+	_, err := s.IndexImages(t.Context(), filter, func(img, list *meta.Manifest, tags []string) error {
+		e := indexEntry{repo: img.Repo, digest: img.Digest}
+		if list != nil {
+			e.list = list.Digest
+			if list.Repo != img.Repo {
+				t.Errorf("list %s@%s holds an image of %s", list.Repo, list.Digest, img.Repo)
+			}
+		}
+		tags = slices.Clone(tags)
+		slices.Sort(tags)
+		e.tags = strings.Join(tags, ",")
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("IndexImages(%v): %v", filter, err)
+	}
+	return out
+}
+
+func checkIndex(t *testing.T, s IndexStore, filter map[string][]string, want ...indexEntry) {
+	t.Helper()
+	got := indexImages(t, s, filter)
+	if want == nil {
+		want = []indexEntry{}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("IndexImages(%v):\n got  %v\n want %v", filter, got, want)
+	}
+}
+
+// flatpakImage is an image manifest with Flatpak-like labels.
+func flatpakImage(repo, name, arch string, labels map[string]string, annotations map[string]string) *meta.Manifest {
+	m := image(repo, name+"/"+arch, "")
+	m.Architecture = arch
+	m.Labels = labels
+	m.Annotations = annotations
+	return m
+}
+
+func indexOf(repo, name string, children ...*meta.Manifest) *meta.Manifest {
+	content := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","name":%q}`, name)
+	m := &meta.Manifest{
+		Repo:      repo,
+		Digest:    digest.FromBytes(content),
+		MediaType: "application/vnd.oci.image.index.v1+json",
+		Content:   content,
+	}
+	for _, c := range children {
+		m.Refs = append(m.Refs, meta.Ref{Digest: c.Digest, Kind: meta.RefManifest, MediaType: c.MediaType,
+			Size: int64(len(c.Content)), Platform: c.OS + "/" + c.Architecture})
+	}
+	return m
+}
+
+func testIndexTaggedOnly(t *testing.T, s IndexStore) {
+	tagged := image("app", "tagged", "")
+	untagged := image("app", "untagged", "")
+	other := image("other", "x", "")
+	put(t, s, tagged, "v1", "latest")
+	put(t, s, untagged)
+	put(t, s, other, "1.0")
+	// A lone index (its child is untagged): only its image is listed, under
+	// the list.
+	child := image("multi", "child", "")
+	put(t, s, child)
+	idx := indexOf("multi", "idx", child)
+	put(t, s, idx, "stable")
+	// An artifact manifest type the index does not list.
+	art := image("app", "artifact", "")
+	art.MediaType = "application/vnd.example.not-an-image"
+	put(t, s, art, "art")
+
+	checkIndex(t, s, nil,
+		indexEntry{repo: "app", digest: tagged.Digest, tags: "latest,v1"},
+		indexEntry{repo: "other", digest: other.Digest, tags: "1.0"},
+		indexEntry{repo: "multi", digest: child.Digest, list: idx.Digest, tags: "stable"},
+	)
+
+	// The manifests passed to fn carry the recorded facts.
+	full := flatpakImage("full", "f", "arm64", map[string]string{"l": "1"}, map[string]string{"a": "2"})
+	full.Variant = "v8"
+	full.OS = "linux"
+	put(t, s, full, "t")
+	var got *meta.Manifest
+	_, err := s.IndexImages(t.Context(), map[string][]string{"repository": {"full"}}, func(img, _ *meta.Manifest, _ []string) error {
+		got = img
+		return nil
+	})
+	noErr(t, err, "IndexImages")
+	if got == nil {
+		t.Fatal("full not listed")
+	}
+	if got.Repo != "full" || got.Digest != full.Digest || got.MediaType != full.MediaType ||
+		got.OS != "linux" || got.Architecture != "arm64" || got.Variant != "v8" ||
+		!maps.Equal(got.Labels, full.Labels) || !maps.Equal(got.Annotations, full.Annotations) ||
+		got.TotalSize != full.TotalSize || got.Pushed.IsZero() {
+		t.Errorf("listed manifest = %+v, want the facts of %+v", got, full)
+	}
+}
+
+func testIndexFilters(t *testing.T, s IndexStore) {
+	ref := func(id string) map[string]string {
+		return map[string]string{"org.flatpak.ref": "app/" + id + "/x86_64/stable", "org.flatpak.metadata": "[Application]\nname=" + id + "\n"}
+	}
+	helloAmd := flatpakImage("hello", "hello", "amd64", ref("Hello"), nil)
+	helloArm := flatpakImage("hello", "hello", "arm64", ref("Hello"), nil)
+	helloBeta := flatpakImage("hello", "hello-beta", "amd64", ref("Hello"), map[string]string{"org.example.channel": "beta"})
+	server := flatpakImage("server", "srv", "amd64", map[string]string{"maintainer": "ops"}, map[string]string{"org.example.channel": "stable"})
+	weird := flatpakImage("weird", "w", "amd64", map[string]string{`we"ird$.key`: `va'lue"`, "empty": ""}, nil)
+	put(t, s, helloAmd, "latest")
+	put(t, s, helloArm, "latest-arm")
+	put(t, s, helloBeta, "beta")
+	put(t, s, server, "latest", "1.0")
+	put(t, s, weird, "latest")
+
+	hA := indexEntry{repo: "hello", digest: helloAmd.Digest, tags: "latest"}
+	hR := indexEntry{repo: "hello", digest: helloArm.Digest, tags: "latest-arm"}
+	hB := indexEntry{repo: "hello", digest: helloBeta.Digest, tags: "beta"}
+	srv := indexEntry{repo: "server", digest: server.Digest, tags: "1.0,latest"}
+	wd := indexEntry{repo: "weird", digest: weird.Digest, tags: "latest"}
+	sorted := func(es ...indexEntry) []indexEntry {
+		slices.SortFunc(es, func(a, b indexEntry) int {
+			if a.repo != b.repo {
+				return strings.Compare(a.repo, b.repo)
+			}
+			return strings.Compare(string(a.digest), string(b.digest))
+		})
+		return es
+	}
+	for _, tc := range []struct {
+		name   string
+		filter map[string][]string
+		want   []indexEntry
+	}{
+		{"none", nil, sorted(hA, hR, hB, srv, wd)},
+		{"empty map", map[string][]string{}, sorted(hA, hR, hB, srv, wd)},
+		{"repository", map[string][]string{"repository": {"hello"}}, sorted(hA, hR, hB)},
+		{"repository or", map[string][]string{"repository": {"server", "weird", "nope"}}, sorted(srv, wd)},
+		{"repository unknown", map[string][]string{"repository": {"nope"}}, nil},
+		{"tag", map[string][]string{"tag": {"latest"}}, sorted(hA, srv, wd)},
+		{"tag or", map[string][]string{"tag": {"beta", "1.0"}}, sorted(hB, srv)},
+		{"tag unknown", map[string][]string{"tag": {"v9"}}, nil},
+		{"os", map[string][]string{"os": {"linux"}}, sorted(hA, hR, hB, srv, wd)},
+		{"os other", map[string][]string{"os": {"windows"}}, nil},
+		{"architecture", map[string][]string{"architecture": {"arm64"}}, sorted(hR)},
+		{"architecture or", map[string][]string{"architecture": {"arm64", "amd64"}}, sorted(hA, hR, hB, srv, wd)},
+		{"label exists", map[string][]string{"label:org.flatpak.ref:exists": {"1"}}, sorted(hA, hR, hB)},
+		{"label equals", map[string][]string{"label:maintainer": {"ops"}}, sorted(srv)},
+		{"label equals or", map[string][]string{"label:maintainer": {"dev", "ops"}}, sorted(srv)},
+		{"label equals other", map[string][]string{"label:maintainer": {"dev"}}, nil},
+		{"label equals empty value", map[string][]string{"label:empty": {""}}, sorted(wd)},
+		{"label odd key", map[string][]string{`label:we"ird$.key`: {`va'lue"`}}, sorted(wd)},
+		{"label odd key exists", map[string][]string{`label:we"ird$.key:exists`: {"1"}}, sorted(wd)},
+		{"label absent", map[string][]string{"label:nope:exists": {"1"}}, nil},
+		{"label is not annotation", map[string][]string{"label:org.example.channel:exists": {"1"}}, nil},
+		{"annotation exists", map[string][]string{"annotation:org.example.channel:exists": {"1"}}, sorted(hB, srv)},
+		{"annotation equals", map[string][]string{"annotation:org.example.channel": {"beta"}}, sorted(hB)},
+		{"annotation is not label", map[string][]string{"annotation:maintainer:exists": {"1"}}, nil},
+		{"flatpak's query", map[string][]string{
+			"label:org.flatpak.ref:exists": {"1"}, "architecture": {"amd64"}, "os": {"linux"}, "tag": {"latest"},
+		}, sorted(hA)},
+		{"and", map[string][]string{"repository": {"hello"}, "tag": {"latest", "beta"}, "annotation:org.example.channel:exists": {"1"}}, sorted(hB)},
+		{"and nothing", map[string][]string{"repository": {"server"}, "label:org.flatpak.ref:exists": {"1"}}, nil},
+		{"equals and exists of one key", map[string][]string{"label:maintainer": {"ops"}, "label:maintainer:exists": {"1"}}, sorted(srv)},
+		{"key without values", map[string][]string{"tag": {}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkIndex(t, s, tc.filter, tc.want...) })
+	}
+}
+
+func testIndexLists(t *testing.T, s IndexStore) {
+	labels := map[string]string{"org.flatpak.ref": "app/Multi/x86_64/stable"}
+	amd := flatpakImage("multi", "m", "amd64", labels, nil)
+	arm := flatpakImage("multi", "m", "arm64", labels, nil)
+	plain := flatpakImage("multi", "plain", "amd64", nil, nil)
+	put(t, s, amd)
+	put(t, s, arm, "arm-only")
+	put(t, s, plain)
+	// The index references its children and one that was never pushed.
+	idx := indexOf("multi", "idx", amd, arm, plain)
+	idx.Refs = append(idx.Refs, meta.Ref{Digest: digest.FromString("absent"), Kind: meta.RefManifest,
+		MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 9})
+	put(t, s, idx, "latest", "stable")
+	// An untagged index lists nothing.
+	orphan := indexOf("multi", "orphan", plain)
+	put(t, s, orphan)
+	// A Docker manifest list counts too.
+	dl := indexOf("docker", "dl", flatpakImage("docker", "d", "amd64", labels, nil))
+	dl.MediaType = "application/vnd.docker.distribution.manifest.list.v2+json"
+	dchild := flatpakImage("docker", "d", "amd64", labels, nil)
+	put(t, s, dchild)
+	put(t, s, dl, "latest")
+
+	inIdx := func(m *meta.Manifest) indexEntry {
+		return indexEntry{repo: "multi", digest: m.Digest, list: idx.Digest, tags: "latest,stable"}
+	}
+	armTagged := indexEntry{repo: "multi", digest: arm.Digest, tags: "arm-only"}
+	dEntry := indexEntry{repo: "docker", digest: dchild.Digest, list: dl.Digest, tags: "latest"}
+	// Expected order: tagged images first, then list images in list order.
+	checkIndex(t, s, map[string][]string{"repository": {"multi"}}, armTagged, inIdx(amd), inIdx(arm), inIdx(plain))
+	checkIndex(t, s, map[string][]string{"tag": {"stable"}}, inIdx(amd), inIdx(arm), inIdx(plain))
+	checkIndex(t, s, map[string][]string{"tag": {"arm-only"}}, armTagged)
+	checkIndex(t, s, map[string][]string{"tag": {"latest"}, "architecture": {"amd64"}}, dEntry, inIdx(amd), inIdx(plain))
+	checkIndex(t, s, map[string][]string{"tag": {"latest"}, "label:org.flatpak.ref:exists": {"1"}}, dEntry, inIdx(amd), inIdx(arm))
+	checkIndex(t, s, map[string][]string{"tag": {"latest"}, "label:org.flatpak.ref:exists": {"1"}, "architecture": {"arm64"}}, inIdx(arm))
+	checkIndex(t, s, map[string][]string{"tag": {"nope"}})
+
+	// The list passed to fn carries its own facts.
+	_, err := s.IndexImages(t.Context(), map[string][]string{"repository": {"multi"}, "tag": {"stable"}}, func(img, list *meta.Manifest, _ []string) error {
+		if list == nil || list.Digest != idx.Digest || list.MediaType != idx.MediaType || list.Repo != "multi" {
+			t.Errorf("list = %+v, want %s", list, idx.Digest)
+		}
+		return nil
+	})
+	noErr(t, err, "IndexImages")
+
+	// Deleting the index's tags removes its images from the index.
+	noErr(t, s.DeleteTag(t.Context(), "multi", "latest"), "DeleteTag")
+	noErr(t, s.DeleteTag(t.Context(), "multi", "stable"), "DeleteTag")
+	checkIndex(t, s, map[string][]string{"repository": {"multi"}}, armTagged)
+}
+
+func testIndexSnapshot(t *testing.T, s IndexStore) {
+	put(t, s, image("app", "a", ""), "latest")
+	want := generation(t, s)
+	got, err := s.IndexImages(t.Context(), nil, func(_, _ *meta.Manifest, _ []string) error { return nil })
+	noErr(t, err, "IndexImages")
+	if got != want {
+		t.Errorf("IndexImages generation = %d, want IndexGeneration's %d", got, want)
+	}
+	// An empty result still reports the generation.
+	got, err = s.IndexImages(t.Context(), map[string][]string{"tag": {"none"}}, func(_, _ *meta.Manifest, _ []string) error { return nil })
+	noErr(t, err, "IndexImages")
+	if got != want {
+		t.Errorf("IndexImages generation (no match) = %d, want %d", got, want)
+	}
+}
+
+func testIndexBadFilter(t *testing.T, s IndexStore) {
+	put(t, s, image("app", "a", ""), "latest")
+	for _, key := range []string{"color", "label:", "annotation::exists", "tag:matches", "labels:x"} {
+		_, err := s.IndexImages(t.Context(), map[string][]string{key: {"x"}}, func(_, _ *meta.Manifest, _ []string) error {
+			t.Errorf("filter key %q: fn called", key)
+			return nil
+		})
+		if err == nil {
+			t.Errorf("filter key %q: no error", key)
+		}
+	}
+}
+
+func testIndexFnError(t *testing.T, s IndexStore) {
+	put(t, s, image("app", "a", ""), "latest")
+	put(t, s, image("app", "b", ""), "other")
+	stop := errors.New("stop")
+	calls := 0
+	_, err := s.IndexImages(t.Context(), nil, func(_, _ *meta.Manifest, _ []string) error {
+		calls++
+		return stop
+	})
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Errorf("IndexImages with a failing fn: err = %v after %d calls, want %v after 1", err, calls, stop)
+	}
+}
+
+func pngDigest(b []byte) digest.Digest {
+	return digest.NewDigestFromEncoded(digest.SHA256, fmt.Sprintf("%x", sha256.Sum256(b)))
+}
+
+func icons(t *testing.T, s IndexStore, m *meta.Manifest) map[int]digest.Digest {
+	t.Helper()
+	key := meta.ManifestKey{Repo: m.Repo, Digest: m.Digest}
+	got, err := s.ManifestIcons(t.Context(), key)
+	if err != nil {
+		t.Fatalf("ManifestIcons(%s@%s): %v", m.Repo, m.Digest, err)
+	}
+	if got == nil {
+		t.Errorf("ManifestIcons(%s@%s) = nil, want a non-nil map", m.Repo, m.Digest)
+	}
+	for k := range got {
+		if k != key {
+			t.Errorf("ManifestIcons(%s@%s) has icons of %v", m.Repo, m.Digest, k)
+		}
+	}
+	return got[key]
+}
+
+func iconBytes(t *testing.T, s IndexStore, d digest.Digest) ([]byte, bool) {
+	t.Helper()
+	b, ok, err := s.Icon(t.Context(), d)
+	if err != nil {
+		t.Fatalf("Icon(%s): %v", d, err)
+	}
+	return b, ok
+}
+
+func testIcons(t *testing.T, s IndexStore) {
+	ctx := t.Context()
+	a := image("app", "a", "")
+	put(t, s, a, "latest")
+	key := meta.ManifestKey{Repo: a.Repo, Digest: a.Digest}
+	if got := icons(t, s, a); len(got) != 0 {
+		t.Errorf("icons before any = %v", got)
+	}
+	small, large := []byte("\x89PNG small"), []byte("\x89PNG large")
+	ds, dl := pngDigest(small), pngDigest(large)
+	if _, ok := iconBytes(t, s, ds); ok {
+		t.Error("Icon before PutIcon: found")
+	}
+	g := generation(t, s)
+	noErr(t, s.PutIcon(ctx, key, 64, ds, small), "PutIcon 64")
+	noErr(t, s.PutIcon(ctx, key, 128, dl, large), "PutIcon 128")
+	if ng := generation(t, s); ng <= g {
+		t.Errorf("PutIcon: index generation %d -> %d, want it to increase", g, ng)
+	}
+	g = generation(t, s)
+	noErr(t, s.PutIcon(ctx, key, 128, dl, large), "PutIcon 128 again")
+	if ng := generation(t, s); ng != g {
+		t.Errorf("PutIcon of the icon already shown: index generation %d -> %d, want it unchanged", g, ng)
+	}
+	if got := icons(t, s, a); !maps.Equal(got, map[int]digest.Digest{64: ds, 128: dl}) {
+		t.Errorf("ManifestIcons = %v", got)
+	}
+	if b, ok := iconBytes(t, s, dl); !ok || string(b) != string(large) {
+		t.Errorf("Icon(128) = %q, %v", b, ok)
+	}
+	// The caller may modify what Icon returned.
+	b, _ := iconBytes(t, s, ds)
+	b[0] = 'X'
+	if b, _ := iconBytes(t, s, ds); string(b) != string(small) {
+		t.Errorf("Icon after modifying a returned slice = %q", b)
+	}
+
+	// Several manifests at once, unknown ones and repeats included.
+	other := image("app", "other", "")
+	put(t, s, other, "other")
+	kb := meta.ManifestKey{Repo: "app", Digest: other.Digest}
+	noErr(t, s.PutIcon(ctx, kb, 64, dl, large), "PutIcon other")
+	all, err := s.ManifestIcons(ctx, key, kb, key, meta.ManifestKey{Repo: "nope", Digest: other.Digest})
+	noErr(t, err, "ManifestIcons")
+	if len(all) != 2 || !maps.Equal(all[key], map[int]digest.Digest{64: ds, 128: dl}) || !maps.Equal(all[kb], map[int]digest.Digest{64: dl}) {
+		t.Errorf("ManifestIcons(a, b, a, unknown) = %v", all)
+	}
+	if none, err := s.ManifestIcons(ctx); err != nil || none == nil || len(none) != 0 {
+		t.Errorf("ManifestIcons() = %v, %v; want an empty map", none, err)
+	}
+
+	for _, k := range []meta.ManifestKey{
+		{Repo: "app", Digest: digest.FromString("absent")},
+		{Repo: "nope", Digest: a.Digest},
+	} {
+		wantErr(t, s.PutIcon(ctx, k, 64, ds, small), meta.ErrManifestNotFound, "PutIcon of "+k.Repo+"@"+string(k.Digest))
+	}
+	if got := icons(t, s, &meta.Manifest{Repo: "nope", Digest: a.Digest}); len(got) != 0 {
+		t.Errorf("ManifestIcons of an unknown manifest = %v", got)
+	}
+}
+
+func testIconsLifetime(t *testing.T, s IndexStore) {
+	ctx := t.Context()
+	a, b := image("app", "a", ""), image("other", "b", "")
+	put(t, s, a, "latest")
+	put(t, s, b, "latest")
+	shared, own, newer := []byte("shared png"), []byte("own png"), []byte("newer png")
+	dShared, dOwn, dNewer := pngDigest(shared), pngDigest(own), pngDigest(newer)
+	ka, kb := meta.ManifestKey{Repo: "app", Digest: a.Digest}, meta.ManifestKey{Repo: "other", Digest: b.Digest}
+	noErr(t, s.PutIcon(ctx, ka, 64, dShared, shared), "PutIcon")
+	noErr(t, s.PutIcon(ctx, kb, 64, dShared, shared), "PutIcon")
+	noErr(t, s.PutIcon(ctx, kb, 128, dOwn, own), "PutIcon")
+
+	// Replacing b's 128 icon drops the one no manifest shows any more.
+	noErr(t, s.PutIcon(ctx, kb, 128, dNewer, newer), "PutIcon replace")
+	if _, ok := iconBytes(t, s, dOwn); ok {
+		t.Error("replaced icon still stored")
+	}
+	// Deleting a keeps the shared icon (b shows it).
+	noErr(t, s.DeleteManifest(ctx, "app", a.Digest), "DeleteManifest a")
+	if _, ok := iconBytes(t, s, dShared); !ok {
+		t.Error("shared icon gone after deleting one of its manifests")
+	}
+	// Deleting b drops both.
+	noErr(t, s.DeleteManifest(ctx, "other", b.Digest), "DeleteManifest b")
+	for _, d := range []digest.Digest{dShared, dNewer} {
+		if _, ok := iconBytes(t, s, d); ok {
+			t.Errorf("icon %s still stored after its manifests were deleted", d)
+		}
+	}
+	if got := icons(t, s, b); len(got) != 0 {
+		t.Errorf("ManifestIcons of a deleted manifest = %v", got)
+	}
+	// Pushing the manifest again does not bring old icons back.
+	put(t, s, b, "latest")
+	if got := icons(t, s, b); len(got) != 0 {
+		t.Errorf("ManifestIcons after re-push = %v", got)
+	}
+}

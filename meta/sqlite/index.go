@@ -1,0 +1,412 @@
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/meta"
+)
+
+// The Flatpak registry index and icons (package flatpak's Meta and
+// IconStore; the contract is meta/metatest.RunIndex). The index queries are
+// built from a filter, so they are composed here rather than prepared at
+// Open; the fixed ones are constants like every other query.
+
+const (
+	qIndexGeneration = `SELECT value FROM index_generation WHERE id = 1`
+
+	// Image manifest and index media types, as SQL lists.
+	imageTypesSQL = `('application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json')`
+	listTypesSQL  = `('application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json')`
+
+	// Tagged image manifests; %[1]s adds conditions on m and r, %[2]s on
+	// the tag t.
+	qIndexImages = `SELECT r.name, m.digest, m.media_type, m.annotations, m.labels, m.os, m.architecture,
+    m.variant, m.created, m.total_size, m.pushed,
+    (SELECT json_group_array(t.name) FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)
+FROM manifests m
+JOIN repositories r ON r.id = m.repo_id
+WHERE m.media_type IN ` + imageTypesSQL + `
+  AND EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest%[2]s)%[1]s
+ORDER BY r.name, m.digest`
+
+	// The image manifests of tagged indexes; %[1]s adds conditions on the
+	// child c and r, %[2]s on the index's tag t.
+	qIndexListImages = `SELECT r.name, l.digest, l.media_type, l.annotations,
+    (SELECT json_group_array(t.name) FROM tags t WHERE t.repo_id = l.repo_id AND t.digest = l.digest),
+    c.digest, c.media_type, c.annotations, c.labels, c.os, c.architecture,
+    c.variant, c.created, c.total_size, c.pushed
+FROM manifests l
+JOIN repositories r ON r.id = l.repo_id
+JOIN manifest_refs f ON f.repo_id = l.repo_id AND f.manifest_digest = l.digest AND f.kind = 2
+JOIN manifests c ON c.repo_id = f.repo_id AND c.digest = f.ref_digest
+WHERE l.media_type IN ` + listTypesSQL + `
+  AND c.media_type IN ` + imageTypesSQL + `
+  AND EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = l.repo_id AND t.digest = l.digest%[2]s)%[1]s
+ORDER BY r.name, l.digest, f.ord`
+
+	qIconManifestExists = `SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repo_id
+WHERE r.name = $1 AND m.digest = $2`
+	qInsertIcon = `INSERT INTO icons (digest, png, created) VALUES ($1, $2, $3)
+ON CONFLICT (digest) DO NOTHING`
+	qPutManifestIcon = `INSERT INTO manifest_icons (repo_id, manifest_digest, size, icon)
+VALUES ((SELECT id FROM repositories WHERE name = $1), $2, $3, $4)
+ON CONFLICT (repo_id, manifest_digest, size) DO UPDATE SET icon = excluded.icon`
+	qIcon = `SELECT png FROM icons WHERE digest = $1`
+	// The icons of the manifests named in $1, a JSON array of
+	// [repository, digest] pairs.
+	qManifestIcons = `SELECT k.value ->> 0, k.value ->> 1, i.size, i.icon
+FROM json_each($1) k
+JOIN repositories r ON r.name = k.value ->> 0
+JOIN manifest_icons i ON i.repo_id = r.id AND i.manifest_digest = k.value ->> 1`
+)
+
+// IndexGeneration returns the index generation: a counter that increases
+// with every committed change to manifests or tags (push, tag move,
+// delete, garbage collection), and only then.
+func (s *Store) IndexGeneration(ctx context.Context) (int64, error) {
+	var g int64
+	if err := s.r.queryRow(ctx, qIndexGeneration).Scan(&g); err != nil {
+		return 0, fmt.Errorf("sqlite: index generation: %w", err)
+	}
+	return g, nil
+}
+
+// IndexImages implements the store side of the Flatpak registry index
+// (see metatest.IndexStore for the contract). It reads one snapshot and
+// returns the generation of that snapshot.
+func (s *Store) IndexImages(ctx context.Context, filter map[string][]string,
+	fn func(img, list *meta.Manifest, tags []string) error) (int64, error) {
+	f, err := compileIndexFilter(filter)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: index: %w", err)
+	}
+	tx, err := s.r.begin(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: index: %w", err)
+	}
+	defer tx.tx.Rollback()
+	var gen int64
+	if err := tx.tx.QueryRowContext(ctx, qIndexGeneration).Scan(&gen); err != nil {
+		return 0, fmt.Errorf("sqlite: index generation: %w", err)
+	}
+	if f.empty {
+		return gen, nil
+	}
+	if err := indexImages(ctx, tx.tx, f, fn); err != nil {
+		return 0, err
+	}
+	if err := indexListImages(ctx, tx.tx, f, fn); err != nil {
+		return 0, err
+	}
+	return gen, nil
+}
+
+func indexImages(ctx context.Context, tx *sql.Tx, f *indexFilter, fn func(img, list *meta.Manifest, tags []string) error) error {
+	q, args := f.sql(qIndexImages, "m")
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("sqlite: index images: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			m       meta.Manifest
+			dgst    string
+			ann, lb sql.NullString
+			created sql.NullInt64
+			pushed  int64
+			tagsRaw string
+		)
+		if err := rows.Scan(&m.Repo, &dgst, &m.MediaType, &ann, &lb, &m.OS, &m.Architecture,
+			&m.Variant, &created, &m.TotalSize, &pushed, &tagsRaw); err != nil {
+			return fmt.Errorf("sqlite: index images: %w", err)
+		}
+		if err := fillIndexManifest(&m, dgst, ann, lb, created, pushed); err != nil {
+			return err
+		}
+		var tags []string
+		if err := json.Unmarshal([]byte(tagsRaw), &tags); err != nil {
+			return fmt.Errorf("sqlite: index images: tags of %s@%s: %w", m.Repo, dgst, err)
+		}
+		if err := fn(&m, nil, tags); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite: index images: %w", err)
+	}
+	return nil
+}
+
+func indexListImages(ctx context.Context, tx *sql.Tx, f *indexFilter, fn func(img, list *meta.Manifest, tags []string) error) error {
+	q, args := f.sql(qIndexListImages, "c")
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("sqlite: index lists: %w", err)
+	}
+	defer rows.Close()
+	var (
+		list     *meta.Manifest
+		listTags []string
+	)
+	for rows.Next() {
+		var (
+			l, m          meta.Manifest
+			ldgst, dgst   string
+			lann, ann, lb sql.NullString
+			created       sql.NullInt64
+			pushed        int64
+			tagsRaw       string
+		)
+		if err := rows.Scan(&l.Repo, &ldgst, &l.MediaType, &lann, &tagsRaw,
+			&dgst, &m.MediaType, &ann, &lb, &m.OS, &m.Architecture,
+			&m.Variant, &created, &m.TotalSize, &pushed); err != nil {
+			return fmt.Errorf("sqlite: index lists: %w", err)
+		}
+		if list == nil || list.Repo != l.Repo || string(list.Digest) != ldgst {
+			l.Digest = digest.Digest(ldgst)
+			var err error
+			if l.Annotations, err = decodeMap(lann); err != nil {
+				return fmt.Errorf("sqlite: index lists: annotations of %s@%s: %w", l.Repo, ldgst, err)
+			}
+			listTags = nil
+			if err := json.Unmarshal([]byte(tagsRaw), &listTags); err != nil {
+				return fmt.Errorf("sqlite: index lists: tags of %s@%s: %w", l.Repo, ldgst, err)
+			}
+			list = &l
+		}
+		m.Repo = list.Repo
+		if err := fillIndexManifest(&m, dgst, ann, lb, created, pushed); err != nil {
+			return err
+		}
+		if err := fn(&m, list, listTags); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite: index lists: %w", err)
+	}
+	return nil
+}
+
+func fillIndexManifest(m *meta.Manifest, dgst string, ann, lb sql.NullString, created sql.NullInt64, pushed int64) error {
+	m.Digest = digest.Digest(dgst)
+	m.Created, m.Pushed = fromNullNanos(created), fromNanos(pushed)
+	var err error
+	if m.Annotations, err = decodeMap(ann); err != nil {
+		return fmt.Errorf("sqlite: index: annotations of %s@%s: %w", m.Repo, dgst, err)
+	}
+	if m.Labels, err = decodeMap(lb); err != nil {
+		return fmt.Errorf("sqlite: index: labels of %s@%s: %w", m.Repo, dgst, err)
+	}
+	return nil
+}
+
+// indexFilter is a compiled index filter: SQL conditions and their
+// arguments, on the repository and tag and on the image manifest.
+type indexFilter struct {
+	repos, tags, oses, archs []string
+	maps                     []mapCond
+	// empty: some key has no values, so nothing matches.
+	empty bool
+}
+
+// mapCond is one label: or annotation: key of the filter.
+type mapCond struct {
+	column string // "labels" or "annotations"
+	key    string
+	exists bool
+	values []string
+}
+
+// compileIndexFilter checks the filter's keys: repository, tag, os,
+// architecture, label:K, label:K:exists, annotation:K and
+// annotation:K:exists. Any other key is an error.
+func compileIndexFilter(filter map[string][]string) (*indexFilter, error) {
+	f := &indexFilter{}
+	for k, vals := range filter {
+		if len(vals) == 0 {
+			f.empty = true
+		}
+		switch k {
+		case "repository":
+			f.repos = vals
+		case "tag":
+			f.tags = vals
+		case "os":
+			f.oses = vals
+		case "architecture":
+			f.archs = vals
+		default:
+			kind, rest, _ := strings.Cut(k, ":")
+			var column string
+			switch kind {
+			case "label":
+				column = "labels"
+			case "annotation":
+				column = "annotations"
+			default:
+				return nil, fmt.Errorf("unknown filter key %q", k)
+			}
+			c := mapCond{column: column, key: rest, values: vals}
+			if key, ok := strings.CutSuffix(rest, ":exists"); ok {
+				c.key, c.exists, c.values = key, true, nil
+			}
+			if c.key == "" {
+				return nil, fmt.Errorf("filter key %q names no %s", k, kind)
+			}
+			f.maps = append(f.maps, c)
+		}
+	}
+	// Map iteration order is random: sort the conditions so that equal
+	// filters give equal SQL.
+	slices.SortFunc(f.maps, func(a, b mapCond) int {
+		return cmp.Or(cmp.Compare(a.column, b.column), cmp.Compare(a.key, b.key), compareBool(a.exists, b.exists))
+	})
+	return f, nil
+}
+
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
+}
+
+// sql fills the template's conditions: %[1]s on the repository r and the
+// image alias, %[2]s on the tag t.
+func (f *indexFilter) sql(template, alias string) (string, []any) {
+	var (
+		args []any
+		cond strings.Builder
+		tag  strings.Builder
+	)
+	in := func(b *strings.Builder, expr string, vals []string) {
+		b.WriteString(" AND ")
+		b.WriteString(expr)
+		b.WriteString(" IN (")
+		for i, v := range vals {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			args = append(args, v)
+			fmt.Fprintf(b, "$%d", len(args))
+		}
+		b.WriteString(")")
+	}
+	if len(f.tags) > 0 {
+		in(&tag, "t.name", f.tags)
+	}
+	if len(f.repos) > 0 {
+		in(&cond, "r.name", f.repos)
+	}
+	if len(f.oses) > 0 {
+		in(&cond, alias+".os", f.oses)
+	}
+	if len(f.archs) > 0 {
+		in(&cond, alias+".architecture", f.archs)
+	}
+	for _, c := range f.maps {
+		args = append(args, c.key)
+		fmt.Fprintf(&cond, "\n  AND EXISTS (SELECT 1 FROM json_each(%s.%s) j WHERE j.key = $%d", alias, c.column, len(args))
+		if !c.exists {
+			in(&cond, "j.value", c.values)
+		}
+		cond.WriteString(")")
+	}
+	return fmt.Sprintf(template, cond.String(), tag.String()), args
+}
+
+// PutIcon stores png under its digest d (once, whoever else shows it) and
+// records that the manifest key shows it as its icon of the given size,
+// replacing the one it had. It returns an error wrapping
+// meta.ErrManifestNotFound when the manifest is not stored (it may have
+// been deleted since it was pushed). The caller has checked the PNG and
+// that d is its sha256 digest.
+func (s *Store) PutIcon(ctx context.Context, key meta.ManifestKey, size int, d digest.Digest, png []byte) error {
+	err := s.write(ctx, func(tx txn) error {
+		var one int
+		if err := tx.tx.QueryRowContext(ctx, qIconManifestExists, key.Repo, string(key.Digest)).Scan(&one); err != nil {
+			return err
+		}
+		if _, err := tx.tx.ExecContext(ctx, qInsertIcon, string(d), png, now()); err != nil {
+			return err
+		}
+		_, err := tx.tx.ExecContext(ctx, qPutManifestIcon, key.Repo, string(key.Digest), size, string(d))
+		return err
+	})
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("icon of %s@%s: %w", key.Repo, key.Digest, meta.ErrManifestNotFound)
+	case err != nil:
+		return fmt.Errorf("sqlite: put icon %s of %s@%s: %w", d, key.Repo, key.Digest, err)
+	}
+	return nil
+}
+
+// Icon returns the PNG bytes of the icon whose digest is d; ok is false
+// if no manifest shows such an icon.
+func (s *Store) Icon(ctx context.Context, d digest.Digest) (png []byte, ok bool, err error) {
+	err = s.r.db.QueryRowContext(ctx, qIcon, string(d)).Scan(&png)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("sqlite: icon %s: %w", d, err)
+	}
+	return png, true, nil
+}
+
+// ManifestIcons returns the icons each of the manifests keys shows, by
+// size; manifests without icons (or unknown) are absent from the map,
+// which is never nil.
+func (s *Store) ManifestIcons(ctx context.Context, keys ...meta.ManifestKey) (map[meta.ManifestKey]map[int]digest.Digest, error) {
+	out := map[meta.ManifestKey]map[int]digest.Digest{}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	pairs := make([][2]string, len(keys))
+	for i, k := range keys {
+		pairs[i] = [2]string{k.Repo, string(k.Digest)}
+	}
+	arg, err := json.Marshal(pairs)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: manifest icons: %w", err)
+	}
+	rows, err := s.r.db.QueryContext(ctx, qManifestIcons, string(arg))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: manifest icons: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			key     meta.ManifestKey
+			d, icon string
+			size    int
+		)
+		if err := rows.Scan(&key.Repo, &d, &size, &icon); err != nil {
+			return nil, fmt.Errorf("sqlite: manifest icons: %w", err)
+		}
+		key.Digest = digest.Digest(d)
+		if out[key] == nil {
+			out[key] = map[int]digest.Digest{}
+		}
+		out[key][size] = digest.Digest(icon)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: manifest icons: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,667 @@
+package web
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/flatpak"
+	"github.com/berth-dev/berth/meta"
+)
+
+// Catalog is what the catalogue reads of the metadata store.
+type Catalog interface {
+	// CatalogVersion changes whenever a tag or manifest is added, moved or
+	// removed; it is compared for equality only.
+	CatalogVersion(ctx context.Context) (string, error)
+	// CatalogTags lists tags with their manifests' facts, by (repo, tag),
+	// strictly after the cursor, at most n.
+	CatalogTags(ctx context.Context, after meta.TagKey, n int) ([]meta.CatalogTag, error)
+	// CatalogChildren lists the children of tagged indexes, by (repo,
+	// index, position), strictly after the cursor, at most n.
+	CatalogChildren(ctx context.Context, after meta.ChildKey, n int) ([]meta.CatalogChild, error)
+	// GetManifest returns a manifest or an error matching
+	// meta.ErrManifestNotFound.
+	GetManifest(ctx context.Context, repo string, d digest.Digest) (*meta.Manifest, error)
+	// Referrers lists the manifests of repo whose subject is d.
+	Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string, after digest.Digest, n int) ([]meta.Descriptor, error)
+}
+
+// listPage is how many rows one catalogue listing call returns.
+const listPage = 1000
+
+// snapshot is the catalogue as of one CatalogVersion: every tagged
+// manifest, grouped by repository and by Flatpak id. It is immutable once
+// built and shared by concurrent requests.
+type snapshot struct {
+	version    string
+	repos      []*repoView // by name, byte order
+	repoByName map[string]*repoView
+	apps       []*appView // apps then runtimes, by name
+	appByID    map[string]*appView
+	items      []*item // what search looks through
+}
+
+// tagView is one tag.
+type tagView struct {
+	Repo, Name   string
+	Digest       digest.Digest
+	MediaType    string
+	ArtifactType string
+	OS, Arch     string
+	Variant      string
+	Size         int64
+	Created      time.Time
+	Pushed       time.Time // the tag's last move
+	Index        bool
+	Platforms    []platformView // an index's children
+	FlatpakRef   string
+}
+
+// Platform is "os/arch[/variant]" of a single-platform manifest.
+func (t *tagView) Platform() string { return platformString(t.OS, t.Arch, t.Variant) }
+
+// platformView is one child of an index.
+type platformView struct {
+	Platform   string
+	Digest     digest.Digest
+	MediaType  string
+	Size       int64 // the child's total size when stored, else its manifest's
+	Stored     bool
+	Arch       string
+	FlatpakRef string
+}
+
+// repoView is one repository with tags.
+type repoView struct {
+	Name    string
+	Tags    []*tagView // newest first
+	Updated time.Time  // the newest tag move
+	Size    int64      // total sizes of the distinct images its tags reach (an index counts its children)
+	Archs   []string
+	AppIDs  []string // Flatpak ids built here
+	Flatpak bool     // every tag is a Flatpak build
+}
+
+// parseRef parses an org.flatpak.ref label, refusing parts that would
+// not show as they are.
+func parseRef(s string) (flatpak.Ref, bool) {
+	r, err := flatpak.ParseRef(s)
+	if err != nil {
+		return flatpak.Ref{}, false
+	}
+	for _, p := range []string{r.ID, r.Arch, r.Branch} {
+		if cleanLine(p) != p || strings.ContainsAny(p, " /") {
+			return flatpak.Ref{}, false
+		}
+	}
+	return r, true
+}
+
+// build is one Flatpak image: a single-platform manifest carrying
+// org.flatpak.ref, reached from one or more tags of a repository.
+type build struct {
+	Repo   string
+	Digest digest.Digest // the single-platform manifest
+	Index  digest.Digest // the tagged index it came through, if any
+	Tags   []string
+	Ref    flatpak.Ref
+	Arch   string // OCI name
+	Size   int64
+	Pushed time.Time // newest move of its tags
+}
+
+// appView is one Flatpak app or runtime: every build of its id.
+type appView struct {
+	Kind, ID string
+	Builds   []*build // newest first
+	Archs    []string
+	Branches []string
+	Repos    []string
+	facts    *facts // of Builds[0]
+}
+
+// Latest is the newest build.
+func (a *appView) Latest() *build { return a.Builds[0] }
+
+// Name is the AppStream name, else the id.
+func (a *appView) Name() string {
+	if a.facts != nil && a.facts.App.Name != "" {
+		return a.facts.App.Name
+	}
+	return a.ID
+}
+
+// item is one search result candidate with its text lower-cased once.
+type item struct {
+	Kind, ID, Name, Summary, Developer string
+	Icon                               icon
+	URL                                string
+	Repos                              []string
+	Archs                              []string
+	Tags                               []string // newest first
+	Updated                            time.Time
+
+	lid, lname, llast string
+	lwords            []string // of the name
+	ltext             string   // summary, keywords, categories, developer
+	ltags             []string
+	ltagsAll          string // "\n"-joined ltags, to rule out a match in one pass
+	order             int    // position by (kind, name, id): ties in ranking
+}
+
+// icon is an app's icon URLs: Small for 64 px, Large for 128 px; one may
+// stand for the other; both "" when there is none.
+type icon struct{ Small, Large string }
+
+// facts are what a Flatpak manifest's labels say, parsed and cleaned once
+// per digest.
+type facts struct {
+	App       flatpak.App
+	HasApp    bool
+	Meta      flatpak.Metadata
+	HasMeta   bool
+	Icon      icon
+	Installed int64 // -1 when unknown
+	Download  int64
+}
+
+// factCache keeps facts by manifest digest (a digest fixes the labels).
+type factCache struct {
+	mu sync.Mutex
+	m  map[digest.Digest]*facts
+}
+
+// load builds a snapshot of the catalogue at version.
+func (h *Handler) load(ctx context.Context, version string) (*snapshot, error) {
+	s := &snapshot{version: version, repoByName: map[string]*repoView{}, appByID: map[string]*appView{}}
+	type indexKey struct {
+		repo string
+		d    digest.Digest
+	}
+	indexes := map[indexKey][]*tagView{}
+	var after meta.TagKey
+	for {
+		page, err := h.cat.CatalogTags(ctx, after, listPage)
+		if err != nil {
+			return nil, err
+		}
+		for _, ct := range page {
+			rv := s.repoByName[ct.Repo]
+			if rv == nil {
+				rv = &repoView{Name: ct.Repo}
+				s.repoByName[ct.Repo] = rv
+				s.repos = append(s.repos, rv)
+			}
+			tv := &tagView{
+				Repo: ct.Repo, Name: ct.Tag, Digest: ct.Digest, MediaType: ct.MediaType,
+				ArtifactType: ct.ArtifactType, OS: ct.OS, Arch: ct.Architecture, Variant: ct.Variant,
+				Size: ct.TotalSize, Created: ct.Created, Pushed: ct.Updated, FlatpakRef: ct.FlatpakRef,
+				Index: isIndex(ct.MediaType),
+			}
+			rv.Tags = append(rv.Tags, tv)
+			if tv.Index {
+				k := indexKey{ct.Repo, ct.Digest}
+				indexes[k] = append(indexes[k], tv)
+			}
+		}
+		if len(page) < listPage {
+			break
+		}
+		after = page[len(page)-1].TagKey
+	}
+	var cafter meta.ChildKey
+	for {
+		page, err := h.cat.CatalogChildren(ctx, cafter, listPage)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range page {
+			pv := platformView{Platform: c.Platform, Digest: c.Digest, MediaType: c.MediaType, Size: c.Size,
+				Stored: c.Stored, Arch: c.Architecture, FlatpakRef: c.FlatpakRef}
+			if c.Stored {
+				pv.Size = c.TotalSize
+				if p := platformString(c.OS, c.Architecture, c.Variant); p != "" {
+					pv.Platform = p
+				}
+			}
+			if pv.Arch == "" {
+				pv.Arch = archOf(c.Platform)
+			}
+			for _, tv := range indexes[indexKey{c.Repo, c.Index}] {
+				tv.Platforms = append(tv.Platforms, pv)
+			}
+		}
+		if len(page) < listPage {
+			break
+		}
+		cafter = page[len(page)-1].ChildKey
+	}
+
+	builds := map[indexKey]*build{}
+	var buildList []*build
+	addBuild := func(tv *tagView, d, index digest.Digest, ref, arch string, size int64) bool {
+		r, ok := parseRef(ref)
+		if !ok {
+			return false
+		}
+		k := indexKey{tv.Repo, d}
+		b := builds[k]
+		if b == nil {
+			b = &build{Repo: tv.Repo, Digest: d, Index: index, Ref: r, Arch: arch, Size: size}
+			if b.Arch == "" {
+				b.Arch = ociArch(r.Arch)
+			}
+			builds[k] = b
+			buildList = append(buildList, b)
+		}
+		b.Tags = append(b.Tags, tv.Name)
+		if tv.Pushed.After(b.Pushed) {
+			b.Pushed = tv.Pushed
+		}
+		return true
+	}
+	for _, rv := range s.repos {
+		seen := map[digest.Digest]bool{}
+		archs := map[string]bool{}
+		flatpakTags := 0
+		for _, tv := range rv.Tags {
+			if tv.Pushed.After(rv.Updated) {
+				rv.Updated = tv.Pushed
+			}
+			isFlatpak := false
+			if tv.Index {
+				for _, p := range tv.Platforms {
+					if !seen[p.Digest] {
+						seen[p.Digest] = true
+						rv.Size += p.Size
+					}
+					if p.Arch != "" {
+						archs[p.Arch] = true
+					}
+					if p.FlatpakRef != "" && addBuild(tv, p.Digest, tv.Digest, p.FlatpakRef, p.Arch, p.Size) {
+						isFlatpak = true
+					}
+				}
+			} else {
+				if !seen[tv.Digest] {
+					seen[tv.Digest] = true
+					rv.Size += tv.Size
+				}
+				if tv.Arch != "" {
+					archs[tv.Arch] = true
+				}
+				if tv.FlatpakRef != "" && addBuild(tv, tv.Digest, "", tv.FlatpakRef, tv.Arch, tv.Size) {
+					isFlatpak = true
+				}
+			}
+			if isFlatpak {
+				flatpakTags++
+			}
+		}
+		rv.Flatpak = flatpakTags > 0 && flatpakTags == len(rv.Tags)
+		rv.Archs = sortedKeys(archs)
+		slices.SortStableFunc(rv.Tags, func(a, b *tagView) int {
+			if c := b.Pushed.Compare(a.Pushed); c != 0 {
+				return c
+			}
+			return -naturalCompare(a.Name, b.Name) // v10 before v9 at the same instant
+		})
+	}
+
+	// Apps and runtimes, by id.
+	for _, b := range buildList {
+		slices.SortFunc(b.Tags, func(x, y string) int { return naturalCompare(x, y) })
+		av := s.appByID[b.Ref.ID]
+		if av == nil {
+			av = &appView{Kind: b.Ref.Kind, ID: b.Ref.ID}
+			s.appByID[b.Ref.ID] = av
+			s.apps = append(s.apps, av)
+		}
+		av.Builds = append(av.Builds, b)
+	}
+	live := map[digest.Digest]bool{}
+	for _, av := range s.apps {
+		sortBuilds(av.Builds)
+		av.Archs, av.Branches, av.Repos = buildSets(av.Builds)
+		f, err := h.factsFor(ctx, av.Latest())
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			h.log.WarnContext(ctx, "catalogue: reading labels", "repo", av.Latest().Repo, "digest", av.Latest().Digest, "err", err)
+		}
+		av.facts = f
+		for _, b := range av.Builds {
+			live[b.Digest] = true
+		}
+		for _, r := range av.Repos {
+			rv := s.repoByName[r]
+			if !slices.Contains(rv.AppIDs, av.ID) {
+				rv.AppIDs = append(rv.AppIDs, av.ID)
+			}
+		}
+	}
+	h.facts.prune(live)
+	slices.SortFunc(s.apps, func(a, b *appView) int {
+		if a.Kind != b.Kind {
+			return cmpInt(kindOrder(a.Kind), kindOrder(b.Kind))
+		}
+		if c := naturalCompare(a.Name(), b.Name()); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+
+	for _, av := range s.apps {
+		s.items = append(s.items, appItem(av))
+	}
+	for _, rv := range s.repos {
+		if !rv.Flatpak {
+			s.items = append(s.items, repoItem(rv))
+		}
+	}
+	slices.SortStableFunc(s.items, compareItems)
+	for i, it := range s.items {
+		it.order = i
+	}
+	return s, nil
+}
+
+// sortBuilds puts the newest first; ties by repository and digest so the
+// order is stable.
+func sortBuilds(bs []*build) {
+	slices.SortFunc(bs, func(a, b *build) int {
+		if c := b.Pushed.Compare(a.Pushed); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Repo, b.Repo); c != 0 {
+			return c
+		}
+		return strings.Compare(string(a.Digest), string(b.Digest))
+	})
+}
+
+// buildSets returns the architectures, branches and repositories of
+// builds: architectures and branches sorted, repositories newest first.
+func buildSets(bs []*build) (archs, branches, repos []string) {
+	a, br := map[string]bool{}, map[string]bool{}
+	for _, b := range bs {
+		a[b.Arch] = true
+		br[b.Ref.Branch] = true
+		if !slices.Contains(repos, b.Repo) {
+			repos = append(repos, b.Repo)
+		}
+	}
+	return sortedKeys(a), sortedKeys(br), repos
+}
+
+func kindOrder(kind string) int {
+	switch kind {
+	case "app":
+		return 0
+	case "runtime":
+		return 1
+	}
+	return 2
+}
+
+// compareItems orders items by kind (apps, runtimes, images), then name
+// in natural order, then id.
+func compareItems(a, b *item) int {
+	if a.Kind != b.Kind {
+		return cmpInt(kindOrder(a.Kind), kindOrder(b.Kind))
+	}
+	if c := naturalCompare(a.Name, b.Name); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
+}
+
+func appItem(av *appView) *item {
+	it := &item{
+		Kind: av.Kind, ID: av.ID, Name: av.Name(), URL: "/apps/" + av.ID,
+		Repos: av.Repos, Archs: av.Archs, Updated: av.Latest().Pushed,
+	}
+	var text []string
+	if f := av.facts; f != nil {
+		it.Summary, it.Developer, it.Icon = cleanLine(f.App.Summary), cleanLine(f.App.Developer), f.Icon
+		text = append(text, f.App.Summary, f.App.Developer)
+		text = append(text, f.App.Keywords...)
+		text = append(text, f.App.Categories...)
+	}
+	for _, b := range av.Builds {
+		for _, t := range b.Tags {
+			if !slices.Contains(it.Tags, t) {
+				it.Tags = append(it.Tags, t)
+			}
+		}
+	}
+	it.index(text)
+	return it
+}
+
+func repoItem(rv *repoView) *item {
+	it := &item{
+		Kind: "image", ID: rv.Name, Name: rv.Name, URL: "/repositories/" + rv.Name,
+		Repos: []string{rv.Name}, Archs: rv.Archs, Updated: rv.Updated,
+	}
+	it.Tags = make([]string, len(rv.Tags))
+	for i, tv := range rv.Tags {
+		it.Tags[i] = tv.Name
+	}
+	it.index(nil)
+	return it
+}
+
+// index fills the lower-cased fields search compares.
+func (it *item) index(text []string) {
+	it.lid, it.lname = strings.ToLower(it.ID), strings.ToLower(it.Name)
+	it.llast = it.lid
+	if i := strings.LastIndexAny(it.lid, "./"); i >= 0 && i+1 < len(it.lid) {
+		it.llast = it.lid[i+1:]
+	}
+	it.lwords = strings.FieldsFunc(it.lname, func(r rune) bool {
+		return r == ' ' || r == '-' || r == '_' || r == '.' || r == '/'
+	})
+	it.ltext = strings.ToLower(strings.Join(text, "\n"))
+	it.ltags = make([]string, len(it.Tags))
+	for i, t := range it.Tags {
+		it.ltags[i] = strings.ToLower(t)
+	}
+	it.ltagsAll = strings.Join(it.ltags, "\n")
+}
+
+// factsFor returns the facts of a build's labels, from the cache or read
+// once from meta. On error it returns empty facts, never nil.
+func (h *Handler) factsFor(ctx context.Context, b *build) (*facts, error) {
+	if f := h.facts.get(b.Digest); f != nil {
+		return f, nil
+	}
+	m, err := h.cat.GetManifest(ctx, b.Repo, b.Digest)
+	if err != nil {
+		return &facts{Installed: -1, Download: -1}, err
+	}
+	f := h.parseFacts(ctx, m)
+	h.facts.put(b.Digest, f)
+	return f, nil
+}
+
+// parseFacts reads what the catalogue shows from a Flatpak manifest's
+// labels. A broken part is left out with a logged warning.
+func (h *Handler) parseFacts(ctx context.Context, m *meta.Manifest) *facts {
+	f := &facts{Installed: parseSize(m.Labels[flatpak.LabelInstalledSize]), Download: parseSize(m.Labels[flatpak.LabelDownloadSize])}
+	if s := m.Labels[flatpak.LabelAppdata]; s != "" {
+		app, err := flatpak.ParseAppstream([]byte(s))
+		if err != nil {
+			h.log.WarnContext(ctx, "catalogue: AppStream data not parsed", "repo", m.Repo, "digest", m.Digest, "err", err)
+		} else {
+			f.App, f.HasApp = cleanApp(app), true
+		}
+	}
+	if s := m.Labels[flatpak.LabelMetadata]; s != "" {
+		md, err := flatpak.ParseMetadata([]byte(s))
+		if err != nil {
+			h.log.WarnContext(ctx, "catalogue: Flatpak metadata not parsed", "repo", m.Repo, "digest", m.Digest, "err", err)
+		} else {
+			f.Meta, f.HasMeta = md, true
+		}
+	}
+	f.Icon = h.iconOf(m)
+	return f
+}
+
+func parseSize(s string) int64 {
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}
+
+// cleanApp cleans every string of AppStream data and keeps only http(s)
+// links.
+func cleanApp(a flatpak.App) flatpak.App {
+	a.ID, a.Name, a.Summary = cleanLine(a.ID), cleanLine(a.Name), cleanLine(a.Summary)
+	a.Developer, a.License, a.ProjectLicense = cleanLine(a.Developer), cleanLine(a.License), cleanLine(a.ProjectLicense)
+	a.Homepage = safeURL(a.Homepage)
+	a.Description = cleanList(a.Description, false)
+	a.Keywords = cleanList(a.Keywords, true)
+	a.Categories = cleanList(a.Categories, true)
+	var shots []flatpak.Screenshot
+	for _, s := range a.Screenshots {
+		if u := safeURL(s.URL); u != "" {
+			shots = append(shots, flatpak.Screenshot{Caption: cleanLine(s.Caption), URL: u})
+		}
+	}
+	a.Screenshots = shots
+	rels := make([]flatpak.Release, 0, len(a.Releases))
+	for _, r := range a.Releases {
+		r.Version = cleanLine(r.Version)
+		rels = append(rels, r)
+	}
+	a.Releases = rels
+	return a
+}
+
+func cleanList(in []string, line bool) []string {
+	out := make([]string, 0, len(in))
+	for _, s := range in {
+		if line {
+			s = cleanLine(s)
+		} else {
+			s = strings.TrimSpace(clean(s))
+		}
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// iconOf finds a manifest's icons: Options.Icon when set, else the icons
+// the flatpak package stores at push time, whose URL follows from the
+// label (flatpak.DecodeIcon, flatpak.IconPath): an icon label that does not
+// decode there is not offered here either.
+func (h *Handler) iconOf(m *meta.Manifest) icon {
+	if h.opts.Icon != nil {
+		small, large := h.opts.Icon(m.Labels)
+		return pairIcon(small, large)
+	}
+	return iconFromManifest(m)
+}
+
+func iconFromManifest(m *meta.Manifest) icon {
+	url := func(key string, size int) string {
+		v, ok := m.Labels[key]
+		if !ok {
+			v, ok = m.Annotations[key]
+		}
+		if !ok {
+			return ""
+		}
+		ic, err := flatpak.DecodeIcon(v, size)
+		if err != nil {
+			return ""
+		}
+		return flatpak.IconPath(ic.Digest)
+	}
+	return pairIcon(url(flatpak.LabelIcon64, 64), url(flatpak.LabelIcon128, 128))
+}
+
+// pairIcon lets either size stand for the other.
+func pairIcon(small, large string) icon {
+	if small == "" {
+		small = large
+	}
+	if large == "" {
+		large = small
+	}
+	return icon{Small: small, Large: large}
+}
+
+func (c *factCache) get(d digest.Digest) *facts {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[d]
+}
+
+func (c *factCache) put(d digest.Digest, f *facts) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[digest.Digest]*facts{}
+	}
+	c.m[d] = f
+}
+
+// prune forgets every digest not in live.
+func (c *factCache) prune(live map[digest.Digest]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for d := range c.m {
+		if !live[d] {
+			delete(c.m, d)
+		}
+	}
+}
+
+func isIndex(mediaType string) bool {
+	return mediaType == "application/vnd.oci.image.index.v1+json" ||
+		mediaType == "application/vnd.docker.distribution.manifest.list.v2+json"
+}
+
+func platformString(os, arch, variant string) string {
+	switch {
+	case os == "" && arch == "":
+		return ""
+	case variant == "":
+		return os + "/" + arch
+	}
+	return os + "/" + arch + "/" + variant
+}
+
+// archOf is the architecture of an "os/arch[/variant]" string.
+func archOf(platform string) string {
+	parts := strings.Split(platform, "/")
+	if len(parts) < 2 {
+		return ""
+	}
+	return parts[1]
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		if k != "" {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,78 @@
+// Package web serves the catalogue: server-rendered HTML pages of the apps,
+// runtimes and repositories the registry holds, and the JSON search API
+// under /api/v1/. Everything it shows comes from what package meta recorded
+// at push time (tags, manifests and their bytes, labels, annotations,
+// referrers); the only blob it reads is an image's config, for its history,
+// bounded and cached by digest. It never writes: every route answers GET
+// and HEAD only (V21).
+//
+// # Pages (stable deep links)
+//
+//	/                                          apps and runtimes grid (?page=)
+//	/search?q=&kind=&arch=&page=               apps, runtimes and repositories, tags matched
+//	/apps/<flatpak id>                         one app or runtime
+//	/repositories?sort=pushed|name|size&order=asc|desc&page=
+//	/repositories/<name>?sort=pushed|name&page=   one repository's tags
+//	/repositories/<name>/-/manifests/<digest>  one manifest
+//	/repositories/<name>/-/tags/<tag>          the manifest a tag points at
+//	/static/<file>                             embedded CSS, JavaScript, images
+//
+// The pages work without JavaScript; static/app.js only adds search as you
+// type and copy buttons. Styles and scripts are files, never inline, so the
+// Content-Security-Policy allows 'self' only (and data: images).
+//
+// # Safety
+//
+// Labels, annotations and AppStream text are untrusted. Every such string
+// has its control characters (C0 but tab and newline, C1, bidirectional
+// overrides) removed and invalid UTF-8 replaced before a template sees it,
+// and html/template escapes it for its context (V20, V26). Links taken from
+// AppStream data are kept only when they are http or https. Screenshots in
+// AppStream data are remote URLs, which the Content-Security-Policy does not
+// let the page load, so they are offered as links.
+//
+// # Search API
+//
+// GET /api/v1/search answers with application/json:
+//
+//	{
+//	  "query": "hel",        // q, as used (trimmed)
+//	  "kind": "",            // the kind filter: "", "app", "runtime" or "image"
+//	  "arch": "",            // the architecture filter, OCI name ("amd64"), or ""
+//	  "page": 1,             // 1-based
+//	  "per_page": 20,        // default 20, at most 100
+//	  "total": 1,            // matches before paging
+//	  "results": [{
+//	    "kind": "app",                    // "app", "runtime" or "image" (a repository)
+//	    "id": "org.example.Hello",        // Flatpak id, or the repository name
+//	    "name": "Hello",                  // AppStream name, else the id
+//	    "summary": "Says hello",          // "" when none
+//	    "developer": "",                  // "" when none
+//	    "icon": "/icons/<sha256>.png",    // "" when none
+//	    "url": "/apps/org.example.Hello", // the catalogue page
+//	    "repositories": ["hello"],        // where it is (readable ones only)
+//	    "architectures": ["amd64"],       // OCI names
+//	    "tags": ["latest"],               // newest first, at most 10
+//	    "tag_count": 1,
+//	    "matched_tags": [],               // tags containing the query, at most 10
+//	    "updated": "2026-01-01T00:00:00Z" // newest tag push, RFC 3339 UTC
+//	  }]
+//	}
+//
+// Arrays are never null. Parameters: q (free text; empty lists everything),
+// kind, arch (OCI names, or Flatpak's x86_64, aarch64, i386, arm), page,
+// per_page. Ranking: an exact id, name or last id component first, then a
+// prefix of one of them (or of a word of the name), then a substring of
+// id or name, then every word of the query found in the summary, keywords,
+// categories or developer, then a matching tag; ties by name in natural
+// order. A bad parameter is 400 with {"error": "..."}; other paths under
+// /api/v1/ are 404 with the same shape.
+//
+// # Caching
+//
+// The searchable view of the whole catalogue is built from meta and kept
+// until Catalog.CatalogVersion changes (one cheap query per request), so
+// pushes, tag moves and deletes show at once. Facts read from labels
+// (AppStream, Flatpak metadata, icons) are cached by manifest digest, which
+// fixes them.
+package web

@@ -1,0 +1,865 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/flatpak"
+	"github.com/berth-dev/berth/meta"
+)
+
+// Page sizes.
+const (
+	appsPerPage  = 48
+	reposPerPage = 50
+	tagsPerPage  = 50
+	maxReferrers = 100
+)
+
+// pager links the pages of a listing.
+type pager struct {
+	Page, Pages, Total int
+	Prev, Next         string
+}
+
+// newPager clamps page to the listing and builds the links, keeping the
+// other query parameters of u.
+func newPager(u *url.URL, page, perPage, total int) (pager, int, int) {
+	pages := max(1, (total+perPage-1)/perPage)
+	page = min(max(page, 1), pages)
+	p := pager{Page: page, Pages: pages, Total: total}
+	link := func(n int) string {
+		q := u.Query()
+		if n == 1 {
+			q.Del("page")
+		} else {
+			q.Set("page", strconv.Itoa(n))
+		}
+		if len(q) == 0 {
+			return u.Path
+		}
+		return u.Path + "?" + q.Encode()
+	}
+	if page > 1 {
+		p.Prev = link(page - 1)
+	}
+	if page < pages {
+		p.Next = link(page + 1)
+	}
+	start := min((page-1)*perPage, total)
+	return p, start, min(start+perPage, total)
+}
+
+func pageParam(r *http.Request) int {
+	n, err := strconv.Atoi(r.URL.Query().Get("page"))
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
+
+// card is an app in a grid or a result list.
+type card struct {
+	Kind, ID, Name, Summary, URL string
+	Icon                         icon
+}
+
+func cardOf(it *item) card {
+	return card{Kind: it.Kind, ID: it.ID, Name: it.Name, Summary: it.Summary, URL: it.URL, Icon: it.Icon}
+}
+
+type homeData struct {
+	Apps, Runtimes []card
+	Pager          pager
+	Repos          int
+	Empty          bool
+}
+
+func (h *Handler) home(w http.ResponseWriter, r *http.Request, s *snapshot) {
+	var all []*item
+	visible := h.visibleItem(r)
+	for _, it := range s.items {
+		if it.Kind == "image" {
+			continue
+		}
+		if visible != nil {
+			if it = visible(it); it == nil {
+				continue
+			}
+		}
+		all = append(all, it)
+	}
+	pg, start, end := newPager(r.URL, pageParam(r), appsPerPage, len(all))
+	d := homeData{Pager: pg, Repos: len(h.visibleRepos(r, s.repos)), Empty: len(all) == 0}
+	for _, it := range all[start:end] {
+		if it.Kind == "app" {
+			d.Apps = append(d.Apps, cardOf(it))
+		} else {
+			d.Runtimes = append(d.Runtimes, cardOf(it))
+		}
+	}
+	h.render(w, r, http.StatusOK, "home", pageInfo{Title: "Apps", Nav: "apps"}, d)
+}
+
+type resultRow struct {
+	card
+	KindLabel   string
+	Repos       []string
+	Archs       []string
+	Tags        []string
+	MatchedTags []string
+	MoreTags    int
+	Updated     time.Time
+}
+
+type searchData struct {
+	Q, Kind, Arch string
+	Kinds         []option
+	Archs         []option
+	Results       []resultRow
+	Pager         pager
+	Error         string
+}
+
+type option struct {
+	Value, Label string
+	Selected     bool
+}
+
+func kindLabel(kind string) string {
+	switch kind {
+	case "app":
+		return "App"
+	case "runtime":
+		return "Runtime"
+	}
+	return "Image"
+}
+
+func (h *Handler) searchPage(w http.ResponseWriter, r *http.Request, s *snapshot) {
+	q, err := parseQuery(r.URL.Query(), defaultPerPage)
+	d := searchData{Q: q.Q, Kind: q.Kind, Arch: q.Arch}
+	status := http.StatusOK
+	if err != nil {
+		d.Error, status = err.Error(), http.StatusBadRequest
+		q = query{Q: q.Q, Page: 1, PerPage: defaultPerPage}
+		d.Kind, d.Arch = "", ""
+	}
+	for _, k := range []option{{"", "Everything", false}, {"app", "Apps", false}, {"runtime", "Runtimes", false}, {"image", "Images", false}} {
+		k.Selected = k.Value == d.Kind
+		d.Kinds = append(d.Kinds, k)
+	}
+	d.Archs = append(d.Archs, option{Value: "", Label: "Any architecture", Selected: d.Arch == ""})
+	for _, a := range s.archs() {
+		d.Archs = append(d.Archs, option{Value: a, Label: a, Selected: a == d.Arch})
+	}
+	q.PerPage = defaultPerPage
+	page := q.Page
+	q.Page = 1
+	q.PerPage = 1 << 30 // page below, with links
+	hits, total := s.search(q, h.visibleItem(r))
+	pg, start, end := newPager(r.URL, page, defaultPerPage, total)
+	d.Pager = pg
+	for _, hi := range hits[start:end] {
+		it := hi.it
+		row := resultRow{card: cardOf(it), KindLabel: kindLabel(it.Kind), Repos: it.Repos, Archs: it.Archs,
+			MatchedTags: hi.matched, Updated: it.Updated}
+		if hi.matched == nil {
+			row.Tags = it.Tags[:min(len(it.Tags), 5)]
+			row.MoreTags = len(it.Tags) - len(row.Tags)
+		}
+		d.Results = append(d.Results, row)
+	}
+	title := "Search"
+	if q.Q != "" {
+		title = "Search: " + q.Q
+	}
+	h.render(w, r, status, "search", pageInfo{Title: title, Nav: "search", Query: q.Q}, d)
+}
+
+// archs lists every architecture in the catalogue.
+func (s *snapshot) archs() []string {
+	set := map[string]bool{}
+	for _, it := range s.items {
+		for _, a := range it.Archs {
+			set[a] = true
+		}
+	}
+	return sortedKeys(set)
+}
+
+// visibleApp is av as the request may see it: av itself, a copy holding
+// only the builds in readable repositories, or nil.
+func (h *Handler) visibleApp(ctx context.Context, r *http.Request, av *appView) *appView {
+	if h.opts.CanRead == nil {
+		return av
+	}
+	var bs []*build
+	for _, b := range av.Builds {
+		if h.opts.CanRead(r, b.Repo) {
+			bs = append(bs, b)
+		}
+	}
+	switch len(bs) {
+	case 0:
+		return nil
+	case len(av.Builds):
+		return av
+	}
+	v := &appView{Kind: av.Kind, ID: av.ID, Builds: bs}
+	v.Archs, v.Branches, v.Repos = buildSets(bs)
+	f, err := h.factsFor(ctx, bs[0])
+	if err != nil {
+		h.log.WarnContext(ctx, "catalogue: reading labels", "repo", bs[0].Repo, "digest", bs[0].Digest, "err", err)
+	}
+	v.facts = f
+	return v
+}
+
+type appData struct {
+	Kind, KindLabel, ID, Name, Summary, Developer string
+	Icon                                          icon
+	Description                                   []string
+	Screenshots                                   []flatpak.Screenshot
+	Release                                       *flatpak.Release
+	License                                       string
+	Installed, Download                           int64
+	Archs, Branches                               []string
+	Runtime, SDK                                  *refLink
+	Command                                       string
+	Homepage                                      string
+	Keywords, Categories                          []string
+	HasMeta                                       bool
+	Rating                                        ratingView
+	Permissions                                   []permRow
+	RemoteAdd, Install, InstallRef                string
+	FlatpakrefURL, FlatpakrepoURL                 string
+	Builds                                        []buildRow
+	UsedBy                                        []card // apps on this runtime
+}
+
+type ratingView struct {
+	Level, Label, Summary string
+	Decisive              bool // some permissions decide the level
+}
+
+type permRow struct {
+	Text    string
+	Decides bool // one of the rating's reasons
+}
+
+// refLink is a runtime or SDK named by the metadata ("ID/ARCH/BRANCH"),
+// linked when the catalogue has it.
+type refLink struct{ ID, Branch, URL string }
+
+type buildRow struct {
+	Repo, RepoURL, Arch, Branch string
+	Tags                        []tagLink
+	Pushed                      time.Time
+	Size                        int64
+	Digest, Short, URL          string
+}
+
+type tagLink struct{ Name, URL string }
+
+// ratings are GNOME Software's words for flatpak.Rate's levels.
+var ratings = map[string][2]string{
+	"safe":               {"Safe", "This app has no access to your files, devices or the network beyond its sandbox."},
+	"probably-safe":      {"Probably safe", "This app asks for a few permissions that are usually harmless."},
+	"potentially-unsafe": {"Potentially unsafe", "This app asks for permissions that give it access outside its sandbox."},
+	"unsafe":             {"Unsafe", "This app can reach much of your system: your files, devices or other programs."},
+}
+
+func (h *Handler) appPage(w http.ResponseWriter, r *http.Request, s *snapshot, id string) {
+	av := s.appByID[id]
+	if av != nil {
+		av = h.visibleApp(r.Context(), r, av)
+	}
+	if av == nil {
+		h.notFound(w, r, "No app or runtime with this id is in the registry.")
+		return
+	}
+	f := av.facts
+	if f == nil {
+		f = &facts{Installed: -1, Download: -1}
+	}
+	latest := av.Latest()
+	d := appData{
+		Kind: av.Kind, KindLabel: kindLabel(av.Kind), ID: av.ID, Name: av.Name(),
+		Summary: f.App.Summary, Developer: f.App.Developer, Icon: f.Icon,
+		Description: f.App.Description, Screenshots: f.App.Screenshots, License: f.App.ProjectLicense,
+		Installed: f.Installed, Download: f.Download, Archs: av.Archs, Branches: av.Branches,
+		Homepage: f.App.Homepage, Keywords: f.App.Keywords, Categories: f.App.Categories, HasMeta: f.HasMeta,
+	}
+	if d.License == "" {
+		d.License = f.App.License
+	}
+	if len(f.App.Releases) > 0 {
+		d.Release = &f.App.Releases[0]
+	}
+	if f.HasMeta {
+		d.Runtime, d.SDK = h.refLink(r, s, f.Meta.Runtime), h.refLink(r, s, f.Meta.SDK)
+		d.Command = cleanLine(f.Meta.Command)
+		rating := flatpak.Rate(f.Meta.Permissions)
+		words, ok := ratings[rating.Level]
+		if !ok {
+			words = [2]string{"Unknown", "The app's permissions could not be rated."}
+			rating.Level = "unknown"
+		}
+		d.Rating = ratingView{Level: rating.Level, Label: words[0], Summary: words[1]}
+		reasons := cleanList(rating.Reasons, true)
+		for _, p := range cleanList(flatpak.Describe(f.Meta.Permissions), true) {
+			decides := rating.Level != flatpak.Safe && slices.Contains(reasons, p)
+			d.Permissions = append(d.Permissions, permRow{Text: p, Decides: decides})
+			d.Rating.Decisive = d.Rating.Decisive || decides
+		}
+	}
+	base := h.baseURL(r)
+	d.FlatpakrepoURL = flatpak.RepoFilePath
+	d.RemoteAdd = "flatpak remote-add --user --if-not-exists " + h.opts.RemoteName + " " + base + flatpak.RepoFilePath
+	d.Install = "flatpak install --user " + h.opts.RemoteName + " " + av.ID
+	if len(latest.Tags) > 0 {
+		tag := latest.Tags[0]
+		if slices.Contains(latest.Tags, "latest") {
+			tag = "latest"
+		}
+		ref := flatpak.FlatpakrefPath(latest.Repo, tag)
+		d.FlatpakrefURL = ref
+		d.InstallRef = "flatpak install --user --from " + base + ref
+	}
+	for _, b := range av.Builds {
+		row := buildRow{Repo: b.Repo, RepoURL: "/repositories/" + b.Repo, Arch: b.Arch, Branch: b.Ref.Branch,
+			Pushed: b.Pushed, Size: b.Size, Digest: string(b.Digest), Short: shortDigest(string(b.Digest)),
+			URL: manifestURL(b.Repo, b.Digest)}
+		for _, t := range b.Tags {
+			row.Tags = append(row.Tags, tagLink{Name: t, URL: tagURL(b.Repo, t)})
+		}
+		d.Builds = append(d.Builds, row)
+	}
+	if av.Kind == "runtime" {
+		for _, other := range s.apps {
+			if other.facts == nil || !other.facts.HasMeta {
+				continue
+			}
+			if rid, _, _ := strings.Cut(other.facts.Meta.Runtime, "/"); rid == av.ID {
+				if v := h.visibleApp(r.Context(), r, other); v != nil {
+					d.UsedBy = append(d.UsedBy, cardOf(appItem(v)))
+				}
+			}
+		}
+	}
+	h.render(w, r, http.StatusOK, "app", pageInfo{Title: d.Name, Nav: "apps"}, d)
+}
+
+// refLink reads a metadata runtime or sdk value, "ID/ARCH/BRANCH".
+func (h *Handler) refLink(r *http.Request, s *snapshot, v string) *refLink {
+	v = cleanLine(v)
+	if v == "" {
+		return nil
+	}
+	parts := strings.Split(v, "/")
+	l := &refLink{ID: parts[0]}
+	if len(parts) == 3 {
+		l.Branch = parts[2]
+	}
+	if av := s.appByID[l.ID]; av != nil && h.visibleApp(r.Context(), r, av) != nil {
+		l.URL = "/apps/" + l.ID
+	}
+	return l
+}
+
+// visibleRepos filters repositories by CanRead.
+func (h *Handler) visibleRepos(r *http.Request, repos []*repoView) []*repoView {
+	if h.opts.CanRead == nil {
+		return repos
+	}
+	out := make([]*repoView, 0, len(repos))
+	for _, rv := range repos {
+		if h.opts.CanRead(r, rv.Name) {
+			out = append(out, rv)
+		}
+	}
+	return out
+}
+
+type repoRow struct {
+	Name, URL   string
+	Tags        int
+	Size        int64
+	Updated     time.Time
+	Archs       []string
+	Flatpak     bool
+	Apps        []tagLink
+	LatestTag   string
+	LatestTagTo string
+}
+
+type sortLink struct {
+	Label, URL string
+	Active     bool
+	Arrow      string
+}
+
+type reposData struct {
+	Repos []repoRow
+	Sorts []sortLink
+	Pager pager
+}
+
+// repoSorts are the orders of the repositories page, each with its
+// natural direction.
+var repoSorts = []struct {
+	key, label, order string
+}{
+	{"pushed", "Last pushed", "desc"},
+	{"name", "Name", "asc"},
+	{"size", "Size", "desc"},
+}
+
+func (h *Handler) reposPage(w http.ResponseWriter, r *http.Request, s *snapshot) {
+	qv := r.URL.Query()
+	key, order := qv.Get("sort"), qv.Get("order")
+	def := ""
+	for _, rs := range repoSorts {
+		if rs.key == key {
+			def = rs.order
+		}
+	}
+	if def == "" {
+		key, def = "pushed", "desc"
+	}
+	if order != "asc" && order != "desc" {
+		order = def
+	}
+	repos := slices.Clone(h.visibleRepos(r, s.repos))
+	slices.SortStableFunc(repos, func(a, b *repoView) int {
+		var c int
+		switch key {
+		case "pushed":
+			c = a.Updated.Compare(b.Updated)
+		case "size":
+			c = cmpInt64(a.Size, b.Size)
+		}
+		if order == "desc" {
+			c = -c
+		}
+		if c == 0 {
+			c = naturalCompare(a.Name, b.Name)
+			if key == "name" && order == "desc" {
+				c = -c
+			}
+		}
+		return c
+	})
+	pg, start, end := newPager(r.URL, pageParam(r), reposPerPage, len(repos))
+	d := reposData{Pager: pg}
+	for _, rs := range repoSorts {
+		sl := sortLink{Label: rs.label, Active: rs.key == key}
+		o := rs.order
+		if sl.Active {
+			if order == "asc" {
+				sl.Arrow = "↑"
+			} else {
+				sl.Arrow = "↓"
+			}
+			if order == rs.order {
+				o = map[string]string{"asc": "desc", "desc": "asc"}[rs.order]
+			}
+		}
+		v := url.Values{"sort": {rs.key}}
+		if o != rs.order {
+			v.Set("order", o)
+		}
+		sl.URL = "/repositories?" + v.Encode()
+		d.Sorts = append(d.Sorts, sl)
+	}
+	for _, rv := range repos[start:end] {
+		row := repoRow{Name: rv.Name, URL: "/repositories/" + rv.Name, Tags: len(rv.Tags), Size: rv.Size,
+			Updated: rv.Updated, Archs: rv.Archs, Flatpak: rv.Flatpak}
+		for _, id := range rv.AppIDs {
+			row.Apps = append(row.Apps, tagLink{Name: id, URL: "/apps/" + id})
+		}
+		if len(rv.Tags) > 0 {
+			row.LatestTag, row.LatestTagTo = rv.Tags[0].Name, tagURL(rv.Name, rv.Tags[0].Name)
+		}
+		d.Repos = append(d.Repos, row)
+	}
+	h.render(w, r, http.StatusOK, "repos", pageInfo{Title: "Repositories", Nav: "repos"}, d)
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// repoRoute serves /repositories/<name>[/-/manifests/<digest> | /-/tags/<tag>].
+// A repository name never holds "/-/": its components start with a letter
+// or digit.
+func (h *Handler) repoRoute(w http.ResponseWriter, r *http.Request, s *snapshot, rest string) {
+	name, sub, hasSub := strings.Cut(rest, "/-/")
+	name = strings.TrimSuffix(name, "/")
+	if name == "" || (h.opts.CanRead != nil && !h.opts.CanRead(r, name)) {
+		h.notFound(w, r, "No repository with this name is in the registry.")
+		return
+	}
+	if !hasSub {
+		h.repoPage(w, r, s, name)
+		return
+	}
+	kind, ref, _ := strings.Cut(sub, "/")
+	switch kind {
+	case "manifests":
+		d, err := digest.Parse(ref)
+		if err != nil {
+			h.notFound(w, r, "This is not a manifest digest.")
+			return
+		}
+		h.manifestPage(w, r, s, name, d, "")
+	case "tags":
+		rv := s.repoByName[name]
+		if rv != nil {
+			for _, tv := range rv.Tags {
+				if tv.Name == ref {
+					h.manifestPage(w, r, s, name, tv.Digest, tv.Name)
+					return
+				}
+			}
+		}
+		h.notFound(w, r, "This repository has no such tag.")
+	default:
+		h.notFound(w, r, "There is no page at this address.")
+	}
+}
+
+type tagRow struct {
+	Name, URL         string
+	Digest, Short     string
+	ManifestURL       string
+	Platform          string
+	Index             bool
+	Platforms         []platRow
+	Size              int64
+	Pushed, Created   time.Time
+	PullTag, PullByDg string
+	Flatpak           bool
+}
+
+type platRow struct {
+	Platform, Digest, Short, URL string
+	Size                         int64
+	Stored                       bool
+}
+
+type repoData struct {
+	Name        string
+	Tags        []tagRow
+	Sorts       []sortLink
+	Pager       pager
+	Size        int64
+	Updated     time.Time
+	Archs       []string
+	Apps        []tagLink
+	PullLatest  string
+	TagCount    int
+	RegistryURL string
+}
+
+func (h *Handler) repoPage(w http.ResponseWriter, r *http.Request, s *snapshot, name string) {
+	rv := s.repoByName[name]
+	if rv == nil {
+		h.notFound(w, r, "No repository with this name has tagged images.")
+		return
+	}
+	key := r.URL.Query().Get("sort")
+	tags := rv.Tags
+	if key == "name" {
+		tags = slices.Clone(tags)
+		slices.SortFunc(tags, func(a, b *tagView) int {
+			if c := naturalCompare(a.Name, b.Name); c != 0 {
+				return c
+			}
+			return strings.Compare(a.Name, b.Name)
+		})
+	} else {
+		key = "pushed"
+	}
+	host := h.registryHost(r)
+	pg, start, end := newPager(r.URL, pageParam(r), tagsPerPage, len(tags))
+	d := repoData{Name: name, Pager: pg, Size: rv.Size, Updated: rv.Updated, Archs: rv.Archs, TagCount: len(rv.Tags)}
+	for _, k := range []struct{ key, label string }{{"pushed", "Last pushed"}, {"name", "Name"}} {
+		u := "/repositories/" + name
+		if k.key != "pushed" {
+			u += "?sort=" + k.key
+		}
+		d.Sorts = append(d.Sorts, sortLink{Label: k.label, URL: u, Active: k.key == key})
+	}
+	for _, id := range rv.AppIDs {
+		d.Apps = append(d.Apps, tagLink{Name: id, URL: "/apps/" + id})
+	}
+	if len(rv.Tags) > 0 {
+		d.PullLatest = "docker pull " + host + "/" + name + ":" + rv.Tags[0].Name
+	}
+	for _, tv := range tags[start:end] {
+		row := tagRow{Name: tv.Name, URL: tagURL(name, tv.Name), Digest: string(tv.Digest), Short: shortDigest(string(tv.Digest)),
+			ManifestURL: manifestURL(name, tv.Digest), Platform: tv.Platform(), Index: tv.Index, Size: tv.Size,
+			Pushed: tv.Pushed, Created: tv.Created, Flatpak: tv.FlatpakRef != "",
+			PullTag:  "docker pull " + host + "/" + name + ":" + tv.Name,
+			PullByDg: "docker pull " + host + "/" + name + "@" + string(tv.Digest)}
+		for _, p := range tv.Platforms {
+			row.Platforms = append(row.Platforms, platRow{Platform: p.Platform, Digest: string(p.Digest),
+				Short: shortDigest(string(p.Digest)), URL: manifestURL(name, p.Digest), Size: p.Size, Stored: p.Stored})
+			if p.FlatpakRef != "" {
+				row.Flatpak = true
+			}
+		}
+		d.Tags = append(d.Tags, row)
+	}
+	h.render(w, r, http.StatusOK, "repo", pageInfo{Title: name, Nav: "repos"}, d)
+}
+
+func manifestURL(repo string, d digest.Digest) string {
+	return "/repositories/" + repo + "/-/manifests/" + string(d)
+}
+
+func tagURL(repo, tag string) string {
+	return "/repositories/" + repo + "/-/tags/" + tag
+}
+
+// kv is one label or annotation.
+type kv struct {
+	Key, Value string
+	Long       bool // shown in a block
+	Cut        int  // bytes left out (a long value is shortened)
+}
+
+// maxValueShown is how much of one label or annotation value a page shows.
+const maxValueShown = 4096
+
+func kvs(m map[string]string) []kv {
+	out := make([]kv, 0, len(m))
+	for k, v := range m {
+		e := kv{Key: cleanLine(k)}
+		if strings.HasPrefix(v, "data:") && len(v) > 128 {
+			e.Value, e.Cut = v[:64]+"…", len(v)-64
+		} else if len(v) > maxValueShown {
+			cut := maxValueShown
+			for cut > 0 && !isRuneStart(v[cut]) {
+				cut--
+			}
+			e.Value, e.Cut = clean(v[:cut])+"…", len(v)-cut
+		} else {
+			e.Value = clean(v)
+		}
+		e.Long = strings.Contains(e.Value, "\n") || len(e.Value) > 200
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b kv) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
+
+func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+type layerRow struct {
+	N             int
+	Digest, Short string
+	MediaType     string
+	Size          int64
+	External      bool
+	Annotations   []kv
+	URLs          []string
+}
+
+type referrerRow struct {
+	Kind, Class        string
+	ArtifactType       string
+	Digest, Short, URL string
+	Size               int64
+	Created            string
+	Annotations        []kv
+}
+
+type manifestData struct {
+	Repo, RepoURL                  string
+	Digest, Short, MediaType       string
+	ArtifactType, Platform         string
+	Tag                            string
+	Tags                           []tagLink
+	Size                           int64
+	ManifestSize                   int
+	Pushed, Created                time.Time
+	Index                          bool
+	Children                       []platRow
+	Config                         *layerRow
+	Layers                         []layerRow
+	History                        []historyRow
+	HistoryNote                    string
+	Labels, Annotations            []kv
+	Referrers                      []referrerRow
+	MoreReferrers                  bool
+	Subject, SubjectShort, SubjURL string
+	PullDigest, PullTag            string
+	AppURL, AppID                  string
+	Raw                            string
+}
+
+// manifestDoc is the part of an image manifest or index the page shows
+// (OCI and Docker schema 2 share these fields).
+type manifestDoc struct {
+	Config      *descriptorDoc    `json:"config"`
+	Layers      []descriptorDoc   `json:"layers"`
+	Manifests   []descriptorDoc   `json:"manifests"`
+	Annotations map[string]string `json:"annotations"`
+}
+
+type descriptorDoc struct {
+	MediaType   string            `json:"mediaType"`
+	Digest      string            `json:"digest"`
+	Size        int64             `json:"size"`
+	URLs        []string          `json:"urls"`
+	Annotations map[string]string `json:"annotations"`
+	Platform    *struct {
+		OS           string `json:"os"`
+		Architecture string `json:"architecture"`
+		Variant      string `json:"variant"`
+	} `json:"platform"`
+}
+
+func (h *Handler) manifestPage(w http.ResponseWriter, r *http.Request, s *snapshot, repo string, dg digest.Digest, tag string) {
+	ctx := r.Context()
+	m, err := h.cat.GetManifest(ctx, repo, dg)
+	if errors.Is(err, meta.ErrManifestNotFound) {
+		h.notFound(w, r, "This repository has no manifest with this digest.")
+		return
+	}
+	if err != nil {
+		h.serverError(w, r, fmt.Errorf("get manifest %s@%s: %w", repo, dg, err))
+		return
+	}
+	host := h.registryHost(r)
+	d := manifestData{
+		Repo: repo, RepoURL: "/repositories/" + repo, Digest: string(dg), Short: shortDigest(string(dg)),
+		MediaType: clean(m.MediaType), ArtifactType: clean(m.ArtifactType),
+		Platform: platformString(clean(m.OS), clean(m.Architecture), clean(m.Variant)), Tag: tag,
+		Size: m.TotalSize, ManifestSize: len(m.Content), Pushed: m.Pushed, Created: m.Created,
+		Index: isIndex(m.MediaType), Labels: kvs(m.Labels), Annotations: kvs(m.Annotations),
+		PullDigest: "docker pull " + host + "/" + repo + "@" + string(dg),
+	}
+	if tag != "" {
+		d.PullTag = "docker pull " + host + "/" + repo + ":" + tag
+	}
+	if rv := s.repoByName[repo]; rv != nil {
+		for _, tv := range rv.Tags {
+			if tv.Digest == dg {
+				d.Tags = append(d.Tags, tagLink{Name: tv.Name, URL: tagURL(repo, tv.Name)})
+			}
+		}
+		slices.SortFunc(d.Tags, func(a, b tagLink) int { return naturalCompare(a.Name, b.Name) })
+	}
+	if ref, ok := parseRef(m.Labels[meta.FlatpakRefLabel]); ok {
+		if av := s.appByID[ref.ID]; av != nil && h.visibleApp(ctx, r, av) != nil {
+			d.AppURL, d.AppID = "/apps/"+ref.ID, ref.ID
+		}
+	}
+	if m.Subject != "" {
+		d.Subject, d.SubjectShort, d.SubjURL = string(m.Subject), shortDigest(string(m.Subject)), manifestURL(repo, m.Subject)
+	}
+	doc, raw := parseManifestDoc(m.Content)
+	d.Raw = raw
+	if d.Index {
+		for _, c := range doc.Manifests {
+			p := ""
+			if c.Platform != nil {
+				p = platformString(c.Platform.OS, c.Platform.Architecture, c.Platform.Variant)
+			}
+			cd := digest.Digest(c.Digest)
+			d.Children = append(d.Children, platRow{Platform: clean(p), Digest: clean(c.Digest), Short: shortDigest(clean(c.Digest)),
+				URL: manifestURL(repo, cd), Size: c.Size})
+		}
+	} else {
+		if doc.Config != nil {
+			c := layerRowOf(0, *doc.Config)
+			d.Config = &c
+		}
+		for i, l := range doc.Layers {
+			d.Layers = append(d.Layers, layerRowOf(i+1, l))
+		}
+		d.History, d.HistoryNote = h.historyOf(ctx, m)
+	}
+	refs, err := h.cat.Referrers(ctx, repo, dg, "", "", maxReferrers+1)
+	if err != nil {
+		h.serverError(w, r, fmt.Errorf("referrers of %s@%s: %w", repo, dg, err))
+		return
+	}
+	if len(refs) > maxReferrers {
+		refs, d.MoreReferrers = refs[:maxReferrers], true
+	}
+	for _, rf := range refs {
+		kind := referrerKind(rf.ArtifactType)
+		d.Referrers = append(d.Referrers, referrerRow{
+			Kind: kind, Class: strings.ToLower(strings.ReplaceAll(kind, " ", "-")), ArtifactType: clean(rf.ArtifactType),
+			Digest: string(rf.Digest), Short: shortDigest(string(rf.Digest)), URL: manifestURL(repo, rf.Digest),
+			Size: rf.Size, Created: annotatedTime(rf.Annotations["org.opencontainers.image.created"]),
+			Annotations: kvs(rf.Annotations),
+		})
+	}
+	title := repo + "@" + d.Short
+	if tag != "" {
+		title = repo + ":" + tag
+	}
+	h.render(w, r, http.StatusOK, "manifest", pageInfo{Title: title, Nav: "repos"}, d)
+}
+
+// annotatedTime shows an org.opencontainers.image.created value: as a UTC
+// time when it is RFC 3339, else as cleaned text.
+func annotatedTime(v string) string {
+	if t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(v)); err == nil {
+		return humanTime(t)
+	}
+	return cleanLine(v)
+}
+
+func layerRowOf(n int, l descriptorDoc) layerRow {
+	row := layerRow{N: n, Digest: clean(l.Digest), Short: shortDigest(clean(l.Digest)), MediaType: clean(l.MediaType),
+		Size: l.Size, Annotations: kvs(l.Annotations)}
+	for _, u := range l.URLs {
+		if su := safeURL(u); su != "" {
+			row.URLs = append(row.URLs, su)
+		}
+	}
+	row.External = len(l.URLs) > 0 || strings.Contains(l.MediaType, "nondistributable") || strings.Contains(l.MediaType, "foreign")
+	return row
+}
+
+// referrerKind names what a referrer is, by its artifact type.
+func referrerKind(t string) string {
+	lt := strings.ToLower(t)
+	switch {
+	case strings.Contains(lt, "cosign") && strings.Contains(lt, "sig"),
+		strings.Contains(lt, "notary.signature"),
+		strings.Contains(lt, "sigstore.bundle"),
+		strings.Contains(lt, "signature"):
+		return "Signature"
+	case strings.Contains(lt, "spdx"), strings.Contains(lt, "cyclonedx"), strings.Contains(lt, "sbom"), strings.Contains(lt, "syft"):
+		return "SBOM"
+	case strings.Contains(lt, "in-toto"), strings.Contains(lt, "dsse"), strings.Contains(lt, "attestation"),
+		strings.Contains(lt, "provenance"), strings.Contains(lt, "slsa"), strings.Contains(lt, "vex"):
+		return "Attestation"
+	case strings.Contains(lt, "vuln") || strings.Contains(lt, "sarif"):
+		return "Scan report"
+	}
+	return "Artifact"
+}

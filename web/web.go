@@ -1,0 +1,320 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"io/fs"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Blobs opens committed blobs by digest; the catalogue reads image configs
+// through it for their history. blob.Provider satisfies it.
+type Blobs interface {
+	Open(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, error)
+}
+
+// Options configure the catalogue. Zero values take the defaults.
+type Options struct {
+	// Title names the site in page headers; default "Berth".
+	Title string
+	// PublicURL is the registry's address as clients reach it
+	// ("https://registry.example.com"), used in pull and install
+	// commands. Empty: the request's Host.
+	PublicURL string
+	// RemoteName is the name the install commands give the Flatpak remote;
+	// default "berth".
+	RemoteName string
+	// CanRead reports whether the request may see a repository (V14: the
+	// catalogue applies the same filter as the registry). nil: every
+	// repository is readable.
+	CanRead func(r *http.Request, repo string) bool
+	// Icon returns the URLs of an app's 64 and 128 pixel icons from its
+	// manifest's labels ("" when none). nil: /icons/<sha256 of the PNG>.png
+	// for each well-formed data: URI icon label.
+	Icon func(labels map[string]string) (small, large string)
+	// MaxConfigBytes bounds the config blob read for an image's history;
+	// larger configs are shown without history. Default 4 MiB.
+	MaxConfigBytes int64
+	// Now is the clock; nil: time.Now.
+	Now func() time.Time
+}
+
+// Handler serves the catalogue pages, its assets and the /api/v1/ search
+// API. It is safe for concurrent use.
+type Handler struct {
+	cat    Catalog
+	blobs  Blobs
+	opts   Options
+	log    *slog.Logger
+	pages  map[string]*template.Template
+	assets map[string]asset
+
+	snap    atomic.Pointer[snapshot]
+	loading sync.Mutex // one rebuild at a time
+	facts   factCache
+	history historyCache
+}
+
+// New returns the catalogue over cat. blobs may be nil (no image
+// history). A nil logger discards.
+func New(cat Catalog, blobs Blobs, opts Options, logger *slog.Logger) (*Handler, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Title == "" {
+		opts.Title = "Berth"
+	}
+	if opts.RemoteName == "" {
+		opts.RemoteName = "berth"
+	}
+	if opts.MaxConfigBytes <= 0 {
+		opts.MaxConfigBytes = 4 << 20
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.PublicURL != "" {
+		u, err := url.Parse(opts.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("web: public URL %q is not an http(s) URL", opts.PublicURL)
+		}
+		opts.PublicURL = strings.TrimSuffix(u.String(), "/")
+	}
+	h := &Handler{cat: cat, blobs: blobs, opts: opts, log: logger}
+	var err error
+	if h.assets, err = loadAssets(); err != nil {
+		return nil, err
+	}
+	if h.pages, err = h.parseTemplates(); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// contentSecurityPolicy allows the page's own scripts, styles and images
+// (and data: images) only: no inline script or style (V20).
+const contentSecurityPolicy = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; " +
+	"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// ServeHTTP answers GET and HEAD; anything else is 405 (the catalogue is
+// read-only, V21).
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Content-Security-Policy", contentSecurityPolicy)
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Referrer-Policy", "same-origin")
+	hd.Set("X-Frame-Options", "DENY")
+	hd.Set("Cross-Origin-Opener-Policy", "same-origin")
+	p := r.URL.Path
+	api := p == "/api/v1" || strings.HasPrefix(p, "/api/v1/")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		hd.Set("Allow", "GET, HEAD")
+		if api {
+			h.jsonError(w, http.StatusMethodNotAllowed, "method not allowed: the API is read-only")
+		} else {
+			http.Error(w, "405 method not allowed: the catalogue is read-only", http.StatusMethodNotAllowed)
+		}
+		return
+	}
+	if strings.HasPrefix(p, "/static/") {
+		h.serveAsset(w, r, strings.TrimPrefix(p, "/static/"))
+		return
+	}
+	s, err := h.snapshot(r.Context())
+	if err != nil {
+		if r.Context().Err() != nil {
+			return
+		}
+		h.log.ErrorContext(r.Context(), "catalogue: reading metadata", "path", p, "err", err)
+		if api {
+			h.jsonError(w, http.StatusInternalServerError, "internal error; request id "+hd.Get("X-Request-Id"))
+		} else {
+			h.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "The catalogue could not be read. The request id is "+hd.Get("X-Request-Id")+".")
+		}
+		return
+	}
+	switch {
+	case p == "/api/v1/search":
+		h.apiSearch(w, r, s)
+	case api:
+		h.jsonError(w, http.StatusNotFound, "no such endpoint; see /api/v1/search")
+	case p == "/":
+		h.home(w, r, s)
+	case p == "/search":
+		h.searchPage(w, r, s)
+	case strings.HasPrefix(p, "/apps/"):
+		h.appPage(w, r, s, strings.TrimPrefix(p, "/apps/"))
+	case p == "/repositories" || p == "/repositories/":
+		h.reposPage(w, r, s)
+	case strings.HasPrefix(p, "/repositories/"):
+		h.repoRoute(w, r, s, strings.TrimPrefix(p, "/repositories/"))
+	default:
+		h.notFound(w, r, "There is no page at this address.")
+	}
+}
+
+// snapshot returns the catalogue as of now: the cached one if
+// CatalogVersion has not changed, else a new one (one rebuild at a time;
+// concurrent requests wait for it).
+func (h *Handler) snapshot(ctx context.Context) (*snapshot, error) {
+	v, err := h.cat.CatalogVersion(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("catalog version: %w", err)
+	}
+	if s := h.snap.Load(); s != nil && s.version == v {
+		return s, nil
+	}
+	h.loading.Lock()
+	defer h.loading.Unlock()
+	if s := h.snap.Load(); s != nil && s.version == v {
+		return s, nil
+	}
+	// The rebuild serves every waiting request: a client going away does
+	// not cancel it.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	start := time.Now()
+	s, err := h.load(lctx, v)
+	if err != nil {
+		return nil, fmt.Errorf("load catalogue: %w", err)
+	}
+	h.snap.Store(s)
+	h.log.DebugContext(ctx, "catalogue: rebuilt", "repositories", len(s.repos), "apps", len(s.apps), "duration", time.Since(start))
+	return s, nil
+}
+
+// current is the last snapshot built, or nil.
+func (h *Handler) current() *snapshot { return h.snap.Load() }
+
+func (h *Handler) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		h.log.ErrorContext(r.Context(), "catalogue: encoding JSON", "err", err)
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	b = append(b, '\n')
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json")
+	hd.Set("Cache-Control", "no-cache")
+	hd.Set("Content-Length", fmt.Sprint(len(b)))
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(b)
+	}
+}
+
+func (h *Handler) jsonError(w http.ResponseWriter, status int, msg string) {
+	b, _ := json.Marshal(struct {
+		Error string `json:"error"`
+	}{msg})
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json")
+	hd.Set("Cache-Control", "no-cache")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// asset is one embedded static file.
+type asset struct {
+	data        []byte
+	contentType string
+	hash        string // first 12 hex digits of its sha256
+}
+
+func loadAssets() (map[string]asset, error) {
+	out := map[string]asset{}
+	err := fs.WalkDir(staticFS, "static", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := staticFS.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(data)
+		ct := mime.TypeByExtension(path.Ext(p))
+		switch path.Ext(p) {
+		case ".css":
+			ct = "text/css; charset=utf-8"
+		case ".js":
+			ct = "text/javascript; charset=utf-8"
+		case ".svg":
+			ct = "image/svg+xml"
+		}
+		out[strings.TrimPrefix(p, "static/")] = asset{data: data, contentType: ct, hash: hex.EncodeToString(sum[:6])}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("web: assets: %w", err)
+	}
+	return out, nil
+}
+
+// assetURL is an asset's URL with its content hash, which makes it
+// cacheable for good.
+func (h *Handler) assetURL(name string) string {
+	a, ok := h.assets[name]
+	if !ok {
+		panic("web: no asset " + name) // a template names a missing file: caught by the tests
+	}
+	return "/static/" + name + "?v=" + a.hash
+}
+
+func (h *Handler) serveAsset(w http.ResponseWriter, r *http.Request, name string) {
+	a, ok := h.assets[name]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", a.contentType)
+	hd.Set("ETag", `"`+a.hash+`"`)
+	if r.URL.Query().Get("v") == a.hash {
+		hd.Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		hd.Set("Cache-Control", "no-cache")
+	}
+	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(a.data))
+}
+
+// baseURL is the registry's URL as the client sees it.
+func (h *Handler) baseURL(r *http.Request) string {
+	if h.opts.PublicURL != "" {
+		return h.opts.PublicURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + cleanLine(r.Host)
+}
+
+// registryHost is the host[:port][/path] part of pull references.
+func (h *Handler) registryHost(r *http.Request) string {
+	u := h.baseURL(r)
+	u = strings.TrimPrefix(strings.TrimPrefix(u, "https://"), "http://")
+	return u
+}
