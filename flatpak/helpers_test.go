@@ -3,7 +3,6 @@ package flatpak_test
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -14,15 +13,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/berth-dev/berth/blob/fs"
 	"github.com/berth-dev/berth/flatpak"
+	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/meta/sqlite"
 	"github.com/berth-dev/berth/registry"
 )
@@ -60,15 +58,7 @@ func newEnv(t testing.TB, opts flatpak.Options) *env {
 	dir := t.TempDir()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	blobs, err := fs.New(filepath.Join(dir, "data"), logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md, err := sqlite.Open(context.Background(), filepath.Join(dir, "meta.db"), logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { md.Close() })
+	blobs, md := testutil.Stores(t, dir, logger)
 	reg := registry.New(blobs, md, registry.Options{
 		Observers: []registry.ManifestObserver{flatpak.NewIconRecorder(md, logger)},
 	}, logger)

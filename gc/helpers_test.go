@@ -2,14 +2,12 @@ package gc
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 
 	"github.com/berth-dev/berth/blob"
 	"github.com/berth-dev/berth/blob/fs"
+	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/meta/sqlite"
 	"github.com/berth-dev/berth/registry"
 )
@@ -37,15 +36,7 @@ func newEnv(t testing.TB) *env {
 	t.Helper()
 	dir := t.TempDir()
 	logger := slog.New(slog.DiscardHandler)
-	blobs, err := fs.New(filepath.Join(dir, "data"), logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md, err := sqlite.Open(context.Background(), filepath.Join(dir, "meta.db"), logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { md.Close() })
+	blobs, md := testutil.Stores(t, dir, logger)
 	srv := httptest.NewServer(registry.New(blobs, md, registry.Options{}, logger))
 	t.Cleanup(srv.Close)
 	return &env{t: t, blobs: blobs, meta: md, srv: srv}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -16,7 +15,7 @@ import (
 
 	"github.com/berth-dev/berth/blob/fs"
 	"github.com/berth-dev/berth/internal/faults"
-	"github.com/berth-dev/berth/meta/sqlite"
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // faultRegistry is a testRegistry whose stores fail as in says.
@@ -30,15 +29,7 @@ func newFaultRegistry(t *testing.T) *faultRegistry {
 	t.Helper()
 	dir := t.TempDir()
 	logger := slog.New(slog.DiscardHandler)
-	blobs, err := fs.New(filepath.Join(dir, "data"), logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md, err := sqlite.Open(context.Background(), filepath.Join(dir, "meta.db"), logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { md.Close() })
+	blobs, md := testutil.Stores(t, dir, logger)
 	in := faults.New()
 	reg := New(faults.Blobs(blobs, in), faults.Meta(md, in), Options{}, logger)
 	srv := httptest.NewServer(reg)

@@ -2,20 +2,17 @@ package registry
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/berth-dev/berth/blob/fs"
-	"github.com/berth-dev/berth/meta/sqlite"
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // testRegistry is a Registry over real stores in a temporary directory,
@@ -30,15 +27,7 @@ func newTestRegistry(t testing.TB, opts Options) *testRegistry {
 	t.Helper()
 	dir := t.TempDir()
 	logger := slog.New(slog.DiscardHandler)
-	blobs, err := fs.New(filepath.Join(dir, "data"), logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md, err := sqlite.Open(context.Background(), filepath.Join(dir, "meta.db"), logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { md.Close() })
+	blobs, md := testutil.Stores(t, dir, logger)
 	reg := New(blobs, md, opts, logger)
 	srv := httptest.NewServer(reg)
 	t.Cleanup(srv.Close)

@@ -2,7 +2,6 @@ package web
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/xml"
@@ -14,15 +13,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/berth-dev/berth/blob/fs"
 	"github.com/berth-dev/berth/flatpak"
+	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/meta/sqlite"
 	"github.com/berth-dev/berth/registry"
 )
@@ -41,15 +39,7 @@ func newSite(t testing.TB, opts Options) *site {
 	t.Helper()
 	dir := t.TempDir()
 	logger := slog.New(slog.DiscardHandler)
-	blobs, err := fs.New(filepath.Join(dir, "data"), logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md, err := sqlite.Open(context.Background(), filepath.Join(dir, "meta.db"), logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { md.Close() })
+	blobs, md := testutil.Stores(t, dir, logger)
 	reg := registry.New(blobs, md, registry.Options{
 		Observers: []registry.ManifestObserver{flatpak.NewIconRecorder(md, logger)},
 	}, logger)
