@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	iofs "io/fs"
 	"os"
 	"path/filepath"
@@ -529,5 +530,47 @@ func TestCrashFailedSync(t *testing.T) {
 	}
 	if _, err := s2.Stat(ctx, d); !errors.Is(err, blob.ErrNotFound) {
 		t.Fatalf("blob visible after a failed fsync and a crash: %v", err)
+	}
+}
+
+// TestCrashSharedNewPrefixDir: commit A has created blobs/sha256/<xx> and
+// not yet synced blobs/sha256; commit B of another digest with the same
+// prefix finds the directory and is acknowledged. A crash then must not
+// lose B (B syncs the parent too).
+func TestCrashSharedNewPrefixDir(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := newCrashFS(root)
+	s, err := newStore(root, nil, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data []byte
+	var d digest.Digest
+	for i := 0; ; i++ {
+		data = fmt.Appendf(nil, "blob %d", i)
+		if d = digest.FromBytes(data); d.Encoded()[:2] == "ab" {
+			break
+		}
+	}
+	// Commit A's MkdirAll; A stalls before it syncs blobs/sha256.
+	if err := c.MkdirAll(filepath.Join(root, "blobs", "sha256", "ab"), dirPerm); err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.Upload(t.Context(), "b", blob.UploadState{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Commit(t.Context(), d, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	c.crash(t)
+	if _, err := s.Stat(t.Context(), d); err != nil {
+		t.Fatalf("acknowledged commit lost in a crash: %v", err)
 	}
 }

@@ -257,6 +257,12 @@ func (w *writer) Commit(ctx context.Context, expected digest.Digest, size int64)
 		t := time.Now()
 		err := w.s.fs.Chtimes(target, t, t)
 		if err == nil {
+			// The existing file may be there only because an earlier
+			// commit renamed it and then failed to sync the directory:
+			// make its entry durable before acknowledging it again.
+			if err := w.s.fs.SyncDir(filepath.Dir(target)); err != nil {
+				return blob.Info{}, fmt.Errorf("blob %s: sync %s: %w", expected, filepath.Dir(target), err)
+			}
 			w.discard(ctx)
 			return blob.Info{Digest: expected, Size: tfi.Size(), ModTime: t}, nil
 		}
@@ -268,24 +274,28 @@ func (w *writer) Commit(ctx context.Context, expected digest.Digest, size int64)
 	}
 
 	dir := filepath.Dir(target)
-	newDir := false
 	if _, err := os.Stat(dir); errors.Is(err, iofs.ErrNotExist) {
 		if err := w.s.fs.MkdirAll(dir, dirPerm); err != nil {
 			return blob.Info{}, fmt.Errorf("blob %s: %w", expected, err)
 		}
-		newDir = true
 	} else if err != nil {
 		return blob.Info{}, fmt.Errorf("blob %s: %w", expected, err)
 	}
 	if err := w.s.fs.Rename(w.path, target); err != nil {
+		if errors.Is(err, iofs.ErrNotExist) {
+			// The upload's data went away (expired) under the writer.
+			return blob.Info{}, fmt.Errorf("blob %s: upload %s data is gone: %w", expected, w.id, blob.ErrNotFound)
+		}
 		return blob.Info{}, fmt.Errorf("blob %s: commit upload %s: %w", expected, w.id, err)
 	}
-	if err := w.s.fs.SyncDir(dir); err != nil {
-		return blob.Info{}, fmt.Errorf("blob %s: sync %s: %w", expected, dir, err)
-	}
-	if newDir {
-		if err := w.s.fs.SyncDir(filepath.Dir(dir)); err != nil {
-			return blob.Info{}, fmt.Errorf("blob %s: sync %s: %w", expected, filepath.Dir(dir), err)
+	// Sync the prefix directory, then its parent: the prefix directory may
+	// have been created by another commit that has not synced its entry
+	// yet (it saw no directory and made it; this one found it), and this
+	// commit must not be acknowledged before that entry is durable. On an
+	// unchanged directory the second sync costs next to nothing.
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := w.s.fs.SyncDir(d); err != nil {
+			return blob.Info{}, fmt.Errorf("blob %s: sync %s: %w", expected, d, err)
 		}
 	}
 	return blob.Info{Digest: expected, Size: w.size, ModTime: fi.ModTime()}, nil
