@@ -39,8 +39,10 @@ type Flatpak struct {
 	Enabled bool `yaml:"enabled"`
 	// PublicURL is the absolute URL clients reach Berth at, e.g.
 	// https://registry.example.com (a path prefix is allowed). The index's
-	// Registry field and icon URLs are built from it; empty takes each
-	// request's Host.
+	// Registry field and icon URLs are built from it; empty makes them
+	// relative in the index, and the .flatpakrepo/.flatpakref files and the
+	// catalogue's commands take each request's Host (see
+	// http.trust_forwarded_headers).
 	PublicURL string `yaml:"public_url"`
 	// Title names the remote in the .flatpakrepo file.
 	Title string `yaml:"title"`
@@ -87,6 +89,11 @@ type HTTP struct {
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	// IdleTimeout closes idle keep-alive connections.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// TrustForwardedHeaders takes the scheme and host clients use from
+	// X-Forwarded-Proto and X-Forwarded-Host (where flatpak.public_url is
+	// empty): only for a Berth that a proxy fronts, which sets them and
+	// drops any a client sends. Off by default.
+	TrustForwardedHeaders bool `yaml:"trust_forwarded_headers"`
 }
 
 // Storage configures the embedded stores.

@@ -34,6 +34,27 @@ func TestLoadFileAndEnv(t *testing.T) {
 	}
 }
 
+func TestTrustForwardedHeaders(t *testing.T) {
+	if Default().HTTP.TrustForwardedHeaders {
+		t.Error("http.trust_forwarded_headers is on by default")
+	}
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("http:\n  trust_forwarded_headers: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path, nil)
+	if err != nil || !cfg.HTTP.TrustForwardedHeaders {
+		t.Errorf("from YAML: %v, %v", cfg.HTTP.TrustForwardedHeaders, err)
+	}
+	cfg, err = Load("", []string{"BERTH_HTTP_TRUST_FORWARDED_HEADERS=true"})
+	if err != nil || !cfg.HTTP.TrustForwardedHeaders {
+		t.Errorf("from the environment: %v, %v", cfg.HTTP.TrustForwardedHeaders, err)
+	}
+	if _, err := Load("", []string{"BERTH_HTTP_TRUST_FORWARDED_HEADERS=maybe"}); err == nil || !strings.Contains(err.Error(), "http.trust_forwarded_headers") {
+		t.Errorf("a non-boolean value: err = %v", err)
+	}
+}
+
 func TestErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml string

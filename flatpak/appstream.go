@@ -44,6 +44,17 @@ type Release struct {
 	Date    time.Time
 }
 
+// Limits on what ParseAppstream reads (the label is the pusher's to size):
+// real AppStream data is a few KiB.
+const (
+	// MaxAppstreamBytes caps the data ParseAppstream parses.
+	MaxAppstreamBytes = 1 << 20
+	// MaxAppstreamEntries caps each list of an App (description
+	// paragraphs, keywords, categories, screenshots, releases); entries
+	// beyond are left out.
+	MaxAppstreamEntries = 1000
+)
+
 // ErrInvalidAppstream is wrapped by every ParseAppstream error.
 var ErrInvalidAppstream = errors.New("invalid AppStream data")
 
@@ -51,8 +62,13 @@ var ErrInvalidAppstream = errors.New("invalid AppStream data")
 // flatpak build-bundle puts in the label) or a single <component>
 // metainfo file. It reads the first component. XML that is not
 // well-formed, declares an encoding other than UTF-8, or holds no
-// component is an error wrapping ErrInvalidAppstream.
+// component is an error wrapping ErrInvalidAppstream, and so is data
+// larger than MaxAppstreamBytes, which is not parsed at all. Each list of
+// the App holds at most MaxAppstreamEntries entries.
 func ParseAppstream(data []byte) (App, error) {
+	if len(data) > MaxAppstreamBytes {
+		return App{}, fmt.Errorf("%w: %d bytes, more than the %d read", ErrInvalidAppstream, len(data), MaxAppstreamBytes)
+	}
 	dec := xml.NewDecoder(bytes.NewReader(data))
 	dec.Strict = true
 	dec.Entity = xml.HTMLEntity
@@ -127,12 +143,12 @@ type asComponent struct {
 
 func (c *asComponent) app() (App, error) {
 	a := App{
-		ID:             clean(c.ID),
+		ID:             collapseSpace(c.ID),
 		Name:           untranslated(c.Names),
 		Summary:        untranslated(c.Summaries),
 		Developer:      untranslated(c.DeveloperNames),
-		License:        clean(c.MetadataLicense),
-		ProjectLicense: clean(c.ProjectLicense),
+		License:        collapseSpace(c.MetadataLicense),
+		ProjectLicense: collapseSpace(c.ProjectLicense),
 		Description:    []string{},
 		Keywords:       []string{},
 		Categories:     []string{},
@@ -144,7 +160,7 @@ func (c *asComponent) app() (App, error) {
 	}
 	for _, u := range c.URLs {
 		if u.Type == "homepage" && a.Homepage == "" {
-			a.Homepage = clean(u.Value)
+			a.Homepage = collapseSpace(u.Value)
 		}
 	}
 	for _, d := range c.Descriptions {
@@ -158,26 +174,39 @@ func (c *asComponent) app() (App, error) {
 		a.Description = paras
 		break
 	}
+	seen := map[string]bool{}
 	for _, k := range c.Keywords {
 		if !isUntranslated(k.Lang) {
 			continue
 		}
 		for _, kw := range k.Keywords {
-			if v := clean(kw.Value); v != "" && isUntranslated(kw.Lang) && !slices.Contains(a.Keywords, v) {
+			if len(a.Keywords) == MaxAppstreamEntries {
+				break
+			}
+			if v := collapseSpace(kw.Value); v != "" && isUntranslated(kw.Lang) && !seen[v] {
+				seen[v] = true
 				a.Keywords = append(a.Keywords, v)
 			}
 		}
 	}
+	clear(seen)
 	for _, cat := range c.Categories {
-		if v := clean(cat); v != "" && !slices.Contains(a.Categories, v) {
+		if len(a.Categories) == MaxAppstreamEntries {
+			break
+		}
+		if v := collapseSpace(cat); v != "" && !seen[v] {
+			seen[v] = true
 			a.Categories = append(a.Categories, v)
 		}
 	}
 	for _, s := range c.Screenshots {
+		if len(a.Screenshots) == MaxAppstreamEntries {
+			break
+		}
 		shot := Screenshot{Caption: untranslated(s.Captions)}
 		best := -1
 		for _, img := range s.Images {
-			u := clean(img.URL)
+			u := collapseSpace(img.URL)
 			if u == "" || !isUntranslated(img.Lang) {
 				continue
 			}
@@ -194,7 +223,10 @@ func (c *asComponent) app() (App, error) {
 		}
 	}
 	for _, r := range c.Releases {
-		rel := Release{Version: clean(r.Version)}
+		if len(a.Releases) == MaxAppstreamEntries {
+			break
+		}
+		rel := Release{Version: collapseSpace(r.Version)}
 		if ts, err := strconv.ParseInt(strings.TrimSpace(r.Timestamp), 10, 64); err == nil {
 			rel.Date = time.Unix(ts, 0).UTC()
 		} else if d := strings.TrimSpace(r.Date); d != "" {
@@ -237,22 +269,22 @@ func isUntranslated(lang string) bool { return lang == "" || lang == "C" }
 func untranslated(ts []asText) string {
 	for _, t := range ts {
 		if isUntranslated(t.Lang) {
-			return clean(t.Value)
+			return collapseSpace(t.Value)
 		}
 	}
 	for _, t := range ts {
 		if t.Lang == "en" || strings.HasPrefix(t.Lang, "en_") || strings.HasPrefix(t.Lang, "en-") {
-			return clean(t.Value)
+			return collapseSpace(t.Value)
 		}
 	}
 	if len(ts) > 0 {
-		return clean(ts[0].Value)
+		return collapseSpace(ts[0].Value)
 	}
 	return ""
 }
 
-// clean collapses runs of white space to one space and trims.
-func clean(s string) string { return strings.Join(strings.Fields(s), " ") }
+// collapseSpace collapses runs of white space to one space and trims.
+func collapseSpace(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // descriptionText turns the inside of <description> into paragraphs and
 // list items: each untranslated <p> and <li> is one string; text outside
@@ -270,7 +302,7 @@ func descriptionText(inner []byte) ([]string, error) {
 		elemPath []string
 	)
 	flush := func(b *strings.Builder) {
-		if s := clean(b.String()); s != "" {
+		if s := collapseSpace(b.String()); s != "" && len(out) < MaxAppstreamEntries {
 			out = append(out, s)
 		}
 		b.Reset()

@@ -2,7 +2,9 @@ package flatpak_test
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,4 +142,37 @@ func FuzzParseAppstream(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseAppstreamLimits: data over MaxAppstreamBytes is not parsed, and
+// lists hold at most MaxAppstreamEntries entries (duplicates dropped).
+func TestParseAppstreamLimits(t *testing.T) {
+	big := "<component><id>a</id><name>" + strings.Repeat("x", flatpak.MaxAppstreamBytes) + "</name></component>"
+	if _, err := flatpak.ParseAppstream([]byte(big)); !errors.Is(err, flatpak.ErrInvalidAppstream) {
+		t.Errorf("appstream over %d bytes: err = %v", flatpak.MaxAppstreamBytes, err)
+	}
+	var b strings.Builder
+	b.WriteString("<component><id>a</id><keywords>")
+	for i := range flatpak.MaxAppstreamEntries + 500 {
+		fmt.Fprintf(&b, "<keyword>k%d</keyword><keyword>k%d</keyword>", i, i)
+	}
+	b.WriteString("</keywords><categories>")
+	for i := range flatpak.MaxAppstreamEntries + 500 {
+		fmt.Fprintf(&b, "<category>c%d</category>", i)
+	}
+	b.WriteString("</categories><releases>")
+	for i := range flatpak.MaxAppstreamEntries + 1 {
+		fmt.Fprintf(&b, `<release version="%d"/>`, i)
+	}
+	b.WriteString("</releases></component>")
+	app, err := flatpak.ParseAppstream([]byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(app.Keywords) != flatpak.MaxAppstreamEntries || app.Keywords[1] != "k1" {
+		t.Errorf("%d keywords (second %q), want %d without duplicates", len(app.Keywords), app.Keywords[1], flatpak.MaxAppstreamEntries)
+	}
+	if len(app.Categories) != flatpak.MaxAppstreamEntries || len(app.Releases) != flatpak.MaxAppstreamEntries {
+		t.Errorf("%d categories, %d releases; want %d each", len(app.Categories), len(app.Releases), flatpak.MaxAppstreamEntries)
+	}
 }

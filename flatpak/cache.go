@@ -3,29 +3,41 @@ package flatpak
 import (
 	"container/list"
 	"context"
+	"errors"
 	"sync"
 )
 
 // indexAnswer is one encoded index answer.
 type indexAnswer struct {
-	gen  int64
+	gen int64 // the generation of the snapshot it was built from
+	// etag is the strong ETag of the identity (JSON) body, a fingerprint
+	// of it; the gzipped body's is etagGzip.
 	etag string
 	gz   []byte // the JSON, gzipped
 	size int64  // length of the JSON
 }
 
+// etagGzip is the ETag of the gzipped body: another representation, so
+// another tag (RFC 9110 §8.8.3.3).
+func (a *indexAnswer) etagGzip() string { return a.etag[:len(a.etag)-1] + `-gz"` }
+
 // indexCache keeps encoded index answers, at most one per key (the
-// client's base URL and the normalized query), valid for one generation,
-// within a memory budget (least recently used first out). Concurrent
-// misses for the same key and generation build the answer once.
+// normalized query), valid while the store's generation has not passed
+// theirs, within a memory budget (least recently used first out).
+//
+// Concurrent misses for the same key and generation build the answer once,
+// in a flight of its own that no caller's going away cancels; at most
+// maxBuilds flights build at a time (the others wait their turn), and a
+// flight whose callers have all gone before its turn does not build.
 type indexCache struct {
 	max int64
+	sem chan struct{} // one slot per build running
 
 	mu       sync.Mutex
 	size     int64
 	lru      *list.List // of *cacheEntry, most recent first
 	entries  map[string]*list.Element
-	inflight map[string]*flight
+	inflight map[flightKey]*flight
 }
 
 type cacheEntry struct {
@@ -33,21 +45,35 @@ type cacheEntry struct {
 	ans *indexAnswer
 }
 
+type flightKey struct {
+	key string
+	gen int64
+}
+
 type flight struct {
-	done chan struct{}
-	ans  *indexAnswer
-	err  error
+	done    chan struct{}
+	waiters int // callers waiting for it; under indexCache.mu
+	ans     *indexAnswer
+	err     error
 }
 
-func newIndexCache(maxBytes int64) *indexCache {
-	return &indexCache{max: maxBytes, lru: list.New(), entries: map[string]*list.Element{}, inflight: map[string]*flight{}}
+// errAbandoned ends a flight whose callers all went away before it built.
+var errAbandoned = errors.New("index build abandoned: no caller waits for it")
+
+func newIndexCache(maxBytes int64, maxBuilds int) *indexCache {
+	return &indexCache{
+		max: maxBytes, sem: make(chan struct{}, max(maxBuilds, 1)),
+		lru: list.New(), entries: map[string]*list.Element{}, inflight: map[flightKey]*flight{},
+	}
 }
 
-// get returns the answer cached for key at generation gen, or builds it
-// with build (once, however many callers ask at the same time) and caches
-// it if it fits. An answer built for a newer generation than gen is
-// returned as it is: it is at least as fresh as asked.
-func (c *indexCache) get(ctx context.Context, key string, gen int64, build func() (*indexAnswer, error)) (*indexAnswer, error) {
+// get returns the answer cached for key if it is of generation gen or
+// newer, or builds it with build: once for each (key, gen) however many
+// callers ask at the same time, under a context that keeps ctx's values
+// but not its cancellation. It caches the answer if it fits. A caller
+// whose ctx ends stops waiting (ctx.Err()); the build goes on for the
+// others.
+func (c *indexCache) get(ctx context.Context, key string, gen int64, build func(context.Context) (*indexAnswer, error)) (*indexAnswer, error) {
 	c.mu.Lock()
 	if el, ok := c.entries[key]; ok {
 		e := el.Value.(*cacheEntry)
@@ -57,34 +83,50 @@ func (c *indexCache) get(ctx context.Context, key string, gen int64, build func(
 			return e.ans, nil
 		}
 	}
-	fkey := key
-	if f, ok := c.inflight[fkey]; ok {
-		c.mu.Unlock()
-		select {
-		case <-f.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		if f.err == nil && f.ans.gen >= gen {
-			return f.ans, nil
-		}
-		// The flight failed (perhaps its caller went away) or was for
-		// an older generation: build our own, uncached.
-		return build()
+	fk := flightKey{key, gen}
+	f, ok := c.inflight[fk]
+	if !ok {
+		f = &flight{done: make(chan struct{})}
+		c.inflight[fk] = f
+		go c.fly(context.WithoutCancel(ctx), fk, f, build)
 	}
-	f := &flight{done: make(chan struct{})}
-	c.inflight[fkey] = f
+	f.waiters++
 	c.mu.Unlock()
 
-	f.ans, f.err = build()
+	select {
+	case <-f.done:
+		return f.ans, f.err
+	case <-ctx.Done():
+		c.mu.Lock()
+		f.waiters--
+		c.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+// fly builds the answer of one flight when a build slot is free, unless
+// nobody waits for it any more, and caches it.
+func (c *indexCache) fly(ctx context.Context, fk flightKey, f *flight, build func(context.Context) (*indexAnswer, error)) {
+	c.sem <- struct{}{}
+	defer func() { <-c.sem }()
 	c.mu.Lock()
-	delete(c.inflight, fkey)
+	if f.waiters == 0 {
+		delete(c.inflight, fk)
+		c.mu.Unlock()
+		f.err = errAbandoned
+		close(f.done)
+		return
+	}
+	c.mu.Unlock()
+
+	f.ans, f.err = build(ctx)
+	c.mu.Lock()
+	delete(c.inflight, fk)
 	if f.err == nil {
-		c.put(key, f.ans)
+		c.put(fk.key, f.ans)
 	}
 	c.mu.Unlock()
 	close(f.done)
-	return f.ans, f.err
 }
 
 // put stores ans under key, replacing an older answer, and evicts the

@@ -3,6 +3,7 @@ package flatpak
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -14,12 +15,12 @@ func answer(gen int64, size int) *indexAnswer {
 }
 
 func TestIndexCacheBudget(t *testing.T) {
-	c := newIndexCache(100)
+	c := newIndexCache(100, 4)
 	ctx := context.Background()
 	builds := 0
 	get := func(key string, gen int64, size int) *indexAnswer {
 		t.Helper()
-		a, err := c.get(ctx, key, gen, func() (*indexAnswer, error) {
+		a, err := c.get(ctx, key, gen, func(context.Context) (*indexAnswer, error) {
 			builds++
 			return answer(gen, size), nil
 		})
@@ -66,13 +67,13 @@ func TestIndexCacheBudget(t *testing.T) {
 }
 
 func TestIndexCacheSingleFlight(t *testing.T) {
-	c := newIndexCache(1 << 20)
+	c := newIndexCache(1<<20, 4)
 	var builds atomic.Int64
 	release := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Go(func() {
-			a, err := c.get(context.Background(), "k", 3, func() (*indexAnswer, error) {
+			a, err := c.get(context.Background(), "k", 3, func(context.Context) (*indexAnswer, error) {
 				builds.Add(1)
 				<-release
 				return answer(3, 1), nil
@@ -91,14 +92,190 @@ func TestIndexCacheSingleFlight(t *testing.T) {
 		t.Errorf("%d builds for 10 concurrent misses, want 1", n)
 	}
 
-	// A failed build is not cached, and waiters build for themselves.
+	// A failed build is not cached: the next caller builds again.
 	boom := errors.New("boom")
-	if _, err := c.get(context.Background(), "f", 1, func() (*indexAnswer, error) { return nil, boom }); !errors.Is(err, boom) {
+	if _, err := c.get(context.Background(), "f", 1, func(context.Context) (*indexAnswer, error) { return nil, boom }); !errors.Is(err, boom) {
 		t.Errorf("err = %v", err)
 	}
-	if a, err := c.get(context.Background(), "f", 1, func() (*indexAnswer, error) { return answer(1, 1), nil }); err != nil || a == nil {
+	if a, err := c.get(context.Background(), "f", 1, func(context.Context) (*indexAnswer, error) { return answer(1, 1), nil }); err != nil || a == nil {
 		t.Errorf("after a failed build: %v, %v", a, err)
 	}
+}
+
+// TestIndexCacheBuildOutlivesCaller: the build runs under a context no
+// caller's cancellation reaches, so the first caller going away neither
+// fails the build nor the callers waiting for it.
+func TestIndexCacheBuildOutlivesCaller(t *testing.T) {
+	c := newIndexCache(1<<20, 4)
+	var builds atomic.Int64
+	started, release := make(chan struct{}), make(chan struct{})
+	build := func(ctx context.Context) (*indexAnswer, error) {
+		builds.Add(1)
+		close(started)
+		<-release
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return answer(5, 1), nil
+	}
+	first, cancel := context.WithCancel(context.Background())
+	firstErr := make(chan error, 1)
+	go func() {
+		_, err := c.get(first, "k", 5, build)
+		firstErr <- err
+	}()
+	<-started
+	second := make(chan *indexAnswer, 1)
+	go func() {
+		a, err := c.get(context.Background(), "k", 5, build)
+		if err != nil {
+			t.Errorf("second caller: %v", err)
+		}
+		second <- a
+	}()
+	waitFor(t, func() bool { return c.waiters("k", 5) == 2 })
+	cancel()
+	if err := <-firstErr; !errors.Is(err, context.Canceled) {
+		t.Errorf("first caller: %v, want context.Canceled", err)
+	}
+	close(release)
+	if a := <-second; a == nil || a.gen != 5 {
+		t.Errorf("second caller got %v", a)
+	}
+	if n := builds.Load(); n != 1 {
+		t.Errorf("%d builds, want 1", n)
+	}
+}
+
+// TestIndexCacheFlightPerGeneration: a caller that needs a newer
+// generation does not wait for (nor share) a flight of an older one.
+func TestIndexCacheFlightPerGeneration(t *testing.T) {
+	c := newIndexCache(1<<20, 4)
+	started, release := make(chan struct{}), make(chan struct{})
+	old := make(chan *indexAnswer, 1)
+	go func() {
+		a, _ := c.get(context.Background(), "k", 1, func(context.Context) (*indexAnswer, error) {
+			close(started)
+			<-release
+			return answer(1, 1), nil
+		})
+		old <- a
+	}()
+	<-started
+	a, err := c.get(context.Background(), "k", 2, func(context.Context) (*indexAnswer, error) { return answer(2, 1), nil })
+	if err != nil || a.gen != 2 {
+		t.Errorf("gen 2 while gen 1 builds: %v, %v", a, err)
+	}
+	close(release)
+	if a := <-old; a == nil || a.gen != 1 {
+		t.Errorf("gen 1 caller got %v", a)
+	}
+	// The older answer does not replace the newer one in the cache.
+	if a, _ := c.get(context.Background(), "k", 2, nil); a.gen != 2 {
+		t.Errorf("cached gen %d, want 2", a.gen)
+	}
+}
+
+// TestIndexCacheBoundsBuilds: at most maxBuilds answers are built at a
+// time, however many distinct queries miss at once.
+func TestIndexCacheBoundsBuilds(t *testing.T) {
+	const maxBuilds, queries = 2, 8
+	c := newIndexCache(1<<20, maxBuilds)
+	var running, peak, builds atomic.Int64
+	started := make(chan struct{}, queries)
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range queries {
+		wg.Go(func() {
+			_, err := c.get(context.Background(), fmt.Sprint("q", i), 1, func(context.Context) (*indexAnswer, error) {
+				n := running.Add(1)
+				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+				}
+				builds.Add(1)
+				started <- struct{}{}
+				<-release
+				running.Add(-1)
+				return answer(1, 1), nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	// Let the builds through one at a time, each after one has started.
+	for range queries {
+		<-started
+		release <- struct{}{}
+	}
+	wg.Wait()
+	if p := peak.Load(); p > maxBuilds {
+		t.Errorf("%d builds ran at once, want at most %d", p, maxBuilds)
+	}
+	if n := builds.Load(); n != queries {
+		t.Errorf("%d builds, want %d", n, queries)
+	}
+}
+
+// TestIndexCacheAbandonedFlight: a flight whose callers all left before a
+// build slot was free does not build.
+func TestIndexCacheAbandonedFlight(t *testing.T) {
+	c := newIndexCache(1<<20, 1)
+	started, release := make(chan struct{}), make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.get(context.Background(), "busy", 1, func(context.Context) (*indexAnswer, error) {
+			close(started)
+			<-release
+			return answer(1, 1), nil
+		})
+	}()
+	<-started
+	var builds atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.get(ctx, "gone", 1, func(context.Context) (*indexAnswer, error) {
+			builds.Add(1)
+			return answer(1, 1), nil
+		})
+		errc <- err
+	}()
+	waitFor(t, func() bool { return c.waiters("gone", 1) == 1 })
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("err = %v", err)
+	}
+	close(release)
+	<-done
+	waitFor(t, func() bool { return c.flights() == 0 })
+	if n := builds.Load(); n != 0 {
+		t.Errorf("an abandoned flight built %d times", n)
+	}
+}
+
+// waitFor yields until cond holds (no clock: the test's own deadline
+// bounds it).
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		runtime.Gosched()
+	}
+}
+
+func (c *indexCache) waiters(key string, gen int64) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f := c.inflight[flightKey{key, gen}]; f != nil {
+		return f.waiters
+	}
+	return 0
+}
+
+func (c *indexCache) flights() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.inflight)
 }
 
 func TestParseIndexQueryNormalizes(t *testing.T) {

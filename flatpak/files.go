@@ -1,11 +1,13 @@
 package flatpak
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 
@@ -96,16 +98,9 @@ func (h *Handler) serveFlatpakref(w http.ResponseWriter, r *http.Request, rest s
 	ref, _ := ParseRef(img.Labels[LabelRef])
 	base := h.baseURL(r)
 	title := ref.ID
-	var app App
-	if data, ok := img.Labels[LabelAppdata]; ok {
-		if a, err := ParseAppstream([]byte(data)); err == nil {
-			app = a
-			if a.Name != "" {
-				title = a.Name
-			}
-		} else {
-			h.log.DebugContext(ctx, "appstream not parsed", "repo", repo, "digest", img.Digest, "err", err)
-		}
+	app := h.refApp(ctx, img)
+	if app.Name != "" {
+		title = app.Name
 	}
 	remote := "oci+" + base + "/"
 	if tag != "latest" {
@@ -146,6 +141,56 @@ func (h *Handler) serveFlatpakref(w http.ResponseWriter, r *http.Request, rest s
 }
 
 var errNotFlatpak = errors.New("not a Flatpak image")
+
+// refApp is what a .flatpakref file takes from an image's AppStream data.
+type refApp struct{ Name, Summary, Homepage string }
+
+// appCache keeps refApp values by manifest digest (a digest fixes the
+// labels), at most appCacheSize of them, so that a .flatpakref request
+// parses a given image's AppStream data once.
+type appCache struct {
+	mu     sync.Mutex
+	m      map[digest.Digest]refApp
+	parses int // AppStream parses done (for tests)
+}
+
+const appCacheSize = 1024
+
+// refApp returns what the AppStream label of img says, parsed once per
+// digest; zero if there is none or it does not parse.
+func (h *Handler) refApp(ctx context.Context, img *meta.Manifest) refApp {
+	data, ok := img.Labels[LabelAppdata]
+	if !ok {
+		return refApp{}
+	}
+	c := &h.apps
+	c.mu.Lock()
+	if a, ok := c.m[img.Digest]; ok {
+		c.mu.Unlock()
+		return a
+	}
+	c.parses++
+	c.mu.Unlock()
+	var a refApp
+	if app, err := ParseAppstream([]byte(data)); err == nil {
+		a = refApp{Name: app.Name, Summary: app.Summary, Homepage: app.Homepage}
+	} else {
+		h.log.DebugContext(ctx, "appstream not parsed", "repo", img.Repo, "digest", img.Digest, "err", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[digest.Digest]refApp{}
+	}
+	if len(c.m) >= appCacheSize {
+		for d := range c.m { // any one goes
+			delete(c.m, d)
+			break
+		}
+	}
+	c.m[img.Digest] = a
+	return a
+}
 
 // flatpakImage returns the image repo:tag points at, or for an index the
 // first image it lists that has a valid org.flatpak.ref label.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -19,9 +20,10 @@ type Meta interface {
 	// manifests, tags or manifest icons.
 	IndexGeneration(ctx context.Context) (int64, error)
 	// IndexImages calls fn for each image the registry index lists, with
-	// the index list holding it (nil for a tagged image) and the tags that
-	// list it; it returns the generation of the snapshot it read.
-	IndexImages(ctx context.Context, filter map[string][]string, fn func(img, list *meta.Manifest, tags []string) error) (int64, error)
+	// the index list holding it (nil for a tagged image), the tags that
+	// list it and the icons it shows by size, all from one snapshot; it
+	// returns the generation of that snapshot.
+	IndexImages(ctx context.Context, filter map[string][]string, fn func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error) (int64, error)
 	// ManifestIcons returns the icons each of the manifests shows, by
 	// size (absent: none).
 	ManifestIcons(ctx context.Context, keys ...meta.ManifestKey) (map[meta.ManifestKey]map[int]digest.Digest, error)
@@ -36,8 +38,15 @@ type Options struct {
 	// PublicURL is the absolute URL clients reach Berth at
 	// ("https://registry.example.com", or with a path prefix). The index's
 	// Registry field, icon URLs and the .flatpakrepo/.flatpakref files are
-	// built from it. Empty: from each request's Host (and TLS state).
+	// built from it. Empty: the index names the registry and icons with
+	// URLs relative to the index URL ("/", "/icons/…"), which the client
+	// resolves (flatpak-oci-protocol.md §1, §2.3), and the files use
+	// BaseURL.
 	PublicURL string
+	// TrustForwardedHeaders takes the scheme and host of the files' URLs
+	// from X-Forwarded-Proto and X-Forwarded-Host (see BaseURL) when
+	// PublicURL is empty.
+	TrustForwardedHeaders bool
 	// Title names the remote in the .flatpakrepo file; default "Berth".
 	Title string
 	// RemoteName is the remote name the .flatpakref files suggest;
@@ -80,6 +89,7 @@ type Handler struct {
 	opts  Options
 	log   *slog.Logger
 	cache *indexCache
+	apps  appCache // parsed AppStream data for .flatpakref files
 }
 
 // New returns a Handler over md. A nil logger discards.
@@ -97,7 +107,7 @@ func New(md Meta, opts Options, logger *slog.Logger) *Handler {
 	if opts.CacheBytes == 0 {
 		opts.CacheBytes = DefaultCacheBytes
 	}
-	return &Handler{md: md, opts: opts, log: logger, cache: newIndexCache(max(opts.CacheBytes, 0))}
+	return &Handler{md: md, opts: opts, log: logger, cache: newIndexCache(max(opts.CacheBytes, 0), runtime.GOMAXPROCS(0))}
 }
 
 // Register adds the Handler's routes to mux.
@@ -132,22 +142,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// baseURL is the public URL of Berth, without a trailing slash: the
-// configured one, else the request's scheme and Host. An empty result (a
-// request without Host) makes every URL built from it relative to the
-// server's root, which the flatpak client accepts.
+// baseURL is the absolute URL of Berth for r (BaseURL), for the files.
 func (h *Handler) baseURL(r *http.Request) string {
-	if h.opts.PublicURL != "" {
-		return h.opts.PublicURL
-	}
-	if r.Host == "" {
-		return ""
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
+	return BaseURL(r, h.opts.PublicURL, h.opts.TrustForwardedHeaders)
 }
 
 // internalError logs err and answers 500 without detail.

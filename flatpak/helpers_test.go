@@ -34,7 +34,10 @@ type env struct {
 	md   *sqlite.Store
 	h    *flatpak.Handler
 	logs *syncBuffer
+	log  *slog.Logger
 }
+
+func (e *env) logger() *slog.Logger { return e.log }
 
 type syncBuffer struct {
 	mu sync.Mutex
@@ -55,20 +58,33 @@ func (s *syncBuffer) String() string {
 
 func newEnv(t testing.TB, opts flatpak.Options) *env {
 	t.Helper()
+	return newEnvIcons(t, opts, true)
+}
+
+// newEnvWithout is newEnv without an IconRecorder watching pushes.
+func newEnvWithout(t testing.TB, opts flatpak.Options) *env {
+	t.Helper()
+	return newEnvIcons(t, opts, false)
+}
+
+func newEnvIcons(t testing.TB, opts flatpak.Options, recordIcons bool) *env {
+	t.Helper()
 	dir := t.TempDir()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	blobs, md := testutil.Stores(t, dir, logger)
-	reg := registry.New(blobs, md, registry.Options{
-		Observers: []registry.ManifestObserver{flatpak.NewIconRecorder(md, logger)},
-	}, logger)
+	var observers []registry.ManifestObserver
+	if recordIcons {
+		observers = append(observers, flatpak.NewIconRecorder(md, logger))
+	}
+	reg := registry.New(blobs, md, registry.Options{Observers: observers}, logger)
 	h := flatpak.New(md, opts, logger)
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", reg)
 	h.Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, md: md, h: h, logs: logs}
+	return &env{t: t, srv: srv, md: md, h: h, logs: logs, log: logger}
 }
 
 // do sends a request and returns the response with its body read (and

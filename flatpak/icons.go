@@ -121,17 +121,20 @@ func NewIconRecorder(store IconStore, logger *slog.Logger) *IconRecorder {
 }
 
 // ManifestStored decodes the icon-64 and icon-128 labels (config labels,
-// else manifest annotations) of m and stores each valid icon. A malformed
-// icon is skipped with a warning; the push it belongs to has already
-// succeeded and stays.
+// else manifest annotations) of m that hold data: URIs and stores each
+// valid icon. A malformed icon is skipped with a warning; the push it
+// belongs to has already succeeded and stays. The push's client going away
+// does not stop the recording (ctx's cancellation is ignored): an icon not
+// recorded now would only be recorded by the next Backfill.
 func (ir *IconRecorder) ManifestStored(ctx context.Context, m *meta.Manifest, _ []string) {
+	ctx = context.WithoutCancel(ctx)
 	for _, l := range iconLabels {
 		value, ok := m.Labels[l.key]
 		if !ok {
 			value, ok = m.Annotations[l.key]
 		}
-		if !ok {
-			continue
+		if !ok || !isDataURI(value) {
+			continue // an http(s) URL is passed on by the index as it is
 		}
 		icon, err := DecodeIcon(value, l.size)
 		if err != nil {
@@ -143,4 +146,46 @@ func (ir *IconRecorder) ManifestStored(ctx context.Context, m *meta.Manifest, _ 
 			ir.log.WarnContext(ctx, "icon not stored", "repo", m.Repo, "digest", m.Digest, "label", l.key, "err", err)
 		}
 	}
+}
+
+// MissingIcons lists the manifests whose data: icons were never recorded
+// (meta/metatest.IndexStore's ManifestsWithoutIcons).
+type MissingIcons interface {
+	ManifestsWithoutIcons(ctx context.Context, after meta.ManifestKey, n int) ([]meta.Manifest, error)
+}
+
+// backfillPage is how many manifests one Backfill query returns.
+const backfillPage = 100
+
+// Backfill records the icons of the manifests src lists: those pushed while
+// no IconRecorder was watching (or whose recording failed). It looks at
+// most at limit manifests, a page at a time, and returns how many it
+// looked at. It is idempotent: a manifest whose icons are recorded is no
+// longer listed, and one whose icons do not decode is passed over (with
+// the warning ManifestStored gives), so running it at every start does no
+// more than one pass over what is still missing.
+func (ir *IconRecorder) Backfill(ctx context.Context, src MissingIcons, limit int) (int, error) {
+	var (
+		after meta.ManifestKey
+		seen  int
+	)
+	for seen < limit {
+		page, err := src.ManifestsWithoutIcons(ctx, after, min(backfillPage, limit-seen))
+		if err != nil {
+			return seen, fmt.Errorf("icon backfill: %w", err)
+		}
+		for i := range page {
+			if err := ctx.Err(); err != nil {
+				return seen, err
+			}
+			ir.ManifestStored(ctx, &page[i], nil)
+			seen++
+		}
+		if len(page) < backfillPage {
+			break
+		}
+		last := page[len(page)-1]
+		after = meta.ManifestKey{Repo: last.Repo, Digest: last.Digest}
+	}
+	return seen, nil
 }

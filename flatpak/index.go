@@ -22,11 +22,6 @@ import (
 	"github.com/berth-dev/berth/meta"
 )
 
-// indexFormat changes whenever the same store content would be answered
-// differently (the JSON shape, the icon URLs, what is left out), so that
-// ETags from an older Berth do not match.
-const indexFormat = "berth-index-1"
-
 // Limits on an index query (V1: nothing is sized by the client).
 const (
 	maxQueryBytes  = 8 << 10
@@ -140,12 +135,31 @@ type indexImage struct {
 	Labels       map[string]string `json:"Labels"`
 }
 
-// etag is the strong ETag of the answer to q at generation gen for a
-// client reaching Berth at base.
-func etag(gen int64, base, queryKey string) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%d\x00%s\x00%s", indexFormat, gen, base, queryKey)
-	return `"` + hex.EncodeToString(h.Sum(nil)[:16]) + `"`
+// Limits on what the index copies of one image (V1: an image's labels are
+// as large as its pusher makes them, and every index answer repeats them).
+const (
+	// MaxIndexImageBytes caps the labels and annotations (keys and values,
+	// after icon rewriting) the index lists for one image; an image with
+	// more is left out with a warning.
+	MaxIndexImageBytes = 512 << 10
+)
+
+// indexKeys reports whether a label or annotation key is one the protocol
+// gives the client through the index (flatpak-oci-protocol.md §4, §6): the
+// org.flatpak.* labels (ref, metadata, sizes, commit metadata, …), the
+// AppStream data and icons, and the delta URL. Older clients (flatpak <=
+// 1.4) read the same keys from annotations. Nothing else is passed on.
+func indexKey(k string) bool {
+	return strings.HasPrefix(k, "org.flatpak.") || strings.HasPrefix(k, "org.freedesktop.appstream.") ||
+		k == "io.github.containers.DeltaUrl"
+}
+
+// etagOf is the strong ETag of an index body: a fingerprint of its bytes
+// (which hold the base URL, in Registry), so equal answers have equal tags
+// whatever the generation they were built at.
+func etagOf(body []byte) string {
+	sum := sha256.Sum256(body)
+	return `"` + hex.EncodeToString(sum[:16]) + `"`
 }
 
 // serveIndex answers /index/static and /index/dynamic: the same answer;
@@ -157,7 +171,6 @@ func (h *Handler) serveIndex(w http.ResponseWriter, r *http.Request, dynamic boo
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	base := h.baseURL(r)
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/json")
 	hdr.Set("Vary", "Accept-Encoding")
@@ -167,32 +180,38 @@ func (h *Handler) serveIndex(w http.ResponseWriter, r *http.Request, dynamic boo
 		hdr.Set("Cache-Control", "no-cache")
 	}
 
+	// The generation only says whether a cached answer is still valid;
+	// the ETag is the answer's own.
 	gen, err := h.md.IndexGeneration(ctx)
 	if err != nil {
 		h.internalError(w, r, "index generation", err)
 		return
 	}
-	tag := etag(gen, base, q.key)
-	if etagMatch(r.Header.Get("If-None-Match"), tag) {
-		hdr.Set("ETag", tag)
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
-	cacheKey := base + "\x00" + q.key
-	ans, err := h.cache.get(ctx, cacheKey, gen, func() (*indexAnswer, error) {
-		return h.buildIndex(ctx, q, base)
+	ans, err := h.cache.get(ctx, q.key, gen, func(ctx context.Context) (*indexAnswer, error) {
+		return h.buildIndex(ctx, q)
 	})
 	if err != nil {
 		h.internalError(w, r, "index", err)
 		return
 	}
-	// The answer may be of a newer generation than the one read above.
-	hdr.Set("ETag", ans.etag)
-	if ans.etag != tag && etagMatch(r.Header.Get("If-None-Match"), ans.etag) {
+	gz := acceptsGzip(r.Header.Get("Accept-Encoding"))
+	tag, other := ans.etag, ans.etagGzip()
+	if gz {
+		tag, other = other, tag
+	}
+	// A cache may hold either representation and send both tags
+	// (RFC 9111 §4.3.2): a 304 names the one that is still current.
+	if inm := r.Header.Get("If-None-Match"); etagMatch(inm, tag) {
+		hdr.Set("ETag", tag)
+		w.WriteHeader(http.StatusNotModified)
+		return
+	} else if etagMatch(inm, other) {
+		hdr.Set("ETag", other)
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+	hdr.Set("ETag", tag)
+	if gz {
 		hdr.Set("Content-Encoding", "gzip")
 		hdr.Set("Content-Length", strconv.Itoa(len(ans.gz)))
 		w.WriteHeader(http.StatusOK)
@@ -214,8 +233,12 @@ func (h *Handler) serveIndex(w http.ResponseWriter, r *http.Request, dynamic boo
 	}
 }
 
-// buildIndex queries the store and encodes the answer, gzipped.
-func (h *Handler) buildIndex(ctx context.Context, q indexQuery, base string) (*indexAnswer, error) {
+// buildIndex queries the store and encodes the answer, gzipped. URLs in it
+// are built on the configured public URL, else relative to the index URL
+// (the client resolves Registry and icon URLs against it, §1 and §2.3), so
+// the answer does not depend on the request.
+func (h *Handler) buildIndex(ctx context.Context, q indexQuery) (*indexAnswer, error) {
+	base := h.opts.PublicURL
 	type listEntry struct {
 		list   indexList
 		images []*indexImage
@@ -226,9 +249,8 @@ func (h *Handler) buildIndex(ctx context.Context, q indexQuery, base string) (*i
 		lists  []*listEntry
 	}
 	var (
-		results  = map[string]*resultEntry{}
-		lists    = map[meta.ManifestKey]*listEntry{}
-		withIcon = map[meta.ManifestKey][]*indexImage{} // entries whose labels name icons
+		results = map[string]*resultEntry{}
+		lists   = map[meta.ManifestKey]*listEntry{}
 	)
 	result := func(repo string) *resultEntry {
 		res := results[repo]
@@ -238,49 +260,32 @@ func (h *Handler) buildIndex(ctx context.Context, q indexQuery, base string) (*i
 		}
 		return res
 	}
-	gen, err := h.md.IndexImages(ctx, q.filter, func(img, list *meta.Manifest, tags []string) error {
-		if md, ok := img.Labels[LabelMetadata]; ok && !cleanMetadata(md) {
-			h.log.WarnContext(ctx, "image left out of the Flatpak index: its org.flatpak.metadata holds NUL or invalid UTF-8",
-				"repo", img.Repo, "digest", img.Digest)
+	gen, err := h.md.IndexImages(ctx, q.filter, func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error {
+		e := h.indexImage(ctx, img, icons, base)
+		if e == nil {
 			return nil
-		}
-		e := &indexImage{
-			Digest:       string(img.Digest),
-			MediaType:    img.MediaType,
-			OS:           img.OS,
-			Architecture: img.Architecture,
-			Labels:       copyMap(img.Labels),
-			Annotations:  copyMap(img.Annotations),
 		}
 		if list == nil {
 			e.Tags = sortedCopy(tags)
 			res := result(img.Repo)
 			res.images = append(res.images, e)
-		} else {
-			lk := meta.ManifestKey{Repo: list.Repo, Digest: list.Digest}
-			l := lists[lk]
-			if l == nil {
-				l = &listEntry{list: indexList{Digest: string(list.Digest), MediaType: list.MediaType, Tags: sortedCopy(tags)}, seen: map[digest.Digest]bool{}}
-				lists[lk] = l
-				res := result(list.Repo)
-				res.lists = append(res.lists, l)
-			}
-			if l.seen[img.Digest] {
-				return nil
-			}
+			return nil
+		}
+		lk := meta.ManifestKey{Repo: list.Repo, Digest: list.Digest}
+		l := lists[lk]
+		if l == nil {
+			l = &listEntry{list: indexList{Digest: string(list.Digest), MediaType: list.MediaType, Tags: sortedCopy(tags)}, seen: map[digest.Digest]bool{}}
+			lists[lk] = l
+			res := result(list.Repo)
+			res.lists = append(res.lists, l)
+		}
+		if !l.seen[img.Digest] {
 			l.seen[img.Digest] = true
 			l.images = append(l.images, e)
-		}
-		if hasIconKey(e.Labels) || hasIconKey(e.Annotations) {
-			k := meta.ManifestKey{Repo: img.Repo, Digest: img.Digest}
-			withIcon[k] = append(withIcon[k], e)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
-	}
-	if err := h.rewriteIcons(ctx, withIcon, base); err != nil {
 		return nil, err
 	}
 
@@ -295,74 +300,102 @@ func (h *Handler) buildIndex(ctx context.Context, q indexQuery, base string) (*i
 	}
 	slices.SortFunc(resp.Results, func(a, b indexResult) int { return strings.Compare(a.Name, b.Name) })
 
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	cw := &countingWriter{w: zw}
-	enc := json.NewEncoder(cw)
+	var plain bytes.Buffer
+	enc := json.NewEncoder(&plain)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(resp); err != nil {
 		return nil, fmt.Errorf("encode index: %w", err)
 	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	if _, err := zw.Write(plain.Bytes()); err != nil {
+		return nil, fmt.Errorf("compress index: %w", err)
+	}
 	if err := zw.Close(); err != nil {
 		return nil, fmt.Errorf("compress index: %w", err)
 	}
-	return &indexAnswer{gen: gen, etag: etag(gen, base, q.key), gz: buf.Bytes(), size: cw.n}, nil
+	return &indexAnswer{gen: gen, etag: etagOf(plain.Bytes()), gz: gz.Bytes(), size: int64(plain.Len())}, nil
 }
 
-// rewriteIcons replaces the icon labels and annotations of the entries
-// with absolute /icons/ URLs of the icons recorded for their manifest at
-// push time (one store query for all), and drops an icon key for which
-// none was recorded (its data: URI was malformed). URLs keep the answer
-// small; the flatpak client fetches them like data: URIs are decoded
-// (protocol §2.3).
-func (h *Handler) rewriteIcons(ctx context.Context, entries map[meta.ManifestKey][]*indexImage, base string) error {
-	if len(entries) == 0 {
+// indexImage is the index entry of img, or nil if the image is left out:
+// its org.flatpak.metadata could not be passed on byte for byte (V25), or
+// what it lists is larger than MaxIndexImageBytes. Only the protocol's
+// labels and annotations are copied (indexKey), with icons rewritten
+// (rewriteIcons).
+func (h *Handler) indexImage(ctx context.Context, img *meta.Manifest, icons map[int]digest.Digest, base string) *indexImage {
+	if md, ok := img.Labels[LabelMetadata]; ok && !cleanMetadata(md) {
+		h.log.WarnContext(ctx, "image left out of the Flatpak index: its org.flatpak.metadata holds NUL or invalid UTF-8",
+			"repo", img.Repo, "digest", img.Digest)
 		return nil
 	}
-	keys := make([]meta.ManifestKey, 0, len(entries))
-	for k := range entries {
-		keys = append(keys, k)
+	e := &indexImage{
+		Digest:       string(img.Digest),
+		MediaType:    img.MediaType,
+		OS:           img.OS,
+		Architecture: img.Architecture,
+		Labels:       indexMap(img.Labels),
+		Annotations:  indexMap(img.Annotations),
 	}
-	icons, err := h.md.ManifestIcons(ctx, keys...)
-	if err != nil {
-		return err
-	}
-	for k, es := range entries {
-		for _, e := range es {
-			for _, m := range []map[string]string{e.Labels, e.Annotations} {
-				for key := range m {
-					size := IconSize(key)
-					if size == 0 {
-						continue
-					}
-					if d, ok := icons[k][size]; ok {
-						m[key] = base + IconPath(d)
-					} else {
-						delete(m, key)
-					}
-				}
-			}
+	size := 0
+	for _, m := range []map[string]string{e.Labels, e.Annotations} {
+		rewriteIcons(m, icons, base)
+		for k, v := range m {
+			size += len(k) + len(v)
 		}
 	}
-	return nil
-}
-
-func hasIconKey(m map[string]string) bool {
-	for _, l := range iconLabels {
-		if _, ok := m[l.key]; ok {
-			return true
-		}
+	if size > MaxIndexImageBytes {
+		h.log.WarnContext(ctx, "image left out of the Flatpak index: its Flatpak labels are too large",
+			"repo", img.Repo, "digest", img.Digest, "bytes", size, "max", MaxIndexImageBytes)
+		return nil
 	}
-	return false
+	return e
 }
 
-// copyMap copies m, never returning nil.
-func copyMap(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
+// indexMap copies the protocol's keys of m (indexKey), never returning nil.
+func indexMap(m map[string]string) map[string]string {
+	out := map[string]string{}
 	for k, v := range m {
-		out[k] = v
+		if indexKey(k) {
+			out[k] = v
+		}
 	}
 	return out
+}
+
+// rewriteIcons replaces each icon label (or annotation) of m that holds a
+// data: URI with the URL of the icon recorded for it at push time, base +
+// /icons/…, or drops it when none was recorded (the URI was malformed).
+// URLs keep the answer small; the client fetches them as it decodes data:
+// URIs (protocol §2.3). An absolute http(s) URL is passed on as it is; any
+// other value is dropped.
+func rewriteIcons(m map[string]string, icons map[int]digest.Digest, base string) {
+	for key, v := range m {
+		size := IconSize(key)
+		if size == 0 {
+			continue
+		}
+		switch {
+		case isDataURI(v):
+			if d, ok := icons[size]; ok {
+				m[key] = base + IconPath(d)
+			} else {
+				delete(m, key)
+			}
+		case isHTTPURL(v):
+		default:
+			delete(m, key)
+		}
+	}
+}
+
+func isDataURI(v string) bool {
+	return len(v) >= 5 && strings.EqualFold(v[:5], "data:")
+}
+
+// isHTTPURL reports whether v is an absolute http or https URL.
+func isHTTPURL(v string) bool {
+	u, err := url.Parse(v)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 func derefAll(ps []*indexImage) []indexImage {
@@ -387,17 +420,6 @@ func sortedCopy(s []string) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // etagMatch reports whether an If-None-Match header matches tag (RFC 9110

@@ -104,7 +104,7 @@ func TestIndexEmpty(t *testing.T) {
 	e := newEnv(t, flatpak.Options{})
 	for _, q := range []string{"", flatpakQuery("amd64", "latest")} {
 		_, plain, _ := e.index(q)
-		want := `{"Registry":"` + e.srv.URL + `/","Results":[]}` + "\n"
+		want := `{"Registry":"/","Results":[]}` + "\n"
 		if string(plain) != want {
 			t.Errorf("empty index ?%s = %s, want %s", q, plain, want)
 		}
@@ -144,8 +144,8 @@ func TestIndexBadQuery(t *testing.T) {
 func TestIndexFields(t *testing.T) {
 	w := newWorld(t)
 	_, plain, ij := w.e.index("repository=org.berth.hello&repository=org.berth.multi&tag=latest&tag=1.0")
-	if *ij.Registry != w.e.srv.URL+"/" {
-		t.Errorf("Registry = %q, want %q", *ij.Registry, w.e.srv.URL+"/")
+	if *ij.Registry != "/" {
+		t.Errorf("Registry = %q, want %q", *ij.Registry, "/")
 	}
 	// Exact field names, as flatpak reads them.
 	var raw map[string]any
@@ -259,28 +259,26 @@ func TestIndexLeavesOutBadMetadata(t *testing.T) {
 	}
 }
 
+// TestIndexRegistryURL: without a public URL the index names the registry
+// and icons relative to the index URL, which the client resolves
+// (flatpak-oci-protocol.md §1, §2.3): nothing in it comes from the request,
+// so a TLS-terminating proxy cannot turn it into http:// URLs. With a
+// public URL, they are built on it.
 func TestIndexRegistryURL(t *testing.T) {
 	for _, tc := range []struct {
-		name, public, host, want string
+		name, public string
+		headers      []string
+		want         string
 	}{
-		{"from Host", "", "registry.example:8080", "http://registry.example:8080/"},
-		{"public URL", "https://flatpak.example.com", "ignored", "https://flatpak.example.com/"},
-		{"public URL with prefix and slash", "https://example.com/berth/", "ignored", "https://example.com/berth/"},
+		{"relative", "", nil, "/"},
+		{"relative behind a proxy", "", []string{"X-Forwarded-Proto", "https", "X-Forwarded-Host", "registry.example"}, "/"},
+		{"public URL", "https://flatpak.example.com", nil, "https://flatpak.example.com/"},
+		{"public URL with prefix and slash", "https://example.com/berth/", nil, "https://example.com/berth/"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, flatpak.Options{PublicURL: tc.public})
+			e := newEnv(t, flatpak.Options{PublicURL: tc.public, TrustForwardedHeaders: true})
 			e.push("app", img{labels: flatpakLabels("org.x.App", flatpak.LabelIcon64, dataURI(pngOf(t, 64, 64, blue)))}, "latest")
-			req, _ := http.NewRequest("GET", e.srv.URL+"/index/static", nil)
-			req.Host = tc.host
-			res, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer res.Body.Close()
-			var ij indexJSON
-			if err := json.NewDecoder(res.Body).Decode(&ij); err != nil {
-				t.Fatal(err)
-			}
+			ij := e.indexAs("registry.example:8080", tc.headers...)
 			if *ij.Registry != tc.want {
 				t.Errorf("Registry = %q, want %q", *ij.Registry, tc.want)
 			}
@@ -290,6 +288,51 @@ func TestIndexRegistryURL(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIndexSameForEveryHost: the answer, and so its ETag and cache entry,
+// does not depend on the Host a client used.
+func TestIndexSameForEveryHost(t *testing.T) {
+	e := newEnv(t, flatpak.Options{})
+	e.push("app", img{labels: flatpakLabels("org.x.App")}, "latest")
+	cm := &countingMeta{Meta: e.md}
+	h := flatpak.New(cm, flatpak.Options{}, nil)
+	var etags []string
+	for _, host := range []string{"a.example", "b.example:8080", "evil.example"} {
+		req, _ := http.NewRequest("GET", "http://"+host+"/index/static", nil)
+		rec := newRecorder()
+		h.ServeHTTP(rec, req)
+		if strings.Contains(rec.body.String(), host) {
+			t.Errorf("the index names the Host %s: %s", host, rec.body.String())
+		}
+		etags = append(etags, rec.hdr.Get("ETag"))
+	}
+	if etags[0] != etags[1] || etags[1] != etags[2] {
+		t.Errorf("ETags by host = %q", etags)
+	}
+	if n := cm.builds.Load(); n != 1 {
+		t.Errorf("%d builds for three hosts, want 1", n)
+	}
+}
+
+// indexAs fetches the whole index with the given Host and headers.
+func (e *env) indexAs(host string, headers ...string) indexJSON {
+	e.t.Helper()
+	req, _ := http.NewRequest("GET", e.srv.URL+"/index/static", nil)
+	req.Host = host
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var ij indexJSON
+	if err := json.NewDecoder(res.Body).Decode(&ij); err != nil {
+		e.t.Fatal(err)
+	}
+	return ij
 }
 
 func TestIndexETag(t *testing.T) {
@@ -317,10 +360,11 @@ func TestIndexETag(t *testing.T) {
 	if res := get("If-None-Match", `"stale"`); res.StatusCode != http.StatusOK {
 		t.Errorf("stale If-None-Match: %s", res.Status)
 	}
-	// The ETag differs by query and is the same for an equivalent query.
+	// The ETag is a fingerprint of the answer: the same for an equivalent
+	// query (and for another query with the same answer, here empty).
 	other, _ := e.do("GET", "/index/static?tag=other", nil)
-	if other.Header.Get("ETag") == etag {
-		t.Error("two queries share an ETag")
+	if other.Header.Get("ETag") != etag {
+		t.Error("two empty answers have different ETags")
 	}
 	same, _ := e.do("GET", "/index/static?tag=latest&os=linux&architecture=amd64&label:org.flatpak.ref:exists=1", nil)
 	if same.Header.Get("ETag") != etag {
@@ -345,7 +389,8 @@ func TestIndexETag(t *testing.T) {
 		{"new version", true, func() { e.push("app", img{labels: flatpakLabels("org.x.App"), seed: "2"}, "latest") }},
 		{"tag back", true, func() { e.putManifestAgain("app", d, "latest") }},
 		{"delete tag", true, func() { e.deleteTag("app", "latest") }},
-		{"delete manifest", true, func() {
+		// The manifest is untagged by now: the answer stays.
+		{"delete manifest", false, func() {
 			res, _ := e.do("DELETE", "/v2/app/manifests/"+d.String(), nil)
 			if res.StatusCode != http.StatusAccepted {
 				t.Fatalf("delete: %s", res.Status)
@@ -434,7 +479,7 @@ type countingMeta struct {
 	builds atomic.Int64
 }
 
-func (c *countingMeta) IndexImages(ctx context.Context, filter map[string][]string, fn func(img, list *meta.Manifest, tags []string) error) (int64, error) {
+func (c *countingMeta) IndexImages(ctx context.Context, filter map[string][]string, fn func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error) (int64, error) {
 	c.builds.Add(1)
 	return c.Meta.IndexImages(ctx, filter, fn)
 }

@@ -52,6 +52,16 @@ type Permissions struct {
 	Environment map[string]string
 }
 
+// Limits on what ParseMetadata reads (the label is the pusher's to size):
+// a flatpak metadata file is a few KiB.
+const (
+	// MaxMetadataBytes caps the metadata ParseMetadata parses.
+	MaxMetadataBytes = 64 << 10
+	// MaxListEntries caps the entries of one list (filesystems=…;…) and
+	// the keys of one group.
+	MaxListEntries = 1000
+)
+
 // ErrInvalidMetadata is wrapped by every ParseMetadata error.
 var ErrInvalidMetadata = errors.New("invalid flatpak metadata")
 
@@ -61,9 +71,13 @@ var ErrInvalidMetadata = errors.New("invalid flatpak metadata")
 // GKeyFile it refuses a line that is none of these and a key before the
 // first group; it also refuses NUL and invalid UTF-8 anywhere (V25).
 // Locale variants (key[de]=…) are ignored. A file with neither an
-// [Application] nor a [Runtime] group is an error. Errors wrap
-// ErrInvalidMetadata.
+// [Application] nor a [Runtime] group is an error, as are a file larger
+// than MaxMetadataBytes (not parsed at all) and a list or group with more
+// than MaxListEntries entries. Errors wrap ErrInvalidMetadata.
 func ParseMetadata(data []byte) (Metadata, error) {
+	if len(data) > MaxMetadataBytes {
+		return Metadata{}, fmt.Errorf("%w: %d bytes, more than the %d read", ErrInvalidMetadata, len(data), MaxMetadataBytes)
+	}
 	kf, err := parseKeyFile(data)
 	if err != nil {
 		return Metadata{}, fmt.Errorf("%w: %v", ErrInvalidMetadata, err)
@@ -137,34 +151,25 @@ func ParseMetadata(data []byte) (Metadata, error) {
 	return md, nil
 }
 
-// applyNegations drops "!x" entries and the x they negate, and duplicates.
+// applyNegations drops "!x" entries and the x they negate before them, and
+// duplicates; an x added again after its negation comes back at the end.
+// It is linear in the number of entries.
 func applyNegations(vals []string) []string {
-	out := make([]string, 0, len(vals))
-	for _, v := range vals {
+	// live holds, for each entry present, the position of the addition
+	// that counts; additions at other positions were negated or repeated.
+	live := make(map[string]int, len(vals))
+	for i, v := range vals {
 		if neg, ok := strings.CutPrefix(v, "!"); ok {
-			out = deleteString(out, neg)
+			delete(live, neg)
 			continue
 		}
-		if v != "" && !containsString(out, v) {
-			out = append(out, v)
+		if _, dup := live[v]; v != "" && !dup {
+			live[v] = i
 		}
 	}
-	return out
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-func deleteString(list []string, s string) []string {
-	out := list[:0]
-	for _, v := range list {
-		if v != s {
+	out := make([]string, 0, len(live))
+	for i, v := range vals {
+		if at, ok := live[v]; ok && at == i {
 			out = append(out, v)
 		}
 	}
@@ -240,6 +245,9 @@ func (kf *keyFile) list(group, key string) ([]string, error) {
 			cur.WriteByte(raw[i+1])
 			i++
 		case c == ';':
+			if len(out) == MaxListEntries {
+				return nil, fmt.Errorf("more than %d entries", MaxListEntries)
+			}
 			v, err := unescapeValue(cur.String())
 			if err != nil {
 				return nil, err
@@ -251,6 +259,9 @@ func (kf *keyFile) list(group, key string) ([]string, error) {
 		}
 	}
 	if cur.Len() > 0 { // no trailing separator: the last item still counts
+		if len(out) == MaxListEntries {
+			return nil, fmt.Errorf("more than %d entries", MaxListEntries)
+		}
 		v, err := unescapeValue(cur.String())
 		if err != nil {
 			return nil, err
@@ -349,6 +360,9 @@ func parseKeyFile(data []byte) (*keyFile, error) {
 				continue
 			}
 			if _, dup := cur.values[key]; !dup {
+				if len(cur.keys) == MaxListEntries {
+					return nil, fmt.Errorf("line %d: more than %d keys in group [%s]", n+1, MaxListEntries, cur.name)
+				}
 				cur.keys = append(cur.keys, key)
 			}
 			cur.values[key] = value

@@ -2,9 +2,12 @@ package flatpak_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/berth-dev/berth/flatpak"
@@ -180,4 +183,50 @@ func FuzzParseMetadata(f *testing.F) {
 			t.Fatalf("Rate = %+v", r)
 		}
 	})
+}
+
+// TestParseMetadataLimits: a label larger than MaxMetadataBytes is not
+// parsed, and lists and groups are capped at MaxListEntries, so a hostile
+// label costs bounded work.
+func TestParseMetadataLimits(t *testing.T) {
+	head := "[Application]\nname=org.x.Big\n[Context]\n"
+	if _, err := flatpak.ParseMetadata([]byte(head + "filesystems=" + strings.Repeat("x", flatpak.MaxMetadataBytes) + "\n")); !errors.Is(err, flatpak.ErrInvalidMetadata) {
+		t.Errorf("metadata over %d bytes: err = %v", flatpak.MaxMetadataBytes, err)
+	}
+	list := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "/p%d;", i)
+		}
+		return b.String()
+	}
+	if _, err := flatpak.ParseMetadata([]byte(head + "filesystems=" + list(flatpak.MaxListEntries) + "\n")); err != nil {
+		t.Errorf("%d entries: %v", flatpak.MaxListEntries, err)
+	}
+	if _, err := flatpak.ParseMetadata([]byte(head + "filesystems=" + list(flatpak.MaxListEntries+1) + "\n")); !errors.Is(err, flatpak.ErrInvalidMetadata) {
+		t.Errorf("%d entries: err = %v, want ErrInvalidMetadata", flatpak.MaxListEntries+1, err)
+	}
+	var bus strings.Builder
+	bus.WriteString("[Application]\nname=org.x.Big\n[Session Bus Policy]\n")
+	for i := range flatpak.MaxListEntries + 1 {
+		fmt.Fprintf(&bus, "org.x.N%d=talk\n", i)
+	}
+	if _, err := flatpak.ParseMetadata([]byte(bus.String())); !errors.Is(err, flatpak.ErrInvalidMetadata) {
+		t.Errorf("%d bus names: err = %v, want ErrInvalidMetadata", flatpak.MaxListEntries+1, err)
+	}
+}
+
+// TestParseMetadataNegations: "!x" removes the x before it; x after it
+// comes back; duplicates go; order is kept.
+func TestParseMetadataNegations(t *testing.T) {
+	md, err := flatpak.ParseMetadata([]byte("[Application]\nname=a\n[Context]\nfilesystems=home;host;!home;xdg-download;host;home;!nothing;\nsockets=x11;wayland;!x11;!wayland;\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := md.Permissions.Filesystems; !slices.Equal(got, []string{"host", "xdg-download", "home"}) {
+		t.Errorf("filesystems = %q", got)
+	}
+	if got := md.Permissions.Sockets; len(got) != 0 || got == nil {
+		t.Errorf("sockets = %#v, want empty", got)
+	}
 }

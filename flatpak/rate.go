@@ -2,6 +2,7 @@ package flatpak
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -99,11 +100,11 @@ func findings(p Permissions) []finding {
 			add(lvlProbablySafe, "Shares %s with the host", s)
 		}
 	}
-	hasWayland := containsString(p.Sockets, "wayland")
+	hasWayland := slices.Contains(p.Sockets, "wayland")
 	for _, s := range p.Sockets {
 		switch s {
 		case "x11":
-			if !containsString(p.Sockets, "fallback-x11") {
+			if !slices.Contains(p.Sockets, "fallback-x11") {
 				add(lvlPotentiallyUnsafe, "Uses the legacy X11 windowing system, which lets it see other windows and keystrokes")
 			}
 		case "fallback-x11":

@@ -3,13 +3,14 @@
 // every manifest's blob reference has bytes, and every file has a row.
 // With repair it removes what nothing references (orphan files, links and
 // rows whose bytes are missing, interrupted gc deletions), through the same
-// tombstone protocol as package gc, so it is safe while the registry
-// serves. It never deletes a blob a manifest references, and reports what
+// tombstone protocol as package gc, with claims of its own, so it is safe
+// while the registry serves and gc runs. It never deletes a blob a manifest references, and reports what
 // it cannot repair.
 package fsck
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
 	"errors"
@@ -33,8 +34,11 @@ type Meta interface {
 	Links(ctx context.Context, after meta.LinkKey, n int) ([]meta.LinkKey, error)
 	BlobRefs(ctx context.Context, after meta.BlobRef, n int) ([]meta.BlobRef, error)
 	SweepLink(ctx context.Context, key meta.LinkKey, before time.Time) (bool, error)
-	ClaimBlob(ctx context.Context, d digest.Digest, size int64, before time.Time) (bool, error)
-	DropBlob(ctx context.Context, d digest.Digest) error
+	// ClaimBlob makes d a tombstone held by claim, as gc does (see
+	// meta.Claim): never one another run holds within its lease.
+	ClaimBlob(ctx context.Context, d digest.Digest, size int64, before time.Time, claim meta.Claim) (bool, error)
+	// DropBlob removes d's tombstone if the run with token holds it.
+	DropBlob(ctx context.Context, token string, d digest.Digest) error
 }
 
 // Blobs is what fsck needs of the blob store.
@@ -55,7 +59,7 @@ const (
 	MissingBytes Kind = "missing-bytes" // a row whose bytes are missing
 	DanglingLink Kind = "dangling-link" // a link to missing bytes
 	MissingBlob  Kind = "missing-blob"  // a manifest references missing bytes
-	Tombstone    Kind = "tombstone"     // an interrupted gc deletion
+	Tombstone    Kind = "tombstone"     // an interrupted gc deletion (its lease ended)
 )
 
 // Problem is one inconsistency.
@@ -114,6 +118,9 @@ type Options struct {
 	// Progress, if not nil, receives a progress line now and then (a
 	// terminal: lines start with \r).
 	Progress io.Writer
+	// ClaimLease is the lease of the claims repairs take (0:
+	// meta.DefaultClaimLease).
+	ClaimLease time.Duration
 }
 
 const page = 1000
@@ -141,7 +148,10 @@ func New(md Meta, blobs Blobs, logger *slog.Logger) *Checker {
 func (c *Checker) Check(ctx context.Context, opts Options) (Report, error) {
 	start := time.Now()
 	r := Report{}
-	run := &run{c: c, opts: opts, r: &r, cut: start.Add(-opts.Grace), buf: make([]byte, 1<<20)}
+	if opts.ClaimLease <= 0 {
+		opts.ClaimLease = meta.DefaultClaimLease
+	}
+	run := &run{c: c, opts: opts, r: &r, cut: start.Add(-opts.Grace), buf: make([]byte, 1<<20), token: rand.Text()}
 	err := run.files(ctx)
 	if err == nil {
 		err = run.links(ctx)
@@ -163,12 +173,13 @@ func (c *Checker) Check(ctx context.Context, opts Options) (Report, error) {
 }
 
 type run struct {
-	c    *Checker
-	opts Options
-	r    *Report
-	cut  time.Time
-	buf  []byte
-	last time.Time
+	c     *Checker
+	opts  Options
+	r     *Report
+	cut   time.Time
+	buf   []byte
+	last  time.Time
+	token string // the claim token of this check's repairs
 }
 
 func (x *run) add(p Problem) {
@@ -209,7 +220,7 @@ func (x *run) files(ctx context.Context) error {
 		switch {
 		case got != info.Digest:
 			p := Problem{Kind: Corrupt, Digest: info.Digest, Detail: fmt.Sprintf("%d bytes hash to %s", n, got)}
-			x.removeUnreferenced(ctx, &p, info.Size, future)
+			x.removeUnreferenced(ctx, &p, info.Size, future, notClaimed)
 			x.add(p)
 		case !norow && !rec.Deleting && rec.Size != n:
 			x.add(Problem{Kind: WrongSize, Digest: info.Digest, Detail: fmt.Sprintf("file has %d bytes, row says %d", n, rec.Size)})
@@ -218,7 +229,7 @@ func (x *run) files(ctx context.Context) error {
 			if info.ModTime.After(x.cut) {
 				p.Detail += ", recent (a push in progress?): left alone"
 			} else {
-				x.removeUnreferenced(ctx, &p, info.Size, x.cut)
+				x.removeUnreferenced(ctx, &p, info.Size, x.cut, notClaimed)
 			}
 			x.add(p)
 		}
@@ -260,26 +271,38 @@ func (x *run) hash(ctx context.Context, d digest.Digest) (int64, digest.Digest, 
 	return n, digest.NewDigest(d.Algorithm(), h), nil
 }
 
-// removeUnreferenced deletes d's bytes and row, through a tombstone, if
-// nothing links or references it; else it says why it cannot.
-func (x *run) removeUnreferenced(ctx context.Context, p *Problem, size int64, before time.Time) {
+// notClaimed is removeUnreferenced's explanation when the claim fails for
+// a blob that is not a tombstone.
+const notClaimed = "the blob is linked or referenced (push it again after removing the file by hand)"
+
+// removeUnreferenced deletes d's bytes and row, through a tombstone held
+// by this check, if nothing links or references it; else it says why it
+// cannot (why, if the claim fails).
+func (x *run) removeUnreferenced(ctx context.Context, p *Problem, size int64, before time.Time, why string) {
 	if !x.opts.Repair {
 		return
 	}
-	ok, err := x.c.meta.ClaimBlob(ctx, p.Digest, size, before)
+	began := time.Now()
+	claim := meta.Claim{Token: x.token, At: began, Lease: x.opts.ClaimLease}
+	ok, err := x.c.meta.ClaimBlob(ctx, p.Digest, size, before, claim)
 	switch {
 	case err != nil:
 		p.Detail += "; repair failed: " + err.Error()
 		return
 	case !ok:
-		p.Detail += "; not repaired: the blob is linked or referenced (push it again after removing the file by hand)"
+		p.Detail += "; not repaired: " + why
+		return
+	case time.Since(began) > claim.Lease/2:
+		// As gc: past half the lease another run may soon take the
+		// tombstone over; it finishes the deletion.
+		p.Detail += "; not repaired: the claim took too long (a later gc run finishes it)"
 		return
 	}
 	if err := x.c.blobs.Delete(ctx, p.Digest); err != nil && !errors.Is(err, blob.ErrNotFound) {
 		p.Detail += "; repair failed: " + err.Error()
 		return
 	}
-	if err := x.c.meta.DropBlob(ctx, p.Digest); err != nil {
+	if err := x.c.meta.DropBlob(ctx, x.token, p.Digest); err != nil {
 		p.Detail += "; repair failed: " + err.Error()
 		return
 	}
@@ -336,7 +359,9 @@ func (x *run) links(ctx context.Context) error {
 }
 
 // rows reports rows whose bytes are missing; repair removes those nothing
-// links or references, and finishes interrupted gc deletions.
+// links or references, and finishes interrupted gc deletions. A tombstone
+// within its lease is a deletion in progress (or one whose run crashed
+// moments ago, which a later run finishes), not a problem.
 func (x *run) rows(ctx context.Context) error {
 	var after digest.Digest
 	for {
@@ -350,13 +375,15 @@ func (x *run) rows(ctx context.Context) error {
 				return err
 			}
 			switch {
+			case b.Deleting && !b.ClaimExpires.Before(time.Now()):
+				x.c.log.InfoContext(ctx, "fsck: blob being deleted by gc", "digest", b.Digest, "lease_until", b.ClaimExpires)
 			case b.Deleting:
 				p := Problem{Kind: Tombstone, Digest: b.Digest, Detail: "gc deletion interrupted"}
-				x.removeUnreferenced(ctx, &p, b.Size, future)
+				x.removeUnreferenced(ctx, &p, b.Size, future, "another run took it over")
 				x.add(p)
 			case !ok:
 				p := Problem{Kind: MissingBytes, Digest: b.Digest}
-				x.removeUnreferenced(ctx, &p, b.Size, future)
+				x.removeUnreferenced(ctx, &p, b.Size, future, notClaimed)
 				x.add(p)
 			}
 		}

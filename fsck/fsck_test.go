@@ -151,8 +151,21 @@ func TestCheck(t *testing.T) {
 		}, want: []string{"orphan-file"}, repair: []string{"orphan-file"}},
 		{name: "interrupted gc deletion", break_: func(s *stores) {
 			d := s.commit([]byte("garbage"))
-			s.meta.ClaimBlob(context.Background(), d, 7, time.Now())
+			crashed := meta.Claim{Token: "crashed", At: time.Now().Add(-time.Hour), Lease: meta.DefaultClaimLease}
+			s.meta.ClaimBlob(context.Background(), d, 7, time.Now(), crashed)
 		}, want: []string{"tombstone"}, repair: []string{"tombstone+"}},
+		{name: "gc deletion in progress is left to gc", break_: func(s *stores) {
+			d := s.commit([]byte("garbage"))
+			running := meta.Claim{Token: "running", At: time.Now(), Lease: time.Hour}
+			if ok, err := s.meta.ClaimBlob(context.Background(), d, 7, time.Now(), running); !ok || err != nil {
+				s.t.Fatal(ok, err)
+			}
+			s.t.Cleanup(func() {
+				if _, err := s.blobs.Stat(context.Background(), d); err != nil {
+					s.t.Errorf("fsck deleted the bytes of a blob gc holds: %v", err)
+				}
+			})
+		}, want: nil, repair: nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package gc
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,16 +36,21 @@ type LinkSweeper interface {
 
 // BlobClaimer tombstones blob rows so their bytes can be deleted.
 type BlobClaimer interface {
+	// UnlinkedBlobs lists tombstones (whoever holds them) and old rows
+	// with no link and no reference; with a zero before, only tombstones.
 	UnlinkedBlobs(ctx context.Context, before time.Time, after digest.Digest, n int) ([]meta.BlobRecord, error)
 	// BlobRecord returns the row, or an error wrapping meta.ErrBlobNotFound.
 	BlobRecord(ctx context.Context, d digest.Digest) (meta.BlobRecord, error)
-	// ClaimBlobs makes tombstones, in one transaction, of the candidates
-	// whose rows are still unlinked, unreferenced and recorded before
-	// before, or that have no row (Size is recorded for those); it returns
-	// every candidate that is a tombstone now, with its row's size.
-	ClaimBlobs(ctx context.Context, cands []meta.BlobRecord, before time.Time) ([]meta.BlobRecord, error)
-	// DropBlobs removes tombstones, in one transaction.
-	DropBlobs(ctx context.Context, ds []digest.Digest) error
+	// ClaimBlobs makes tombstones held by claim, in one transaction, of
+	// the candidates whose rows are still unlinked, unreferenced and
+	// recorded before before, or that have no row (Size is recorded for
+	// those), and takes over the candidates' tombstones whose lease has
+	// ended; it returns the candidates claim holds now, with their rows'
+	// sizes: never a tombstone another run holds.
+	ClaimBlobs(ctx context.Context, cands []meta.BlobRecord, before time.Time, claim meta.Claim) ([]meta.BlobRecord, error)
+	// DropBlobs removes the tombstones the run with token holds, in one
+	// transaction.
+	DropBlobs(ctx context.Context, token string, ds []digest.Digest) error
 }
 
 // UploadExpirer finds and deletes idle upload sessions.
@@ -67,6 +73,8 @@ type Meta interface {
 type Blobs interface {
 	Delete(ctx context.Context, d digest.Digest) error
 	Walk(ctx context.Context, fn func(blob.Info) error) error
+	// WalkUploads gives each upload's data with the time it was last
+	// written: a PATCH in progress keeps it fresh.
 	WalkUploads(ctx context.Context, fn func(id string, modTime time.Time) error) error
 	AbortUpload(ctx context.Context, id string) error
 }
@@ -80,8 +88,14 @@ type Policy struct {
 	// keeps once they are this old; 0 keeps them forever.
 	UntaggedAfter time.Duration
 	// UploadExpireAfter deletes upload sessions (and upload data without a
-	// session) idle for this long; 0 keeps them.
+	// session) idle for this long: neither the session updated nor its
+	// data written. 0 keeps them.
 	UploadExpireAfter time.Duration
+	// ClaimLease is how long a run's claim on the blobs it deletes lasts
+	// (0: meta.DefaultClaimLease). A run deletes the bytes of a batch only
+	// in the first half of its lease; after the lease another run may take
+	// the batch's tombstones over.
+	ClaimLease time.Duration
 }
 
 // Report says what one run deleted (or, in a dry run, would delete).
@@ -94,8 +108,14 @@ type Report struct {
 	BytesFreed  int64 // bytes of blob files deleted
 	Uploads     int   // expired upload sessions deleted
 	UploadData  int   // upload data without a session deleted
-	Duration    time.Duration
-	Passes      int // manifest sweep passes (an index frees its children for the next)
+	// Failed counts blob files that could not be deleted; their tombstones
+	// stay for a later run (and Run returns an error).
+	Failed int
+	// Held counts tombstones another run holds (it is deleting them, or
+	// crashed and its lease has not ended yet); they are left to it.
+	Held     int
+	Duration time.Duration
+	Passes   int // manifest sweep passes (an index frees its children for the next)
 }
 
 // LogValue implements slog.LogValuer.
@@ -109,6 +129,8 @@ func (r Report) LogValue() slog.Value {
 		slog.Int64("bytes_freed", r.BytesFreed),
 		slog.Int("uploads", r.Uploads),
 		slog.Int("upload_data", r.UploadData),
+		slog.Int("failed", r.Failed),
+		slog.Int("held", r.Held),
 		slog.Duration("duration", r.Duration),
 	)
 }
@@ -137,7 +159,8 @@ func chunks[T any](xs []T, fn func([]T) error) error {
 }
 
 // Collector runs garbage collection. It is safe for concurrent use; runs
-// are serialised.
+// are serialised. Runs of different Collectors (another process, a
+// replica) may overlap: each holds the tombstones it claimed exclusively.
 type Collector struct {
 	meta  Meta
 	blobs Blobs
@@ -145,6 +168,10 @@ type Collector struct {
 	log   *slog.Logger
 	now   func() time.Time
 	mu    sync.Mutex
+	// retry is when the earliest tombstone the last run left (held by
+	// another run, or whose bytes failed to delete) can be claimed again
+	// (c.now's clock); zero if none. Guarded by mu.
+	retry time.Time
 }
 
 // New returns a Collector over the stores. A nil logger discards.
@@ -152,34 +179,79 @@ func New(md Meta, blobs Blobs, pol Policy, logger *slog.Logger) *Collector {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if pol.ClaimLease <= 0 {
+		pol.ClaimLease = meta.DefaultClaimLease
+	}
 	return &Collector{meta: md, blobs: blobs, pol: pol, log: logger, now: time.Now}
+}
+
+// pass is one Run or FinishTombstones: its claim token, its report, and
+// what it left behind.
+type pass struct {
+	token  string
+	r      *Report
+	failed error     // the first blob file that failed to delete
+	retry  time.Time // see Collector.retry
+}
+
+func newPass(r *Report) *pass {
+	return &pass{token: rand.Text(), r: r}
+}
+
+// leave notes a tombstone left behind that may be claimed again at t.
+func (p *pass) leave(t time.Time) {
+	if p.retry.IsZero() || t.Before(p.retry) {
+		p.retry = t
+	}
+}
+
+// end records what p left and returns its errors joined with the
+// per-blob failures.
+func (c *Collector) end(p *pass, errs []error) error {
+	if !p.r.DryRun {
+		c.retry = p.retry
+	}
+	if p.r.Failed > 0 {
+		errs = append(errs, fmt.Errorf("%d blob files not deleted, their tombstones stay for a later run (first: %w)", p.r.Failed, p.failed))
+	}
+	return errors.Join(errs...)
 }
 
 // Run collects once. With dryRun nothing is deleted and the report counts
 // what would be, phase by phase as the store is now: garbage that only a
 // deletion in the same run would free (the blobs of a manifest about to
-// go) is not counted. An error stops the run; what was deleted stays
-// deleted and a tombstone left behind is finished by the next run.
+// go) is not counted. A phase that fails does not stop the others, nor
+// does a blob file that fails to delete (Report.Failed; its tombstone
+// stays for a later run); the error joins them all. What was deleted
+// stays deleted. Only the end of ctx stops the run early.
 func (c *Collector) Run(ctx context.Context, dryRun bool) (Report, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	began := time.Now() // Duration is real time, whatever c.now says
 	start := c.now()
 	r := Report{DryRun: dryRun}
+	p := newPass(&r)
 	cut := start.Add(-c.pol.Grace)
-	err := c.manifests(ctx, start, dryRun, &r)
-	if err == nil {
-		err = c.links(ctx, cut, dryRun, &r)
+	var errs []error
+	phase := func(name string, fn func() error) {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := fn(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
 	}
-	if err == nil {
-		err = c.blobRows(ctx, cut, dryRun, &r)
+	phase("manifests", func() error { return c.manifests(ctx, start, dryRun, &r) })
+	phase("links", func() error { return c.links(ctx, cut, dryRun, &r) })
+	phase("blobs", func() error { return c.blobRows(ctx, p, cut, dryRun) })
+	phase("orphan files", func() error { return c.orphanFiles(ctx, p, cut, dryRun) })
+	if c.pol.UploadExpireAfter > 0 {
+		phase("uploads", func() error { return c.uploads(ctx, start.Add(-c.pol.UploadExpireAfter), dryRun, &r) })
 	}
-	if err == nil {
-		err = c.orphanFiles(ctx, cut, dryRun, &r)
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, err)
 	}
-	if err == nil && c.pol.UploadExpireAfter > 0 {
-		err = c.uploads(ctx, start.Add(-c.pol.UploadExpireAfter), dryRun, &r)
-	}
+	err := c.end(p, errs)
 	r.Duration = time.Since(began)
 	if err != nil {
 		c.log.ErrorContext(ctx, "gc failed", "report", r, "err", err)
@@ -189,19 +261,66 @@ func (c *Collector) Run(ctx context.Context, dryRun bool) (Report, error) {
 	return r, nil
 }
 
+// FinishTombstones finishes the deletions that a crashed run, or a blob
+// file that failed to delete, left behind: it claims every tombstone whose
+// lease has ended, deletes its bytes and drops it. Until then those
+// tombstones refuse pushes of their blobs, so berth serve calls this once
+// before it serves, and RunEvery again when a lease it saw ends.
+// Tombstones another run holds are left to it (Report.Held). Report.Blobs
+// counts the tombstones finished; errors are as Run's.
+func (c *Collector) FinishTombstones(ctx context.Context) (Report, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	began := time.Now()
+	var r Report
+	p := newPass(&r)
+	var errs []error
+	if err := c.blobRows(ctx, p, time.Time{}, false); err != nil {
+		errs = append(errs, err)
+	}
+	err := c.end(p, errs)
+	r.Duration = time.Since(began)
+	switch {
+	case err != nil:
+		c.log.ErrorContext(ctx, "gc: finishing tombstones failed", "report", r, "err", err)
+		return r, fmt.Errorf("gc: finish tombstones: %w", err)
+	case r.Blobs > 0 || r.Held > 0:
+		c.log.InfoContext(ctx, "gc: tombstones finished", "report", r)
+	}
+	return r, nil
+}
+
 // RunEvery runs gc every interval until ctx ends. A failed run is logged
-// (by Run) and the next one is tried at the next tick.
+// (by Run) and the next one is tried at the next tick. When a run leaves
+// tombstones behind (held by another run, or whose bytes failed to
+// delete), FinishTombstones runs again once their lease has ended, rather
+// than a whole interval later.
 func (c *Collector) RunEvery(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		var retry <-chan time.Time
+		if at := c.retryAt(); !at.IsZero() {
+			// A second's margin: a lease ending at t is taken over after t.
+			retry = time.After(max(at.Sub(c.now()), 0) + time.Second)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			_, _ = c.Run(ctx, false)
+		case <-retry:
+			_, _ = c.FinishTombstones(ctx)
 		}
-		_, _ = c.Run(ctx, false)
 	}
+}
+
+// retryAt is when the tombstones the last run left can be claimed again;
+// zero if it left none.
+func (c *Collector) retryAt() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.retry
 }
 
 // rule is the manifest retention rule as of now.
@@ -293,7 +412,11 @@ func (c *Collector) links(ctx context.Context, cut time.Time, dryRun bool, r *Re
 	}
 }
 
-func (c *Collector) blobRows(ctx context.Context, cut time.Time, dryRun bool, r *Report) error {
+// blobRows deletes unlinked blobs' rows and bytes, and finishes
+// tombstones whose lease has ended. With a zero cut only tombstones are
+// listed.
+func (c *Collector) blobRows(ctx context.Context, p *pass, cut time.Time, dryRun bool) error {
+	r := p.r
 	var after digest.Digest
 	for {
 		bs, err := c.meta.UnlinkedBlobs(ctx, cut, after, page)
@@ -306,7 +429,7 @@ func (c *Collector) blobRows(ctx context.Context, cut time.Time, dryRun bool, r 
 				r.BytesFreed += b.Size
 			}
 		} else if err := chunks(bs, func(bs []meta.BlobRecord) error {
-			n, freed, err := c.deleteBlobs(ctx, bs, cut)
+			n, freed, err := c.deleteBlobs(ctx, p, bs, cut)
 			r.Blobs += n
 			r.BytesFreed += freed
 			return err
@@ -320,40 +443,72 @@ func (c *Collector) blobRows(ctx context.Context, cut time.Time, dryRun bool, r 
 	}
 }
 
-// deleteBlobs claims the candidates (tombstones their rows, or puts
-// tombstones where there are none), deletes the bytes of those claimed and
-// drops their tombstones. It reports how many it deleted and the bytes
-// freed. Once a batch is claimed it is finished even if ctx ends: its
-// tombstones would otherwise refuse pushes of those blobs until the next
-// run. Bytes that fail to delete keep their tombstones for the next run.
-func (c *Collector) deleteBlobs(ctx context.Context, cands []meta.BlobRecord, cut time.Time) (int, int64, error) {
-	claimed, err := c.meta.ClaimBlobs(ctx, cands, cut)
-	if err != nil || len(claimed) == 0 {
+// deleteBlobs claims the candidates for p (tombstones their rows, puts
+// tombstones where there are none, takes over tombstones whose lease has
+// ended), deletes the bytes of those claimed and drops their tombstones.
+// It reports how many it deleted and the bytes freed; the error is the
+// store's. Once a batch is claimed it is finished even if ctx ends: its
+// tombstones would otherwise refuse pushes of those blobs for a lease.
+// But no bytes are deleted after half the lease (by this process's clock,
+// from before the claim), since another run may take the tombstones over
+// once it ends: those left, and those whose bytes fail to delete
+// (Report.Failed, logged), keep their tombstones for a later run.
+func (c *Collector) deleteBlobs(ctx context.Context, p *pass, cands []meta.BlobRecord, cut time.Time) (int, int64, error) {
+	began := time.Now()
+	claim := meta.Claim{Token: p.token, At: c.now(), Lease: c.pol.ClaimLease}
+	claimed, err := c.meta.ClaimBlobs(ctx, cands, cut, claim)
+	if err != nil {
 		return 0, 0, err
 	}
+	mine := make(map[digest.Digest]bool, len(claimed))
+	for _, b := range claimed {
+		mine[b.Digest] = true
+	}
+	for _, b := range cands {
+		if b.Deleting && !mine[b.Digest] {
+			p.r.Held++
+			p.leave(b.ClaimExpires)
+			c.log.DebugContext(ctx, "gc: tombstone held by another run", "digest", b.Digest, "until", b.ClaimExpires)
+		}
+	}
+	if len(claimed) == 0 {
+		return 0, 0, nil
+	}
 	ctx = context.WithoutCancel(ctx)
+	deadline := began.Add(c.pol.ClaimLease / 2)
 	var (
 		gone  = make([]digest.Digest, 0, len(claimed))
 		freed int64
-		errs  []error
 	)
-	for _, b := range claimed {
+	for i, b := range claimed {
+		if time.Now().After(deadline) {
+			c.log.WarnContext(ctx, "gc: half the claim lease is gone; tombstones left for a later run",
+				"left", len(claimed)-i, "lease", c.pol.ClaimLease)
+			p.leave(claim.At.Add(claim.Lease))
+			break
+		}
 		switch err := c.blobs.Delete(ctx, b.Digest); {
 		case err == nil:
 			freed += b.Size
 		case errors.Is(err, blob.ErrNotFound):
 			// A crash after the bytes went, or a row whose bytes were lost.
 		default:
-			errs = append(errs, fmt.Errorf("delete bytes of %s (its tombstone stays for the next run): %w", b.Digest, err))
+			p.r.Failed++
+			if p.failed == nil {
+				p.failed = fmt.Errorf("delete bytes of %s: %w", b.Digest, err)
+			}
+			p.leave(claim.At.Add(claim.Lease))
+			c.log.WarnContext(ctx, "gc: blob file not deleted; its tombstone stays for a later run", "digest", b.Digest, "err", err)
 			continue
 		}
 		gone = append(gone, b.Digest)
 		c.log.DebugContext(ctx, "gc: blob deleted", "digest", b.Digest, "size", b.Size)
 	}
-	if err := c.meta.DropBlobs(ctx, gone); err != nil {
-		return 0, freed, errors.Join(append(errs, err)...)
+	if err := c.meta.DropBlobs(ctx, p.token, gone); err != nil {
+		p.leave(claim.At.Add(claim.Lease))
+		return 0, freed, err
 	}
-	return len(gone), freed, errors.Join(errs...)
+	return len(gone), freed, nil
 }
 
 // orphanFiles deletes blob files with no row once they are older than the
@@ -361,10 +516,11 @@ func (c *Collector) deleteBlobs(ctx context.Context, cands []meta.BlobRecord, cu
 // linking them, or bytes whose unsynced deletion a crash undid. They go
 // through tombstones like any other blob, a batch at a time, so a push
 // linking the same digest meanwhile is ordered against the deletion.
-func (c *Collector) orphanFiles(ctx context.Context, cut time.Time, dryRun bool, r *Report) error {
+func (c *Collector) orphanFiles(ctx context.Context, p *pass, cut time.Time, dryRun bool) error {
+	r := p.r
 	var orphans []meta.BlobRecord
 	flush := func() error {
-		n, freed, err := c.deleteBlobs(ctx, orphans, cut)
+		n, freed, err := c.deleteBlobs(ctx, p, orphans, cut)
 		r.OrphanFiles += n
 		r.BytesFreed += freed
 		orphans = orphans[:0]
@@ -398,6 +554,12 @@ func (c *Collector) orphanFiles(ctx context.Context, cut time.Time, dryRun bool,
 	return flush()
 }
 
+// uploads expires sessions idle since cut, and removes upload data without
+// a session written before cut. A session's updated time changes only when
+// a request on it finishes, so a PATCH streaming for longer than the
+// expiry, or one that has just resumed an old session, would lose its
+// session and data mid-request: a session whose data was written since
+// cut is not idle, and stays.
 func (c *Collector) uploads(ctx context.Context, cut time.Time, dryRun bool, r *Report) error {
 	after := ""
 	for {
@@ -405,7 +567,15 @@ func (c *Collector) uploads(ctx context.Context, cut time.Time, dryRun bool, r *
 		if err != nil {
 			return err
 		}
+		writing, err := c.writtenSince(ctx, ids, cut)
+		if err != nil {
+			return err
+		}
 		for _, id := range ids {
+			if writing[id] {
+				c.log.DebugContext(ctx, "gc: upload session idle, but its data is being written: kept", "upload", id)
+				continue
+			}
 			if dryRun {
 				r.Uploads++
 				continue
@@ -444,4 +614,27 @@ func (c *Collector) uploads(ctx context.Context, cut time.Time, dryRun bool, r *
 		}
 		return nil
 	})
+}
+
+// writtenSince returns which of the uploads ids had data written at or
+// after cut.
+func (c *Collector) writtenSince(ctx context.Context, ids []string, cut time.Time) (map[string]bool, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	writing := map[string]bool{}
+	err := c.blobs.WalkUploads(ctx, func(id string, mod time.Time) error {
+		if want[id] && !mod.Before(cut) {
+			writing[id] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("upload data times: %w", err)
+	}
+	return writing, nil
 }

@@ -278,14 +278,16 @@ func TestDedupOfOrphan(t *testing.T) {
 }
 
 // TestInterruptedDeletion finishes a deletion a crash left half done: the
-// tombstone is in place and the bytes may or may not be gone.
+// tombstone is in place, its claim's lease has ended, and the bytes may or
+// may not be gone.
 func TestInterruptedDeletion(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
 	a := commitOnly(t, e, "00000000000000000000000000000001", []byte("bytes still there"))
 	b := commitOnly(t, e, "00000000000000000000000000000002", []byte("bytes already gone"))
+	crashed := meta.Claim{Token: "crashed", At: time.Now().Add(-time.Hour), Lease: meta.DefaultClaimLease}
 	for _, d := range []digest.Digest{a, b} {
-		if ok, err := e.meta.ClaimBlob(ctx, d, 1, time.Now()); !ok || err != nil {
+		if ok, err := e.meta.ClaimBlob(ctx, d, 1, time.Now(), crashed); !ok || err != nil {
 			t.Fatalf("ClaimBlob: %v %v", ok, err)
 		}
 	}

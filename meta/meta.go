@@ -131,6 +131,10 @@ type ManifestStore interface {
 	PutManifest(ctx context.Context, m *Manifest, tags ...string) error
 	// GetManifest returns the manifest or ErrManifestNotFound.
 	GetManifest(ctx context.Context, repo string, d digest.Digest) (*Manifest, error)
+	// ManifestSizes returns the TotalSize of each of ds stored in repo;
+	// digests not stored there are absent from the map. It reads no
+	// manifest content, however many digests are asked for.
+	ManifestSizes(ctx context.Context, repo string, ds []digest.Digest) (map[digest.Digest]int64, error)
 	// ResolveTag returns the digest a tag points at, or ErrTagNotFound.
 	ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, error)
 	// DeleteManifest removes the manifest and every tag pointing at it;
@@ -240,6 +244,32 @@ type BlobRecord struct {
 	// and is deleting (or crashed while deleting) its bytes. No link may be
 	// made to it until DropBlob removes the row.
 	Deleting bool
+	// ClaimExpires is when the lease of the run holding a tombstone ends
+	// (on that run's clock); after it another run may take the tombstone
+	// over. Zero for a live row.
+	ClaimExpires time.Time
+}
+
+// DefaultClaimLease is how long a claim on tombstones lasts unless the
+// claimant says otherwise (gc.Policy.ClaimLease, fsck.Options.ClaimLease).
+const DefaultClaimLease = 10 * time.Minute
+
+// Claim identifies one garbage-collection run (or fsck repair) claiming
+// tombstones. Claims are exclusive: a tombstone belongs to the run whose
+// Token it carries; only that run's DropBlobs removes it, and ClaimBlobs
+// returns to a run only its own tombstones. Another run takes a tombstone
+// over only after its lease expired (its holder crashed, or stalled past
+// the lease). So the holder must finish with a tombstone's bytes well
+// within Lease of At, on its own clock: package gc stops deleting a batch
+// half-way through the lease.
+type Claim struct {
+	// Token is random and unique to the run; it must not be empty.
+	Token string
+	// At is the claimant's time now: tombstones claimed get a lease until
+	// At+Lease, and tombstones whose lease ended before At may be taken
+	// over.
+	At    time.Time
+	Lease time.Duration
 }
 
 // BlobRef is a manifest's RefBlob reference to a blob.

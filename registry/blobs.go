@@ -127,10 +127,21 @@ func (reg *Registry) linkCommitted(ctx context.Context, repo string, d digest.Di
 	if _, err := reg.blobs.Stat(ctx, d); err != nil {
 		if errors.Is(err, blob.ErrNotFound) {
 			reg.log.WarnContext(ctx, "committed blob garbage-collected before it was linked", "repo", repo, "digest", d)
+			reg.dropDanglingLink(ctx, repo, d)
 			return errorf(CodeBlobUploadInvalid, http.StatusServiceUnavailable, err,
 				"blob %s was garbage-collected while it was committed; upload it again", d)
 		}
 		return fmt.Errorf("blob %s in %s: %w", d, repo, err)
 	}
 	return nil
+}
+
+// dropDanglingLink removes a link just made to bytes that turned out to be
+// gone (gc took them between commit and link), so that no manifest can be
+// accepted against it. It runs even if the client went away.
+func (reg *Registry) dropDanglingLink(ctx context.Context, repo string, d digest.Digest) {
+	ctx = context.WithoutCancel(ctx)
+	if err := reg.meta.UnlinkBlob(ctx, repo, d); err != nil && !errors.Is(err, meta.ErrBlobNotFound) {
+		reg.log.WarnContext(ctx, "removing a link to missing bytes", "repo", repo, "digest", d, "err", err)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -141,5 +142,31 @@ func TestObservers(t *testing.T) {
 	want := fmt.Sprintf("r@%s [v1] observed", img.digest)
 	if len(rec.got) != 1 || rec.got[0] != want {
 		t.Fatalf("observed %q, want [%q]", rec.got, want)
+	}
+}
+
+// TestIndexRepeatedChildren: an index that lists one child many times
+// counts it once, and pushing it reads no child content per entry.
+func TestIndexRepeatedChildren(t *testing.T) {
+	tr := newTestRegistry(t, Options{})
+	img := newImage(t, "child")
+	tr.push("r", "child", img)
+	entry := fmt.Sprintf(`{"mediaType":"%s","size":%d,"digest":"%s","platform":{"architecture":"amd64","os":"linux"}}`, ociManifest, len(img.manifest), img.digest)
+	entries := make([]string, 500)
+	for i := range entries {
+		entries[i] = entry
+	}
+	idx := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"%s","manifests":[%s]}`, ociIndex, strings.Join(entries, ","))
+	tr.expect(tr.do("PUT", "/v2/r/manifests/many", idx, "Content-Type", ociIndex), 201, "")
+	child, err := tr.reg.meta.GetManifest(context.Background(), "r", img.digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := tr.reg.meta.GetManifest(context.Background(), "r", digest.FromString(idx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(len(idx)) + child.TotalSize; m.TotalSize != want {
+		t.Fatalf("index TotalSize = %d, want %d (the child counted once)", m.TotalSize, want)
 	}
 }

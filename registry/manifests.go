@@ -10,9 +10,14 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berth-dev/berth/blob"
 	"github.com/berth-dev/berth/meta"
 	"github.com/berth-dev/berth/oci"
 )
+
+// maxTagParams bounds the ?tag= parameters of one manifest push, so one
+// request cannot hold the write transaction for a huge number of tags.
+const maxTagParams = 100
 
 // resolve turns a manifest reference (tag or digest) into a digest.
 func (reg *Registry) resolve(r *http.Request, name, ref string) (digest.Digest, error) {
@@ -76,7 +81,11 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, name, r
 		}
 		tags = append(tags, ref)
 	}
-	for _, t := range r.URL.Query()["tag"] {
+	extra := r.URL.Query()["tag"]
+	if len(extra) > maxTagParams {
+		return errorf(CodeManifestInvalid, 0, nil, "at most %d tag parameters in one push", maxTagParams)
+	}
+	for _, t := range extra {
 		if err := oci.ValidateTag(t); err != nil {
 			return err
 		}
@@ -159,11 +168,29 @@ func (reg *Registry) record(r *http.Request, name string, d digest.Digest, pm *o
 	for _, desc := range pm.External() {
 		m.Refs = append(m.Refs, meta.Ref{Digest: desc.Digest, Kind: meta.RefExternal, MediaType: desc.MediaType, Size: desc.Size})
 	}
+	// An index's size counts each distinct child once: the child manifest
+	// and, if it is stored here, what it references (one narrow query,
+	// whatever the number of children).
+	children := make([]digest.Digest, 0, len(pm.Manifests))
+	seen := make(map[digest.Digest]bool, len(pm.Manifests))
 	for _, desc := range pm.Manifests {
 		m.Refs = append(m.Refs, meta.Ref{Digest: desc.Digest, Kind: meta.RefManifest, MediaType: desc.MediaType, Size: desc.Size, Platform: oci.PlatformString(desc.Platform)})
-		m.TotalSize += desc.Size
-		if child, err := reg.meta.GetManifest(r.Context(), name, desc.Digest); err == nil {
-			m.TotalSize += child.TotalSize - int64(len(child.Content))
+		if !seen[desc.Digest] {
+			seen[desc.Digest] = true
+			children = append(children, desc.Digest)
+			m.TotalSize += desc.Size
+		}
+	}
+	if len(children) > 0 {
+		sizes, err := reg.meta.ManifestSizes(r.Context(), name, children)
+		if err != nil {
+			return nil, fmt.Errorf("sizes of the children of %s: %w", d, err)
+		}
+		for _, desc := range pm.Manifests {
+			if total, ok := sizes[desc.Digest]; ok {
+				m.TotalSize += total - desc.Size
+				delete(sizes, desc.Digest)
+			}
 		}
 	}
 	if pm.Config != nil {
@@ -195,6 +222,9 @@ func (reg *Registry) readConfig(r *http.Request, name string, desc *v1.Descripto
 		return nil
 	}
 	f, err := reg.blobs.Open(r.Context(), desc.Digest)
+	if errors.Is(err, blob.ErrNotFound) {
+		return fmt.Errorf("config of manifest: %w", &meta.BlobUnknownError{Digest: desc.Digest})
+	}
 	if err != nil {
 		return fmt.Errorf("open config %s: %w", desc.Digest, err)
 	}

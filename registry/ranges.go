@@ -13,8 +13,10 @@ type byteRange struct{ start, end int64 }
 const maxRanges = 16
 
 // parseRange checks an HTTP Range header (RFC 9110 §14.2) against a blob of
-// size bytes and returns the satisfiable ranges. Any range that is malformed
-// or not satisfiable is an error; the caller answers 416.
+// size bytes and returns the satisfiable ranges. A malformed header, or one
+// none of whose ranges is satisfiable, is an error; the caller answers 416.
+// Unsatisfiable ranges beside satisfiable ones are dropped, as
+// http.ServeContent does.
 func parseRange(s string, size int64) ([]byteRange, error) {
 	spec, ok := strings.CutPrefix(s, "bytes=")
 	if !ok {
@@ -39,7 +41,7 @@ func parseRange(s string, size int64) ([]byteRange, error) {
 				return nil, fmt.Errorf("%w: bad suffix length %q", errRange, last)
 			}
 			if size == 0 {
-				return nil, fmt.Errorf("%w: empty blob", errRange)
+				continue // nothing to take the suffix of
 			}
 			br = byteRange{max(size-n, 0), size - 1}
 		default:
@@ -47,19 +49,21 @@ func parseRange(s string, size int64) ([]byteRange, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%w: bad start %q", errRange, first)
 			}
-			if a >= size {
-				return nil, fmt.Errorf("%w: start %d beyond size %d", errRange, a, size)
-			}
 			b := size - 1
 			if last != "" {
 				if b, err = parseUint(last); err != nil || b < a {
 					return nil, fmt.Errorf("%w: bad end %q", errRange, last)
 				}
-				b = min(b, size-1)
 			}
-			br = byteRange{a, b}
+			if a >= size {
+				continue // unsatisfiable: starts beyond the end
+			}
+			br = byteRange{a, min(b, size-1)}
 		}
 		out = append(out, br)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no range within the %d bytes", errRange, size)
 	}
 	return out, nil
 }

@@ -18,6 +18,8 @@ func TestParseRange(t *testing.T) {
 		{in: "bytes=-5000", want: []byteRange{{0, 2047}}},
 		{in: "bytes=2000-5000", want: []byteRange{{2000, 2047}}},
 		{in: "bytes=0-0,10-20", want: []byteRange{{0, 0}, {10, 20}}},
+		{in: "bytes=0-1,999999-", want: []byteRange{{0, 1}}},
+		{in: "bytes=5000-,-0", bad: true},
 		{in: "bytes=500-0", bad: true},
 		{in: "bytes=5000-10000", bad: true},
 		{in: "bytes=2048-", bad: true},

@@ -3,10 +3,12 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -43,6 +45,10 @@ type Options struct {
 	MaxConfigBytes int64
 	// PageMax caps n on tags, catalog and referrers.
 	PageMax int
+	// BodyIdleTimeout ends an upload whose client sends nothing for this
+	// long (the read deadline is pushed back before every read, so a slow
+	// but moving upload is never cut).
+	BodyIdleTimeout time.Duration
 	// SparseManifests accepts image manifests whose layers are not (yet)
 	// in the repository, as the OCI conformance suite's sparse data set and
 	// partial mirrors expect. The config blob is always required. Index
@@ -66,6 +72,7 @@ const (
 	DefaultMaxBlobBytes     = 64 << 30
 	DefaultMaxConfigBytes   = 8 << 20
 	DefaultPageMax          = 1000
+	DefaultBodyIdleTimeout  = 2 * time.Minute
 )
 
 func (o Options) withDefaults() Options {
@@ -80,6 +87,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PageMax <= 0 {
 		o.PageMax = DefaultPageMax
+	}
+	if o.BodyIdleTimeout <= 0 {
+		o.BodyIdleTimeout = DefaultBodyIdleTimeout
 	}
 	return o
 }
@@ -220,38 +230,46 @@ func (reg *Registry) pageSize(r *http.Request) (int, error) {
 	return min(n, reg.opts.PageMax), nil
 }
 
-// keyedMutex serialises work on one key (an upload id) without a global lock.
+// keyedMutex serialises work on one key (an upload id) without a global
+// lock. Waiting gives up when the waiter's context ends, so a client that
+// stalls mid-body holds only its own session, and those queued behind it
+// leave when their clients do.
 type keyedMutex struct {
 	mu sync.Mutex
 	m  map[string]*keyedEntry
 }
 
 type keyedEntry struct {
-	mu   sync.Mutex
+	sem  chan struct{} // one token: held while locked
 	refs int
 }
 
-func (k *keyedMutex) lock(key string) (unlock func()) {
+func (k *keyedMutex) lock(ctx context.Context, key string) (unlock func(), err error) {
 	k.mu.Lock()
 	if k.m == nil {
 		k.m = make(map[string]*keyedEntry)
 	}
 	e := k.m[key]
 	if e == nil {
-		e = &keyedEntry{}
+		e = &keyedEntry{sem: make(chan struct{}, 1)}
 		k.m[key] = e
 	}
 	e.refs++
 	k.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
+	release := func() {
 		k.mu.Lock()
 		e.refs--
 		if e.refs == 0 {
 			delete(k.m, key)
 		}
 		k.mu.Unlock()
+	}
+	select {
+	case e.sem <- struct{}{}:
+		return func() { <-e.sem; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, fmt.Errorf("waiting for upload %s: %w", key, ctx.Err())
 	}
 }
 

@@ -1,11 +1,16 @@
 package registry
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -484,4 +489,52 @@ func TestReferrersPaging(t *testing.T) {
 	if len(got) != len(want) || pages != 3 {
 		t.Fatalf("paged referrers: %d of %d in %d pages", len(got), len(want), pages)
 	}
+}
+
+// TestStalledUploadReleasesSession: a client that sends part of a chunk and
+// then nothing, keeping its connection open, loses the request after the
+// idle timeout; the session's lock is released and the upload is unchanged.
+func TestStalledUploadReleasesSession(t *testing.T) {
+	tr := newTestRegistry(t, Options{BodyIdleTimeout: 100 * time.Millisecond})
+	r := tr.do("POST", "/v2/r/blobs/uploads/", nil)
+	loc := r.header.Get("Location")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(tr.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "PATCH %s HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nContent-Range: 0-999\r\n\r\n0123456789", loc)
+	// The server answers the stalled request once the body has been idle
+	// too long; nothing is recorded.
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled upload: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 400 {
+		t.Fatalf("stalled upload answered %d", resp.StatusCode)
+	}
+	r = tr.do("GET", loc, nil)
+	tr.expect(r, 204, "")
+	if r.header.Get("Range") != "0-0" {
+		t.Fatalf("a stalled chunk was recorded: %v", r.header)
+	}
+	tr.expect(tr.do("DELETE", loc, nil), 204, "")
+}
+
+// TestUploadDataLost: a session whose data file vanished answers
+// BLOB_UPLOAD_UNKNOWN (start again), not BLOB_UNKNOWN, and is ended.
+func TestUploadDataLost(t *testing.T) {
+	tr := newTestRegistry(t, Options{})
+	r := tr.do("POST", "/v2/r/blobs/uploads/", nil)
+	loc := r.header.Get("Location")
+	tr.expect(tr.do("PATCH", loc, []byte("some bytes"), "Content-Range", "0-9"), 202, "")
+	id := loc[strings.LastIndex(loc, "/")+1:]
+	if err := tr.reg.blobs.(interface {
+		AbortUpload(context.Context, string) error
+	}).AbortUpload(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	tr.expect(tr.do("PATCH", loc, []byte("more"), "Content-Range", "10-13"), 404, "BLOB_UPLOAD_UNKNOWN")
+	tr.expect(tr.do("GET", loc, nil), 404, "BLOB_UPLOAD_UNKNOWN")
 }

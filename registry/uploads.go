@@ -87,6 +87,7 @@ func (reg *Registry) mount(r *http.Request, name string, d digest.Digest, from s
 		return false, fmt.Errorf("mount %s into %s: %w", d, name, err)
 	}
 	if _, err := reg.blobs.Stat(r.Context(), d); errors.Is(err, blob.ErrNotFound) {
+		reg.dropDanglingLink(r.Context(), name, d)
 		return false, nil
 	} else if err != nil {
 		return false, fmt.Errorf("mount %s into %s: %w", d, name, err)
@@ -162,6 +163,9 @@ func (reg *Registry) putUpload(w http.ResponseWriter, r *http.Request, name, id 
 	return reg.withChunk(w, r, name, id, func(_ meta.Upload, bw blob.Writer) error {
 		info, err := bw.Commit(ctx, d, -1)
 		if err != nil {
+			if errors.Is(err, blob.ErrNotFound) {
+				return reg.lostUpload(ctx, id, err)
+			}
 			if errors.Is(err, blob.ErrDigestMismatch) || errors.Is(err, blob.ErrSizeInvalid) {
 				// The blob store removed the data; the session is over.
 				_ = reg.meta.DeleteUpload(ctx, id)
@@ -187,7 +191,10 @@ func (reg *Registry) withChunk(w http.ResponseWriter, r *http.Request, name, id 
 	if !validUploadID(id) {
 		return errorf(CodeBlobUploadUnknown, 0, nil, "malformed upload id")
 	}
-	unlock := reg.locks.lock(id)
+	unlock, err := reg.locks.lock(r.Context(), id)
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	u, err := reg.session(r, name, id)
 	if err != nil {
@@ -232,7 +239,10 @@ func (reg *Registry) cancelUpload(w http.ResponseWriter, r *http.Request, name, 
 	if !validUploadID(id) {
 		return errorf(CodeBlobUploadUnknown, 0, nil, "malformed upload id")
 	}
-	unlock := reg.locks.lock(id)
+	unlock, err := reg.locks.lock(r.Context(), id)
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	if _, err := reg.session(r, name, id); err != nil {
 		return err
@@ -285,6 +295,9 @@ func (reg *Registry) appendBody(w http.ResponseWriter, r *http.Request, name str
 		}
 	}
 	bw, err := reg.blobs.Upload(r.Context(), u.ID, st)
+	if errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrSizeInvalid) {
+		return nil, reg.lostUpload(r.Context(), u.ID, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("upload %s: %w", u.ID, err)
 	}
@@ -305,9 +318,19 @@ type errBody struct{ err error }
 func (e errBody) Error() string { return "reading request body: " + e.err.Error() }
 func (e errBody) Unwrap() error { return e.err }
 
-type bodyReader struct{ r io.Reader }
+// bodyReader reads a request body, pushing the connection's read deadline
+// back by idle before every read (when the server supports it), and marks
+// its errors as the client's.
+type bodyReader struct {
+	r    io.Reader
+	rc   *http.ResponseController
+	idle time.Duration
+}
 
 func (b bodyReader) Read(p []byte) (int, error) {
+	if b.rc != nil {
+		_ = b.rc.SetReadDeadline(time.Now().Add(b.idle)) // ErrNotSupported: no idle limit
+	}
 	n, err := b.r.Read(p)
 	if err != nil && err != io.EOF {
 		var tooBig *http.MaxBytesError
@@ -333,7 +356,14 @@ func (reg *Registry) copyBody(w http.ResponseWriter, r *http.Request, dst io.Wri
 	}
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
-	n, err := io.CopyBuffer(dst, bodyReader{http.MaxBytesReader(w, r.Body, limit)}, *buf)
+	body := bodyReader{r: http.MaxBytesReader(w, r.Body, limit), rc: http.NewResponseController(w), idle: reg.opts.BodyIdleTimeout}
+	n, err := io.CopyBuffer(dst, body, *buf)
+	if err == nil {
+		// Done reading: the rest of the exchange has no idle limit. After
+		// an error the deadline stays, so the server's discard of an
+		// unread body cannot hang on a stalled client either.
+		_ = body.rc.SetReadDeadline(time.Time{})
+	}
 	var be errBody
 	if errors.As(err, &be) {
 		return n, errorf(CodeBlobUploadInvalid, 0, err, "could not read the request body")
@@ -415,4 +445,18 @@ func decodeState(u meta.Upload) (blob.UploadState, error) {
 		return st, fmt.Errorf("upload %s: state size %d differs from offset %d", u.ID, st.Size, u.Offset)
 	}
 	return st, nil
+}
+
+// lostUpload ends a session whose data is gone or shorter than recorded (a
+// crash between commit and cleanup, or expiry under a slow client): the
+// client is told the upload is unknown, which makes it start a new one,
+// rather than that a blob is.
+func (reg *Registry) lostUpload(ctx context.Context, id string, cause error) error {
+	ctx = context.WithoutCancel(ctx)
+	reg.log.WarnContext(ctx, "upload data lost; session ended", "upload", id, "err", cause)
+	_ = reg.blobs.AbortUpload(ctx, id)
+	if err := reg.meta.DeleteUpload(ctx, id); err != nil && !errors.Is(err, meta.ErrUploadNotFound) {
+		reg.log.WarnContext(ctx, "ending a lost upload", "upload", id, "err", err)
+	}
+	return errorf(CodeBlobUploadUnknown, 0, cause, "the upload's data is gone; start a new upload")
 }

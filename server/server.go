@@ -13,12 +13,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/berth-dev/berth/blob/fs"
 	"github.com/berth-dev/berth/config"
 	"github.com/berth-dev/berth/flatpak"
 	"github.com/berth-dev/berth/gc"
-	"github.com/berth-dev/berth/meta"
 	"github.com/berth-dev/berth/meta/sqlite"
 	"github.com/berth-dev/berth/registry"
 	"github.com/berth-dev/berth/web"
@@ -29,8 +29,9 @@ import (
 type Server struct {
 	cfg     config.Config
 	log     *slog.Logger
-	meta    meta.Store
+	meta    *sqlite.Store
 	gc      *gc.Collector
+	icons   *flatpak.IconRecorder
 	handler http.Handler
 }
 
@@ -78,12 +79,17 @@ func FlatpakOptions(cfg config.Config) flatpak.Options {
 		cacheBytes = -1 // config: 0 disables; flatpak.Options: 0 is the default
 	}
 	return flatpak.Options{
-		PublicURL:  cfg.Flatpak.PublicURL,
-		Title:      cfg.Flatpak.Title,
-		RemoteName: cfg.Flatpak.RemoteName,
-		CacheBytes: cacheBytes,
+		PublicURL:             cfg.Flatpak.PublicURL,
+		TrustForwardedHeaders: cfg.HTTP.TrustForwardedHeaders,
+		Title:                 cfg.Flatpak.Title,
+		RemoteName:            cfg.Flatpak.RemoteName,
+		CacheBytes:            cacheBytes,
 	}
 }
+
+// iconBackfillLimit bounds the manifests one start looks at for icons
+// that were never recorded.
+const iconBackfillLimit = 100_000
 
 // New opens the stores named by cfg and builds the handler. The caller
 // closes the Server.
@@ -94,27 +100,37 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	}
 	blobs, md := st.Blobs, st.Meta
 	collector := gc.New(md, blobs, GCPolicy(cfg), logger.With("component", "gc"))
-	var observers []registry.ManifestObserver
-	if cfg.Flatpak.Enabled {
-		observers = append(observers, flatpak.NewIconRecorder(md, logger.With("component", "flatpak")))
-	}
+	// Tombstones a crashed gc left refuse pushes of their blobs: finish
+	// them before serving (errors are logged; the next run retries).
+	_, _ = collector.FinishTombstones(ctx)
+	// Icons are recorded at every push, the Flatpak remote on or off: the
+	// catalogue shows them, and a remote turned on later has them.
+	icons := flatpak.NewIconRecorder(md, logger.With("component", "flatpak"))
 	reg := registry.New(blobs, md, registry.Options{
 		MaxManifestBytes: cfg.Limits.MaxManifestBytes,
 		MaxBlobBytes:     cfg.Limits.MaxBlobBytes,
 		PageMax:          cfg.Limits.PageMax,
 		SparseManifests:  cfg.Validation.SparseManifests,
-		Observers:        observers,
+		Observers:        []registry.ManifestObserver{icons},
 	}, logger.With("component", "registry"))
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", reg)
 	mux.Handle("/v2", reg)
 	if cfg.Flatpak.Enabled {
 		flatpak.New(md, FlatpakOptions(cfg), logger.With("component", "flatpak")).Register(mux)
+		if cfg.Flatpak.PublicURL == "" {
+			logger.Warn("flatpak.public_url is not set: the Flatpak index names the registry and icons relative to its own URL, "+
+				"but .flatpakrepo/.flatpakref files and install commands take the scheme and host from each request "+
+				"(behind a TLS-terminating proxy: set flatpak.public_url, or http.trust_forwarded_headers if the proxy sets X-Forwarded-Proto/-Host)",
+				"trust_forwarded_headers", cfg.HTTP.TrustForwardedHeaders)
+		}
 	}
 	catalogue, err := web.New(md, blobs, web.Options{
-		Title:      cfg.Flatpak.Title,
-		PublicURL:  cfg.Flatpak.PublicURL,
-		RemoteName: cfg.Flatpak.RemoteName,
+		Title:                 cfg.Flatpak.Title,
+		PublicURL:             cfg.Flatpak.PublicURL,
+		TrustForwardedHeaders: cfg.HTTP.TrustForwardedHeaders,
+		RemoteName:            cfg.Flatpak.RemoteName,
+		FlatpakDisabled:       !cfg.Flatpak.Enabled,
 	}, logger.With("component", "web"))
 	if err != nil {
 		st.Close()
@@ -122,28 +138,40 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	}
 	mux.Handle("/", catalogue)
 	mux.Handle("/api/v1/", catalogue)
-	return &Server{cfg: cfg, log: logger, meta: md, gc: collector, handler: withMiddleware(mux, logger)}, nil
+	return &Server{cfg: cfg, log: logger, meta: md, gc: collector, icons: icons, handler: withMiddleware(mux, logger)}, nil
 }
 
 // Handler is the server's whole HTTP handler (for tests).
 func (s *Server) Handler() http.Handler { return s.handler }
 
+// backfillIcons records the icons of manifests pushed while nothing
+// recorded them (an older Berth, a failed recording): one bounded pass.
+func (s *Server) backfillIcons(ctx context.Context) {
+	n, err := s.icons.Backfill(ctx, s.meta, iconBackfillLimit)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.log.Warn("icon backfill", "looked_at", n, "err", err)
+	case n > 0:
+		s.log.Info("icon backfill: recorded the icons of older pushes", "looked_at", n)
+	}
+}
+
 // Serve answers requests on ln until ctx ends, then stops accepting, waits
 // for in-flight requests (up to the configured timeout), stops the
-// background workers (garbage collection every gc.interval, unless 0) and
-// returns.
+// background workers (the icon backfill, once; garbage collection every
+// gc.interval, unless 0) and returns.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	wctx, stopWorkers := context.WithCancel(ctx)
-	workers := make(chan struct{})
-	go func() {
-		defer close(workers)
+	var workers sync.WaitGroup
+	workers.Go(func() { s.backfillIcons(wctx) })
+	workers.Go(func() {
 		if iv := s.cfg.GC.Interval; iv > 0 {
 			s.gc.RunEvery(wctx, iv)
 		}
-	}()
+	})
 	defer func() {
 		stopWorkers()
-		<-workers
+		workers.Wait()
 	}()
 	hs := &http.Server{
 		Handler:           s.handler,

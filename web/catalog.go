@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/berth-dev/berth/flatpak"
 	"github.com/berth-dev/berth/meta"
+	"github.com/berth-dev/berth/oci"
 )
 
 // Catalog is what the catalogue reads of the metadata store.
@@ -30,6 +32,9 @@ type Catalog interface {
 	GetManifest(ctx context.Context, repo string, d digest.Digest) (*meta.Manifest, error)
 	// Referrers lists the manifests of repo whose subject is d.
 	Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string, after digest.Digest, n int) ([]meta.Descriptor, error)
+	// ManifestIcons returns the icons recorded for each of the manifests
+	// at push time, by size (absent: none).
+	ManifestIcons(ctx context.Context, keys ...meta.ManifestKey) (map[meta.ManifestKey]map[int]digest.Digest, error)
 }
 
 // listPage is how many rows one catalogue listing call returns.
@@ -114,6 +119,7 @@ type build struct {
 	Arch   string // OCI name
 	Size   int64
 	Pushed time.Time // newest move of its tags
+	icon   icon      // recorded at push time
 }
 
 // appView is one Flatpak app or runtime: every build of its id.
@@ -124,6 +130,7 @@ type appView struct {
 	Branches []string
 	Repos    []string
 	facts    *facts // of Builds[0]
+	icon     icon   // of Builds[0]
 }
 
 // Latest is the newest build.
@@ -166,7 +173,6 @@ type facts struct {
 	HasApp    bool
 	Meta      flatpak.Metadata
 	HasMeta   bool
-	Icon      icon
 	Installed int64 // -1 when unknown
 	Download  int64
 }
@@ -202,7 +208,7 @@ func (h *Handler) load(ctx context.Context, version string) (*snapshot, error) {
 				Repo: ct.Repo, Name: ct.Tag, Digest: ct.Digest, MediaType: ct.MediaType,
 				ArtifactType: ct.ArtifactType, OS: ct.OS, Arch: ct.Architecture, Variant: ct.Variant,
 				Size: ct.TotalSize, Created: ct.Created, Pushed: ct.Updated, FlatpakRef: ct.FlatpakRef,
-				Index: isIndex(ct.MediaType),
+				Index: oci.IsIndex(ct.MediaType),
 			}
 			rv.Tags = append(rv.Tags, tv)
 			if tv.Index {
@@ -325,9 +331,14 @@ func (h *Handler) load(ctx context.Context, version string) (*snapshot, error) {
 		}
 		av.Builds = append(av.Builds, b)
 	}
+	if err := h.loadIcons(ctx, buildList); err != nil {
+		return nil, err
+	}
 	live := map[digest.Digest]bool{}
+	appIDs := map[*repoView]map[string]bool{}
 	for _, av := range s.apps {
 		sortBuilds(av.Builds)
+		av.icon = av.Latest().icon
 		av.Archs, av.Branches, av.Repos = buildSets(av.Builds)
 		f, err := h.factsFor(ctx, av.Latest())
 		if err != nil {
@@ -342,7 +353,11 @@ func (h *Handler) load(ctx context.Context, version string) (*snapshot, error) {
 		}
 		for _, r := range av.Repos {
 			rv := s.repoByName[r]
-			if !slices.Contains(rv.AppIDs, av.ID) {
+			if appIDs[rv] == nil {
+				appIDs[rv] = map[string]bool{}
+			}
+			if !appIDs[rv][av.ID] {
+				appIDs[rv][av.ID] = true
 				rv.AppIDs = append(rv.AppIDs, av.ID)
 			}
 		}
@@ -390,11 +405,12 @@ func sortBuilds(bs []*build) {
 // buildSets returns the architectures, branches and repositories of
 // builds: architectures and branches sorted, repositories newest first.
 func buildSets(bs []*build) (archs, branches, repos []string) {
-	a, br := map[string]bool{}, map[string]bool{}
+	a, br, rs := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, b := range bs {
 		a[b.Arch] = true
 		br[b.Ref.Branch] = true
-		if !slices.Contains(repos, b.Repo) {
+		if !rs[b.Repo] {
+			rs[b.Repo] = true
 			repos = append(repos, b.Repo)
 		}
 	}
@@ -428,16 +444,19 @@ func appItem(av *appView) *item {
 		Kind: av.Kind, ID: av.ID, Name: av.Name(), URL: "/apps/" + av.ID,
 		Repos: av.Repos, Archs: av.Archs, Updated: av.Latest().Pushed,
 	}
+	it.Icon = av.icon
 	var text []string
 	if f := av.facts; f != nil {
-		it.Summary, it.Developer, it.Icon = cleanLine(f.App.Summary), cleanLine(f.App.Developer), f.Icon
+		it.Summary, it.Developer = cleanLine(f.App.Summary), cleanLine(f.App.Developer)
 		text = append(text, f.App.Summary, f.App.Developer)
 		text = append(text, f.App.Keywords...)
 		text = append(text, f.App.Categories...)
 	}
+	seen := map[string]bool{}
 	for _, b := range av.Builds {
 		for _, t := range b.Tags {
-			if !slices.Contains(it.Tags, t) {
+			if !seen[t] {
+				seen[t] = true
 				it.Tags = append(it.Tags, t)
 			}
 		}
@@ -512,7 +531,6 @@ func (h *Handler) parseFacts(ctx context.Context, m *meta.Manifest) *facts {
 			f.Meta, f.HasMeta = md, true
 		}
 	}
-	f.Icon = h.iconOf(m)
 	return f
 }
 
@@ -555,7 +573,7 @@ func cleanList(in []string, line bool) []string {
 		if line {
 			s = cleanLine(s)
 		} else {
-			s = strings.TrimSpace(clean(s))
+			s = strings.TrimSpace(stripControls(s))
 		}
 		if s != "" {
 			out = append(out, s)
@@ -564,34 +582,34 @@ func cleanList(in []string, line bool) []string {
 	return out
 }
 
-// iconOf finds a manifest's icons: Options.Icon when set, else the icons
-// the flatpak package stores at push time, whose URL follows from the
-// label (flatpak.DecodeIcon, flatpak.IconPath): an icon label that does not
-// decode there is not offered here either.
-func (h *Handler) iconOf(m *meta.Manifest) icon {
-	if h.opts.Icon != nil {
-		small, large := h.opts.Icon(m.Labels)
-		return pairIcon(small, large)
-	}
-	return iconFromManifest(m)
-}
+// iconBatch is how many manifests one ManifestIcons call asks about.
+const iconBatch = 500
 
-func iconFromManifest(m *meta.Manifest) icon {
-	url := func(key string, size int) string {
-		v, ok := m.Labels[key]
-		if !ok {
-			v, ok = m.Annotations[key]
+// loadIcons sets each build's icon from those recorded at push time
+// (flatpak.IconRecorder), whose URLs the flatpak package serves
+// (flatpak.IconPath).
+func (h *Handler) loadIcons(ctx context.Context, builds []*build) error {
+	for start := 0; start < len(builds); start += iconBatch {
+		batch := builds[start:min(start+iconBatch, len(builds))]
+		keys := make([]meta.ManifestKey, len(batch))
+		for i, b := range batch {
+			keys[i] = meta.ManifestKey{Repo: b.Repo, Digest: b.Digest}
 		}
-		if !ok {
-			return ""
-		}
-		ic, err := flatpak.DecodeIcon(v, size)
+		icons, err := h.cat.ManifestIcons(ctx, keys...)
 		if err != nil {
-			return ""
+			return fmt.Errorf("icons: %w", err)
 		}
-		return flatpak.IconPath(ic.Digest)
+		for i, b := range batch {
+			url := func(size int) string {
+				if d, ok := icons[keys[i]][size]; ok {
+					return flatpak.IconPath(d)
+				}
+				return ""
+			}
+			b.icon = pairIcon(url(64), url(128))
+		}
 	}
-	return pairIcon(url(flatpak.LabelIcon64, 64), url(flatpak.LabelIcon128, 128))
+	return nil
 }
 
 // pairIcon lets either size stand for the other.
@@ -629,11 +647,6 @@ func (c *factCache) prune(live map[digest.Digest]bool) {
 			delete(c.m, d)
 		}
 	}
-}
-
-func isIndex(mediaType string) bool {
-	return mediaType == "application/vnd.oci.image.index.v1+json" ||
-		mediaType == "application/vnd.docker.distribution.manifest.list.v2+json"
 }
 
 func platformString(os, arch, variant string) string {

@@ -73,6 +73,8 @@
 // The searchable view of the whole catalogue is built from meta and kept
 // until Catalog.CatalogVersion changes (one cheap query per request), so
 // pushes, tag moves and deletes show at once. Facts read from labels
-// (AppStream, Flatpak metadata, icons) are cached by manifest digest, which
-// fixes them.
+// (AppStream, Flatpak metadata) are cached by manifest digest, which fixes
+// them; icons are the ones recorded at push time (Catalog.ManifestIcons),
+// read with each new snapshot. Image histories are cached by config digest
+// within 16 MiB.
 package web

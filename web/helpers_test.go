@@ -37,12 +37,25 @@ type site struct {
 
 func newSite(t testing.TB, opts Options) *site {
 	t.Helper()
+	return newSiteIcons(t, opts, true)
+}
+
+// newSiteWithout is newSite without the icon recorder.
+func newSiteWithout(t testing.TB, opts Options) *site {
+	t.Helper()
+	return newSiteIcons(t, opts, false)
+}
+
+func newSiteIcons(t testing.TB, opts Options, recordIcons bool) *site {
+	t.Helper()
 	dir := t.TempDir()
 	logger := slog.New(slog.DiscardHandler)
 	blobs, md := testutil.Stores(t, dir, logger)
-	reg := registry.New(blobs, md, registry.Options{
-		Observers: []registry.ManifestObserver{flatpak.NewIconRecorder(md, logger)},
-	}, logger)
+	var observers []registry.ManifestObserver
+	if recordIcons {
+		observers = append(observers, flatpak.NewIconRecorder(md, logger))
+	}
+	reg := registry.New(blobs, md, registry.Options{Observers: observers}, logger)
 	cat, err := New(md, blobs, opts, logger)
 	if err != nil {
 		t.Fatal(err)

@@ -24,14 +24,30 @@ type historyRow struct {
 }
 
 // historyCache keeps parsed histories by config digest (a digest fixes
-// them), at most historyCacheSize of them, the oldest going first.
+// them) within a byte budget, the oldest going first.
 type historyCache struct {
 	mu    sync.Mutex
 	m     map[digest.Digest][]historyRow
 	order []digest.Digest
+	bytes int64 // what the cached rows hold (historyBytes)
 }
 
-const historyCacheSize = 256
+// Limits on image histories: what one holds and what the cache keeps.
+const (
+	historyCacheBytes = 16 << 20 // all cached histories together
+	maxHistoryRows    = 500      // rows shown of one history
+	maxCreatedBy      = 4 << 10  // bytes of one created_by shown
+	maxComment        = 1 << 10  // bytes of one comment shown
+)
+
+// historyBytes is roughly the memory rows take.
+func historyBytes(rows []historyRow) int64 {
+	n := int64(64) // the slice and map entry
+	for _, r := range rows {
+		n += 80 + int64(len(r.CreatedBy)+len(r.Comment)) // 80: the row itself
+	}
+	return n
+}
 
 func (c *historyCache) get(d digest.Digest) ([]historyRow, bool) {
 	c.mu.Lock()
@@ -49,12 +65,19 @@ func (c *historyCache) put(d digest.Digest, rows []historyRow) {
 	if _, ok := c.m[d]; ok {
 		return
 	}
-	if len(c.order) >= historyCacheSize {
-		delete(c.m, c.order[0])
+	n := historyBytes(rows)
+	if n > historyCacheBytes {
+		return
+	}
+	for c.bytes+n > historyCacheBytes && len(c.order) > 0 {
+		old := c.order[0]
+		c.bytes -= historyBytes(c.m[old])
+		delete(c.m, old)
 		c.order = c.order[1:]
 	}
 	c.m[d] = rows
 	c.order = append(c.order, d)
+	c.bytes += n
 }
 
 // historyOf returns an image's history from its config blob (read once per
@@ -110,12 +133,18 @@ func (h *Handler) readHistory(ctx context.Context, d digest.Digest) ([]historyRo
 	if err := json.Unmarshal(data, &cfg); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	rows := make([]historyRow, 0, len(cfg.History))
+	rows := make([]historyRow, 0, min(len(cfg.History), maxHistoryRows))
 	layer := 0
 	for _, e := range cfg.History {
-		row := historyRow{Created: e.Created, CreatedBy: command(e.CreatedBy), Comment: cleanLine(e.Comment), Empty: e.EmptyLayer}
 		if !e.EmptyLayer {
 			layer++
+		}
+		if len(rows) == maxHistoryRows {
+			continue // counted, not shown
+		}
+		row := historyRow{Created: e.Created, CreatedBy: shorten(command(e.CreatedBy), maxCreatedBy),
+			Comment: shorten(cleanLine(e.Comment), maxComment), Empty: e.EmptyLayer}
+		if !e.EmptyLayer {
 			row.Layer = layer
 		}
 		rows = append(rows, row)
@@ -126,11 +155,19 @@ func (h *Handler) readHistory(ctx context.Context, d digest.Digest) ([]historyRo
 // command shortens a history entry's created_by as Docker shows it: the
 // "/bin/sh -c #(nop) " of metadata-only steps goes.
 func command(s string) string {
-	s = strings.TrimSpace(clean(s))
+	s = strings.TrimSpace(stripControls(s))
 	for _, p := range []string{"/bin/sh -c #(nop) ", "/bin/sh -c #(nop)"} {
 		if rest, ok := strings.CutPrefix(s, p); ok {
 			return strings.TrimSpace(rest)
 		}
 	}
 	return s
+}
+
+// shorten cuts s to at most max bytes, at a rune boundary, marking the cut.
+func shorten(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	return s[:runeCut(s, max)] + "…"
 }

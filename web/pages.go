@@ -15,14 +15,18 @@ import (
 
 	"github.com/berth-dev/berth/flatpak"
 	"github.com/berth-dev/berth/meta"
+	"github.com/berth-dev/berth/oci"
 )
 
 // Page sizes.
 const (
-	appsPerPage  = 48
-	reposPerPage = 50
-	tagsPerPage  = 50
-	maxReferrers = 100
+	// maxBuildsShown caps the app page's versions table; the repository
+	// pages list the rest.
+	maxBuildsShown = 50
+	appsPerPage    = 48
+	reposPerPage   = 50
+	tagsPerPage    = 50
+	maxReferrers   = 100
 )
 
 // pager links the pages of a listing.
@@ -215,7 +219,7 @@ func (h *Handler) visibleApp(ctx context.Context, r *http.Request, av *appView) 
 	case len(av.Builds):
 		return av
 	}
-	v := &appView{Kind: av.Kind, ID: av.ID, Builds: bs}
+	v := &appView{Kind: av.Kind, ID: av.ID, Builds: bs, icon: bs[0].icon}
 	v.Archs, v.Branches, v.Repos = buildSets(bs)
 	f, err := h.factsFor(ctx, bs[0])
 	if err != nil {
@@ -243,8 +247,11 @@ type appData struct {
 	Permissions                                   []permRow
 	RemoteAdd, Install, InstallRef                string
 	FlatpakrefURL, FlatpakrepoURL                 string
-	Builds                                        []buildRow
-	UsedBy                                        []card // apps on this runtime
+	Builds                                        []buildRow // the newest maxBuildsShown
+	BuildCount                                    int
+	MoreBuilds                                    bool
+	MoreRepos                                     []tagLink // where all builds are listed
+	UsedBy                                        []card    // apps on this runtime
 }
 
 type ratingView struct {
@@ -292,10 +299,9 @@ func (h *Handler) appPage(w http.ResponseWriter, r *http.Request, s *snapshot, i
 	if f == nil {
 		f = &facts{Installed: -1, Download: -1}
 	}
-	latest := av.Latest()
 	d := appData{
 		Kind: av.Kind, KindLabel: kindLabel(av.Kind), ID: av.ID, Name: av.Name(),
-		Summary: f.App.Summary, Developer: f.App.Developer, Icon: f.Icon,
+		Summary: f.App.Summary, Developer: f.App.Developer, Icon: av.icon,
 		Description: f.App.Description, Screenshots: f.App.Screenshots, License: f.App.ProjectLicense,
 		Installed: f.Installed, Download: f.Download, Archs: av.Archs, Branches: av.Branches,
 		Homepage: f.App.Homepage, Keywords: f.App.Keywords, Categories: f.App.Categories, HasMeta: f.HasMeta,
@@ -316,27 +322,22 @@ func (h *Handler) appPage(w http.ResponseWriter, r *http.Request, s *snapshot, i
 			rating.Level = "unknown"
 		}
 		d.Rating = ratingView{Level: rating.Level, Label: words[0], Summary: words[1]}
-		reasons := cleanList(rating.Reasons, true)
+		reasons := map[string]bool{}
+		for _, p := range cleanList(rating.Reasons, true) {
+			reasons[p] = true
+		}
 		for _, p := range cleanList(flatpak.Describe(f.Meta.Permissions), true) {
-			decides := rating.Level != flatpak.Safe && slices.Contains(reasons, p)
+			decides := rating.Level != flatpak.Safe && reasons[p]
 			d.Permissions = append(d.Permissions, permRow{Text: p, Decides: decides})
 			d.Rating.Decisive = d.Rating.Decisive || decides
 		}
 	}
-	base := h.baseURL(r)
-	d.FlatpakrepoURL = flatpak.RepoFilePath
-	d.RemoteAdd = "flatpak remote-add --user --if-not-exists " + h.opts.RemoteName + " " + base + flatpak.RepoFilePath
-	d.Install = "flatpak install --user " + h.opts.RemoteName + " " + av.ID
-	if len(latest.Tags) > 0 {
-		tag := latest.Tags[0]
-		if slices.Contains(latest.Tags, "latest") {
-			tag = "latest"
-		}
-		ref := flatpak.FlatpakrefPath(latest.Repo, tag)
-		d.FlatpakrefURL = ref
-		d.InstallRef = "flatpak install --user --from " + base + ref
+	if !h.opts.FlatpakDisabled {
+		h.installCommands(r, av, &d)
 	}
-	for _, b := range av.Builds {
+	d.BuildCount = len(av.Builds)
+	shown := av.Builds[:min(len(av.Builds), maxBuildsShown)]
+	for _, b := range shown {
 		row := buildRow{Repo: b.Repo, RepoURL: "/repositories/" + b.Repo, Arch: b.Arch, Branch: b.Ref.Branch,
 			Pushed: b.Pushed, Size: b.Size, Digest: string(b.Digest), Short: shortDigest(string(b.Digest)),
 			URL: manifestURL(b.Repo, b.Digest)}
@@ -344,6 +345,12 @@ func (h *Handler) appPage(w http.ResponseWriter, r *http.Request, s *snapshot, i
 			row.Tags = append(row.Tags, tagLink{Name: t, URL: tagURL(b.Repo, t)})
 		}
 		d.Builds = append(d.Builds, row)
+	}
+	if len(shown) < len(av.Builds) {
+		d.MoreBuilds = true
+		for _, repo := range av.Repos {
+			d.MoreRepos = append(d.MoreRepos, tagLink{Name: repo, URL: "/repositories/" + repo})
+		}
 	}
 	if av.Kind == "runtime" {
 		for _, other := range s.apps {
@@ -358,6 +365,39 @@ func (h *Handler) appPage(w http.ResponseWriter, r *http.Request, s *snapshot, i
 		}
 	}
 	h.render(w, r, http.StatusOK, "app", pageInfo{Title: d.Name, Nav: "apps"}, d)
+}
+
+// installCommands fills the app page's install commands. The remote
+// installs what is tagged latest (the index query flatpak sends names
+// that tag), so the remote-add and install commands are offered only when
+// a build is; the .flatpakref file, which names its tag, always is.
+func (h *Handler) installCommands(r *http.Request, av *appView, d *appData) {
+	base := h.baseURL(r)
+	d.FlatpakrepoURL = flatpak.RepoFilePath
+	var latest *build
+	for _, b := range av.Builds { // newest first
+		if slices.Contains(b.Tags, "latest") {
+			latest = b
+			break
+		}
+	}
+	if latest != nil {
+		d.RemoteAdd = "flatpak remote-add --user --if-not-exists " + h.opts.RemoteName + " " + base + flatpak.RepoFilePath
+		d.Install = "flatpak install --user " + h.opts.RemoteName + " " + av.ID
+	}
+	b := latest
+	if b == nil {
+		b = av.Latest()
+	}
+	if len(b.Tags) > 0 {
+		tag := b.Tags[0]
+		if b == latest {
+			tag = "latest"
+		}
+		ref := flatpak.FlatpakrefPath(b.Repo, tag)
+		d.FlatpakrefURL = ref
+		d.InstallRef = "flatpak install --user --from " + base + ref
+	}
 }
 
 // refLink reads a metadata runtime or sdk value, "ID/ARCH/BRANCH".
@@ -654,21 +694,29 @@ func kvs(m map[string]string) []kv {
 	for k, v := range m {
 		e := kv{Key: cleanLine(k)}
 		if strings.HasPrefix(v, "data:") && len(v) > 128 {
-			e.Value, e.Cut = v[:64]+"…", len(v)-64
+			cut := runeCut(v, 64)
+			e.Value, e.Cut = stripControls(v[:cut])+"…", len(v)-cut
 		} else if len(v) > maxValueShown {
-			cut := maxValueShown
-			for cut > 0 && !isRuneStart(v[cut]) {
-				cut--
-			}
-			e.Value, e.Cut = clean(v[:cut])+"…", len(v)-cut
+			cut := runeCut(v, maxValueShown)
+			e.Value, e.Cut = stripControls(v[:cut])+"…", len(v)-cut
 		} else {
-			e.Value = clean(v)
+			e.Value = stripControls(v)
 		}
 		e.Long = strings.Contains(e.Value, "\n") || len(e.Value) > 200
 		out = append(out, e)
 	}
 	slices.SortFunc(out, func(a, b kv) int { return strings.Compare(a.Key, b.Key) })
 	return out
+}
+
+// runeCut is the largest n <= max at which v can be cut without splitting
+// a UTF-8 sequence.
+func runeCut(v string, max int) int {
+	cut := max
+	for cut > 0 && !isRuneStart(v[cut]) {
+		cut--
+	}
+	return cut
 }
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
@@ -752,10 +800,10 @@ func (h *Handler) manifestPage(w http.ResponseWriter, r *http.Request, s *snapsh
 	host := h.registryHost(r)
 	d := manifestData{
 		Repo: repo, RepoURL: "/repositories/" + repo, Digest: string(dg), Short: shortDigest(string(dg)),
-		MediaType: clean(m.MediaType), ArtifactType: clean(m.ArtifactType),
-		Platform: platformString(clean(m.OS), clean(m.Architecture), clean(m.Variant)), Tag: tag,
+		MediaType: stripControls(m.MediaType), ArtifactType: stripControls(m.ArtifactType),
+		Platform: platformString(stripControls(m.OS), stripControls(m.Architecture), stripControls(m.Variant)), Tag: tag,
 		Size: m.TotalSize, ManifestSize: len(m.Content), Pushed: m.Pushed, Created: m.Created,
-		Index: isIndex(m.MediaType), Labels: kvs(m.Labels), Annotations: kvs(m.Annotations),
+		Index: oci.IsIndex(m.MediaType), Labels: kvs(m.Labels), Annotations: kvs(m.Annotations),
 		PullDigest: "docker pull " + host + "/" + repo + "@" + string(dg),
 	}
 	if tag != "" {
@@ -786,7 +834,7 @@ func (h *Handler) manifestPage(w http.ResponseWriter, r *http.Request, s *snapsh
 				p = platformString(c.Platform.OS, c.Platform.Architecture, c.Platform.Variant)
 			}
 			cd := digest.Digest(c.Digest)
-			d.Children = append(d.Children, platRow{Platform: clean(p), Digest: clean(c.Digest), Short: shortDigest(clean(c.Digest)),
+			d.Children = append(d.Children, platRow{Platform: stripControls(p), Digest: stripControls(c.Digest), Short: shortDigest(stripControls(c.Digest)),
 				URL: manifestURL(repo, cd), Size: c.Size})
 		}
 	} else {
@@ -810,7 +858,7 @@ func (h *Handler) manifestPage(w http.ResponseWriter, r *http.Request, s *snapsh
 	for _, rf := range refs {
 		kind := referrerKind(rf.ArtifactType)
 		d.Referrers = append(d.Referrers, referrerRow{
-			Kind: kind, Class: strings.ToLower(strings.ReplaceAll(kind, " ", "-")), ArtifactType: clean(rf.ArtifactType),
+			Kind: kind, Class: strings.ToLower(strings.ReplaceAll(kind, " ", "-")), ArtifactType: stripControls(rf.ArtifactType),
 			Digest: string(rf.Digest), Short: shortDigest(string(rf.Digest)), URL: manifestURL(repo, rf.Digest),
 			Size: rf.Size, Created: annotatedTime(rf.Annotations["org.opencontainers.image.created"]),
 			Annotations: kvs(rf.Annotations),
@@ -833,7 +881,7 @@ func annotatedTime(v string) string {
 }
 
 func layerRowOf(n int, l descriptorDoc) layerRow {
-	row := layerRow{N: n, Digest: clean(l.Digest), Short: shortDigest(clean(l.Digest)), MediaType: clean(l.MediaType),
+	row := layerRow{N: n, Digest: stripControls(l.Digest), Short: shortDigest(stripControls(l.Digest)), MediaType: stripControls(l.MediaType),
 		Size: l.Size, Annotations: kvs(l.Annotations)}
 	for _, u := range l.URLs {
 		if su := safeURL(u); su != "" {

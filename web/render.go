@@ -28,7 +28,7 @@ type pageInfo struct {
 type pageData struct {
 	pageInfo
 	Site     string
-	RepoFile string // the .flatpakrepo file's path
+	RepoFile string // the .flatpakrepo file's path; "" when the remote is off
 	Data     any
 }
 
@@ -68,7 +68,10 @@ func (h *Handler) parseTemplates() (map[string]*template.Template, error) {
 // rendered into a buffer first, so nothing half-written goes out).
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, name string, info pageInfo, data any) {
 	var buf bytes.Buffer
-	pd := pageData{pageInfo: info, Site: h.opts.Title, RepoFile: flatpak.RepoFilePath, Data: data}
+	pd := pageData{pageInfo: info, Site: h.opts.Title, Data: data}
+	if !h.opts.FlatpakDisabled {
+		pd.RepoFile = flatpak.RepoFilePath
+	}
 	pd.Title = cleanLine(pd.Title)
 	if err := h.pages[name].ExecuteTemplate(&buf, "layout", pd); err != nil {
 		h.log.ErrorContext(r.Context(), "catalogue: rendering", "page", name, "err", err)
@@ -117,7 +120,7 @@ func parseManifestDoc(content []byte) (manifestDoc, string) {
 	}
 	var buf bytes.Buffer
 	if err := json.Indent(&buf, content, "", "  "); err != nil {
-		return doc, clean(string(content))
+		return doc, stripControls(string(content))
 	}
-	return doc, clean(buf.String())
+	return doc, stripControls(buf.String())
 }

@@ -9,11 +9,11 @@ import (
 	"unicode/utf8"
 )
 
-// clean makes untrusted text safe to show: invalid UTF-8 becomes U+FFFD,
+// stripControls makes untrusted text safe to show: invalid UTF-8 becomes U+FFFD,
 // and control characters go (C0 except tab and newline, DEL, C1), as do
 // the bidirectional controls that can reorder what a reader sees (V26).
 // html/template still escapes the result for its context.
-func clean(s string) string {
+func stripControls(s string) string {
 	if isClean(s) {
 		return s
 	}
@@ -28,10 +28,10 @@ func clean(s string) string {
 	return b.String()
 }
 
-// cleanLine is clean for one-line contexts: runs of whitespace, newlines
+// cleanLine is stripControls for one-line contexts: runs of whitespace, newlines
 // included, become one space, and the ends are trimmed.
 func cleanLine(s string) string {
-	s = clean(s)
+	s = stripControls(s)
 	if !strings.ContainsAny(s, "\n\t\r") && !strings.Contains(s, "  ") {
 		return strings.TrimSpace(s)
 	}
@@ -69,7 +69,7 @@ func keepRune(r rune) bool {
 func cleanMap(m map[string]string) map[string]string {
 	out := make(map[string]string, len(m))
 	for k, v := range m {
-		out[clean(k)] = clean(v)
+		out[stripControls(k)] = stripControls(v)
 	}
 	return out
 }

@@ -18,8 +18,8 @@ func TestClean(t *testing.T) {
 		{"  spaced   out\r\n", "  spaced   out\n", "spaced out"},
 		{"émoji 🚢 ok", "émoji 🚢 ok", "émoji 🚢 ok"},
 	} {
-		if got := clean(tc.in); got != tc.want {
-			t.Errorf("clean(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := stripControls(tc.in); got != tc.want {
+			t.Errorf("stripControls(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 		if got := cleanLine(tc.in); got != tc.line {
 			t.Errorf("cleanLine(%q) = %q, want %q", tc.in, got, tc.line)

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/flatpak"
 )
 
 //go:embed templates/*.html
@@ -42,8 +44,16 @@ type Options struct {
 	Title string
 	// PublicURL is the registry's address as clients reach it
 	// ("https://registry.example.com"), used in pull and install
-	// commands. Empty: the request's Host.
+	// commands. Empty: the request's scheme and Host (flatpak.BaseURL).
 	PublicURL string
+	// TrustForwardedHeaders takes the scheme and host of those commands
+	// from X-Forwarded-Proto and X-Forwarded-Host when PublicURL is empty
+	// (flatpak.BaseURL).
+	TrustForwardedHeaders bool
+	// FlatpakDisabled hides every link to the Flatpak remote (the
+	// .flatpakrepo and .flatpakref files, install commands): the server
+	// does not serve it.
+	FlatpakDisabled bool
 	// RemoteName is the name the install commands give the Flatpak remote;
 	// default "berth".
 	RemoteName string
@@ -51,10 +61,6 @@ type Options struct {
 	// catalogue applies the same filter as the registry). nil: every
 	// repository is readable.
 	CanRead func(r *http.Request, repo string) bool
-	// Icon returns the URLs of an app's 64 and 128 pixel icons from its
-	// manifest's labels ("" when none). nil: /icons/<sha256 of the PNG>.png
-	// for each well-formed data: URI icon label.
-	Icon func(labels map[string]string) (small, large string)
 	// MaxConfigBytes bounds the config blob read for an image's history;
 	// larger configs are shown without history. Default 4 MiB.
 	MaxConfigBytes int64
@@ -300,16 +306,10 @@ func (h *Handler) serveAsset(w http.ResponseWriter, r *http.Request, name string
 	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(a.data))
 }
 
-// baseURL is the registry's URL as the client sees it.
+// baseURL is the registry's URL as the client sees it: the same as the
+// Flatpak remote's files give.
 func (h *Handler) baseURL(r *http.Request) string {
-	if h.opts.PublicURL != "" {
-		return h.opts.PublicURL
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + cleanLine(r.Host)
+	return flatpak.BaseURL(r, h.opts.PublicURL, h.opts.TrustForwardedHeaders)
 }
 
 // registryHost is the host[:port][/path] part of pull references.

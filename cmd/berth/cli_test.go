@@ -7,13 +7,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/blob"
 	"github.com/berth-dev/berth/config"
+	"github.com/berth-dev/berth/meta"
+	"github.com/berth-dev/berth/server"
 )
 
 func run(t *testing.T, args ...string) (string, error) {
@@ -124,5 +130,49 @@ func TestGCAndFsck(t *testing.T) {
 	}
 	if _, err := run(t, "gc", "--data", filepath.Join(dir, "missing")); err == nil {
 		t.Error("gc of a missing data directory: no error")
+	}
+}
+
+// TestServeFinishesTombstones: a tombstone left by a gc that crashed
+// (lease over) refuses pushes of its blob; serve finishes it before it
+// answers, so the first push succeeds.
+func TestServeFinishesTombstones(t *testing.T) {
+	cfg := config.Default()
+	cfg.Storage.Dir = t.TempDir()
+	ctx := t.Context()
+	data := []byte("a blob whose deletion a crash interrupted")
+	d := digest.FromBytes(data)
+	st, err := server.OpenStores(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := st.Blobs.Upload(ctx, "0000000000000000000000000000000a", blob.UploadState{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data)
+	if _, err := w.Commit(ctx, d, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	crashed := meta.Claim{Token: "crashed", At: time.Now().Add(-time.Hour), Lease: meta.DefaultClaimLease}
+	if ok, err := st.Meta.ClaimBlob(ctx, d, int64(len(data)), time.Now(), crashed); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	st.Close()
+
+	srv, err := server.New(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	res, err := http.Post(hs.URL+"/v2/app/blobs/uploads/?digest="+d.String(), "application/octet-stream", bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Errorf("first push after a restart = %d, want 201: the crashed gc's tombstone was not finished", res.StatusCode)
 	}
 }

@@ -72,6 +72,12 @@ func printGC(w io.Writer, r gc.Report) {
 	}
 	fmt.Fprintf(w, "gc %s: %d manifests, %d blob links, %d blobs, %d orphan files (%d bytes); %d expired uploads, %d upload files without a session; in %s\n",
 		verb, r.Manifests, r.Links, r.Blobs, r.OrphanFiles, r.BytesFreed, r.Uploads, r.UploadData, r.Duration.Round(time.Millisecond))
+	if r.Failed > 0 {
+		fmt.Fprintf(w, "gc: %d blob files could not be deleted; their tombstones stay for a later run\n", r.Failed)
+	}
+	if r.Held > 0 {
+		fmt.Fprintf(w, "gc: %d blobs left to another gc run that holds them\n", r.Held)
+	}
 }
 
 func newFsck() *cobra.Command {

@@ -28,7 +28,7 @@ var allowed = map[string][]string{
 	"config":        {},
 	"gc":            {"blob", "meta", "oci"},
 	"fsck":          {"blob", "meta", "oci", "gc"},
-	"web":           {"meta", "flatpak"},
+	"web":           {"meta", "flatpak", "oci"},
 	"flatpak":       {"oci", "meta"},
 	"server":        {"*"},
 	"cmd/berth":     {"*"},

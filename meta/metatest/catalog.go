@@ -41,6 +41,7 @@ func RunCatalog(t *testing.T, newStore func(t *testing.T) CatalogStore) {
 		{"Empty", testCatalogEmpty},
 		{"Tags", testCatalogTags},
 		{"TagsPaging", testCatalogTagsPaging},
+		{"TagRepushKeepsUpdated", testCatalogTagRepush},
 		{"Children", testCatalogChildren},
 		{"Version", testCatalogVersion},
 	}
@@ -156,6 +157,32 @@ func testCatalogTags(t *testing.T, s CatalogStore) {
 	got = catalogTags(t, s, meta.TagKey{}, -1)
 	if len(got) != 2 || got[0].Tag != "latest" || got[1].Repo != "zeta" {
 		t.Errorf("after deleting v1: %+v", got)
+	}
+}
+
+// testCatalogTagRepush: pushing a tag to the digest it already has is no
+// move: the tag's Updated time stays (it orders "last pushed" listings).
+func testCatalogTagRepush(t *testing.T, s CatalogStore) {
+	ds := link(t, s, "app", "config")
+	m := image("app", "v1", ds[0])
+	put(t, s, m, "v1")
+	first := catalogTags(t, s, meta.TagKey{}, -1)
+	if len(first) != 1 {
+		t.Fatalf("CatalogTags = %+v", first)
+	}
+	// Let the clock pass the first push, so a rewrite would show.
+	for !time.Now().After(first[0].Updated) {
+	}
+	put(t, s, m, "v1")
+	again := catalogTags(t, s, meta.TagKey{}, -1)
+	if len(again) != 1 || !again[0].Updated.Equal(first[0].Updated) {
+		t.Errorf("re-pushing v1 to the same digest: Updated %v, want %v (unchanged)", again[0].Updated, first[0].Updated)
+	}
+	other := image("app", "v2", ds[0])
+	put(t, s, other, "v1")
+	moved := catalogTags(t, s, meta.TagKey{}, -1)
+	if !moved[0].Updated.After(first[0].Updated) {
+		t.Errorf("moving v1: Updated %v, want after %v", moved[0].Updated, first[0].Updated)
 	}
 }
 

@@ -36,14 +36,20 @@ type GCStore interface {
 	// SweepLinks is SweepLink over a batch in one transaction; it returns
 	// how many links went.
 	SweepLinks(ctx context.Context, keys []meta.LinkKey, before time.Time) (int, error)
+	// UnlinkedBlobs lists tombstones, whoever holds them, and old rows
+	// with no link and no reference; with a zero before, only tombstones.
 	UnlinkedBlobs(ctx context.Context, before time.Time, after digest.Digest, n int) ([]meta.BlobRecord, error)
-	ClaimBlob(ctx context.Context, d digest.Digest, size int64, before time.Time) (bool, error)
+	// ClaimBlob makes d a tombstone held by claim (see meta.Claim) and
+	// reports whether claim holds it: never while another run's lease on
+	// it runs.
+	ClaimBlob(ctx context.Context, d digest.Digest, size int64, before time.Time, claim meta.Claim) (bool, error)
 	// ClaimBlobs is ClaimBlob over a batch in one transaction; it returns
-	// the claimed blobs (sizes from their rows) ordered by digest.
-	ClaimBlobs(ctx context.Context, cands []meta.BlobRecord, before time.Time) ([]meta.BlobRecord, error)
-	DropBlob(ctx context.Context, d digest.Digest) error
+	// the blobs claim holds (sizes from their rows) ordered by digest.
+	ClaimBlobs(ctx context.Context, cands []meta.BlobRecord, before time.Time, claim meta.Claim) ([]meta.BlobRecord, error)
+	// DropBlob removes d's tombstone if the run with token holds it.
+	DropBlob(ctx context.Context, token string, d digest.Digest) error
 	// DropBlobs is DropBlob over a batch in one transaction.
-	DropBlobs(ctx context.Context, ds []digest.Digest) error
+	DropBlobs(ctx context.Context, token string, ds []digest.Digest) error
 	BlobRecord(ctx context.Context, d digest.Digest) (meta.BlobRecord, error)
 	BlobRecords(ctx context.Context, after digest.Digest, n int) ([]meta.BlobRecord, error)
 	Links(ctx context.Context, after meta.LinkKey, n int) ([]meta.LinkKey, error)
@@ -66,6 +72,15 @@ var (
 	future = func() time.Time { return time.Now().Add(time.Hour) }
 	past   = func() time.Time { return time.Now().Add(-time.Hour) }
 )
+
+// claimOf is a claim for a run named token, taken now with the default
+// lease.
+func claimOf(token string) meta.Claim {
+	return meta.Claim{Token: token, At: time.Now(), Lease: meta.DefaultClaimLease}
+}
+
+// gcRun is the token the single-collector tests claim with.
+const gcRun = "run"
 
 func testGCSweepManifest(t *testing.T, ms meta.Store) {
 	s := gcStore(t, ms)
@@ -228,7 +243,7 @@ func testGCClaimBlob(t *testing.T, ms meta.Store) {
 
 	claim := func(d digest.Digest, before time.Time) bool {
 		t.Helper()
-		ok, err := s.ClaimBlob(ctx, d, 1, before)
+		ok, err := s.ClaimBlob(ctx, d, 1, before, claimOf(gcRun))
 		noErr(t, err, "ClaimBlob")
 		return ok
 	}
@@ -260,13 +275,13 @@ func testGCClaimBlob(t *testing.T, ms meta.Store) {
 	if len(recs) != 1 || !recs[0].Deleting {
 		t.Errorf("UnlinkedBlobs lists tombstones whatever their age: %+v", recs)
 	}
-	noErr(t, s.DropBlob(ctx, loose), "DropBlob")
+	noErr(t, s.DropBlob(ctx, gcRun, loose), "DropBlob")
 	_, err = s.BlobRecord(ctx, loose)
 	wantErr(t, err, meta.ErrBlobNotFound, "BlobRecord after DropBlob")
 	noErr(t, s.LinkBlob(ctx, "app", loose, looseSize), "LinkBlob after DropBlob")
 
 	// DropBlob leaves a live row alone.
-	noErr(t, s.DropBlob(ctx, ds[0]), "DropBlob of a live row")
+	noErr(t, s.DropBlob(ctx, gcRun, ds[0]), "DropBlob of a live row")
 	if _, err := s.BlobRecord(ctx, ds[0]); err != nil {
 		t.Errorf("live row dropped: %v", err)
 	}
@@ -411,11 +426,11 @@ func testGCConcurrentSweep(t *testing.T, ms meta.Store) {
 				return
 			}
 			for _, r := range recs {
-				if ok, err := s.ClaimBlob(ctx, r.Digest, r.Size, future()); err != nil {
+				if ok, err := s.ClaimBlob(ctx, r.Digest, r.Size, future(), claimOf(gcRun)); err != nil {
 					t.Error(err)
 					return
 				} else if ok {
-					if err := s.DropBlob(ctx, r.Digest); err != nil {
+					if err := s.DropBlob(ctx, gcRun, r.Digest); err != nil {
 						t.Error(err)
 						return
 					}
@@ -473,7 +488,7 @@ func testGCBatches(t *testing.T, ms meta.Store) {
 	for _, d := range ds[1:] {
 		noErr(t, s.UnlinkBlob(ctx, "app", d), "UnlinkBlob")
 	}
-	if ok, err := s.ClaimBlob(ctx, ds[3], 4, future()); !ok || err != nil {
+	if ok, err := s.ClaimBlob(ctx, ds[3], 4, future(), claimOf(gcRun)); !ok || err != nil {
 		t.Fatalf("ClaimBlob(dead) = %v, %v", ok, err)
 	}
 	cut := time.Now()
@@ -486,10 +501,10 @@ func testGCBatches(t *testing.T, ms meta.Store) {
 	for _, d := range append(ds, young, orphan, ds[2]) { // ds[2] twice
 		cands = append(cands, meta.BlobRecord{Digest: d, Size: 11})
 	}
-	if got, err := s.ClaimBlobs(ctx, nil, cut); got != nil || err != nil {
+	if got, err := s.ClaimBlobs(ctx, nil, cut, claimOf(gcRun)); got != nil || err != nil {
 		t.Errorf("ClaimBlobs(nil) = %v, %v", got, err)
 	}
-	claimed, err := s.ClaimBlobs(ctx, cands, cut)
+	claimed, err := s.ClaimBlobs(ctx, cands, cut, claimOf(gcRun))
 	noErr(t, err, "ClaimBlobs")
 	want := map[digest.Digest]int64{ds[2]: int64(len("loose")), ds[3]: int64(len("dead")), orphan: 11}
 	var got []digest.Digest
@@ -509,8 +524,8 @@ func testGCBatches(t *testing.T, ms meta.Store) {
 	}
 	err = s.LinkBlob(ctx, "app", ds[2], 5)
 	wantErr(t, err, meta.ErrBlobDeleting, "LinkBlob of a batch-claimed blob")
-	noErr(t, s.DropBlobs(ctx, nil), "DropBlobs(nil)")
-	noErr(t, s.DropBlobs(ctx, []digest.Digest{ds[0], ds[2], ds[3], orphan, digest.FromString("none")}), "DropBlobs")
+	noErr(t, s.DropBlobs(ctx, gcRun, nil), "DropBlobs(nil)")
+	noErr(t, s.DropBlobs(ctx, gcRun, []digest.Digest{ds[0], ds[2], ds[3], orphan, digest.FromString("none")}), "DropBlobs")
 	for _, d := range []digest.Digest{ds[2], ds[3], orphan} {
 		_, err := s.BlobRecord(ctx, d)
 		wantErr(t, err, meta.ErrBlobNotFound, "BlobRecord after DropBlobs")
@@ -629,7 +644,7 @@ func testGCConcurrentBatches(t *testing.T, ms meta.Store) {
 			}
 			for len(recs) > 0 {
 				n := min(page, len(recs))
-				claimed, err := s.ClaimBlobs(ctx, recs[:n], future())
+				claimed, err := s.ClaimBlobs(ctx, recs[:n], future(), claimOf(gcRun))
 				if err != nil {
 					t.Error(err)
 					return
@@ -640,7 +655,7 @@ func testGCConcurrentBatches(t *testing.T, ms meta.Store) {
 					ds[i] = b.Digest
 				}
 				claims += len(ds)
-				if err := s.DropBlobs(ctx, ds); err != nil {
+				if err := s.DropBlobs(ctx, gcRun, ds); err != nil {
 					t.Error(err)
 					return
 				}
@@ -693,6 +708,177 @@ func testGCConcurrentBatches(t *testing.T, ms meta.Store) {
 			if rec, err := s.BlobRecord(ctx, r.Digest); err != nil || rec.Deleting {
 				t.Errorf("blob %s of a stored manifest: %+v, %v", r.Digest, rec, err)
 			}
+		}
+	}
+}
+
+// testGCClaimExclusive is two collectors at once: B claims a blob and
+// stalls before deleting its bytes; A, running meanwhile, must neither get
+// the blob from ClaimBlobs (it would delete the bytes and drop the row, a
+// client could push the blob again, and B would then delete the fresh
+// bytes) nor drop B's tombstone. A push of the blob is refused until B has
+// dropped the tombstone. Once a holder's lease has ended another run takes
+// its tombstones over, and the old holder can drop nothing.
+func testGCClaimExclusive(t *testing.T, ms meta.Store) {
+	s := gcStore(t, ms)
+	ctx := t.Context()
+	ds := link(t, s, "app", "x", "y")
+	for _, d := range ds {
+		noErr(t, s.UnlinkBlob(ctx, "app", d), "UnlinkBlob")
+	}
+	x, xSize := blob("x")
+	y := ds[1]
+	b, a := claimOf("B"), claimOf("A")
+
+	if ok, err := s.ClaimBlob(ctx, x, xSize, future(), b); !ok || err != nil {
+		t.Fatalf("B: ClaimBlob(x) = %v, %v", ok, err)
+	}
+	// Only tombstones are listed with a zero before.
+	recs, err := s.UnlinkedBlobs(ctx, time.Time{}, "", -1)
+	noErr(t, err, "UnlinkedBlobs(zero)")
+	if len(recs) != 1 || recs[0].Digest != x || !recs[0].Deleting {
+		t.Errorf("UnlinkedBlobs(zero) = %+v, want only x's tombstone", recs)
+	} else if exp := recs[0].ClaimExpires; exp.Before(b.At.Add(b.Lease-time.Second)) || exp.After(b.At.Add(b.Lease+time.Second)) {
+		t.Errorf("x's lease ends %v, want %v", exp, b.At.Add(b.Lease))
+	}
+
+	// A, meanwhile: lists both, claims only y, drops only y.
+	recs, err = s.UnlinkedBlobs(ctx, future(), "", -1)
+	noErr(t, err, "UnlinkedBlobs")
+	if len(recs) != 2 {
+		t.Fatalf("UnlinkedBlobs = %+v, want x and y", recs)
+	}
+	claimed, err := s.ClaimBlobs(ctx, recs, future(), a)
+	noErr(t, err, "A: ClaimBlobs")
+	if len(claimed) != 1 || claimed[0].Digest != y {
+		t.Errorf("A: ClaimBlobs = %+v, want only y (x is B's)", claimed)
+	}
+	if ok, err := s.ClaimBlob(ctx, x, xSize, future(), a); ok || err != nil {
+		t.Errorf("A: ClaimBlob(x) = %v, %v; want false: B holds it", ok, err)
+	}
+	noErr(t, s.DropBlobs(ctx, a.Token, []digest.Digest{x, y}), "A: DropBlobs")
+	if rec, err := s.BlobRecord(ctx, x); err != nil || !rec.Deleting {
+		t.Fatalf("A dropped B's tombstone: %+v, %v", rec, err)
+	}
+	_, err = s.BlobRecord(ctx, y)
+	wantErr(t, err, meta.ErrBlobNotFound, "BlobRecord(y) after A's run")
+
+	// The client pushes x again after A's run: refused while B holds it.
+	err = s.LinkBlob(ctx, "app", x, xSize)
+	wantErr(t, err, meta.ErrBlobDeleting, "LinkBlob(x) while B holds it")
+	// B wakes up, deletes the bytes and drops its tombstone; then the
+	// push goes through, and B (were it to drop again) leaves the live row.
+	noErr(t, s.DropBlob(ctx, b.Token, x), "B: DropBlob")
+	noErr(t, s.LinkBlob(ctx, "app", x, xSize), "LinkBlob(x) after B's run")
+	noErr(t, s.DropBlob(ctx, b.Token, x), "B: DropBlob again")
+	if rec, err := s.BlobRecord(ctx, x); err != nil || rec.Deleting {
+		t.Errorf("x after the push: %+v, %v", rec, err)
+	}
+	if _, err := s.BlobLink(ctx, "app", x); err != nil {
+		t.Errorf("x's link after the push: %v", err)
+	}
+
+	// Takeover: C claims z and crashes; its lease ends. D, at a time
+	// within the lease, does not get z; at a time after it, does. C then
+	// drops nothing.
+	z, zSize := blob("z")
+	c := meta.Claim{Token: "C", At: time.Now(), Lease: time.Minute}
+	if ok, err := s.ClaimBlob(ctx, z, zSize, past(), c); !ok || err != nil {
+		t.Fatalf("C: ClaimBlob(z) = %v, %v", ok, err)
+	}
+	d := meta.Claim{Token: "D", At: c.At.Add(30 * time.Second), Lease: time.Minute}
+	if ok, err := s.ClaimBlob(ctx, z, zSize, past(), d); ok || err != nil {
+		t.Errorf("D: ClaimBlob(z) within C's lease = %v, %v", ok, err)
+	}
+	d.At = c.At.Add(2 * time.Minute)
+	claimed, err = s.ClaimBlobs(ctx, []meta.BlobRecord{{Digest: z, Size: 1}}, time.Time{}, d)
+	noErr(t, err, "D: ClaimBlobs")
+	if len(claimed) != 1 || claimed[0].Digest != z || claimed[0].Size != zSize || !claimed[0].ClaimExpires.After(c.At.Add(c.Lease)) {
+		t.Errorf("D: ClaimBlobs(z) after C's lease = %+v", claimed)
+	}
+	noErr(t, s.DropBlob(ctx, c.Token, z), "C: DropBlob")
+	if rec, err := s.BlobRecord(ctx, z); err != nil || !rec.Deleting {
+		t.Errorf("C dropped D's tombstone: %+v, %v", rec, err)
+	}
+	noErr(t, s.DropBlob(ctx, d.Token, z), "D: DropBlob")
+	_, err = s.BlobRecord(ctx, z)
+	wantErr(t, err, meta.ErrBlobNotFound, "BlobRecord(z) after D's drop")
+
+	if _, err := s.ClaimBlobs(ctx, []meta.BlobRecord{{Digest: z, Size: 1}}, past(), meta.Claim{At: time.Now()}); err == nil {
+		t.Error("ClaimBlobs with an empty token succeeded")
+	}
+	if err := s.DropBlobs(ctx, "", []digest.Digest{z}); err == nil {
+		t.Error("DropBlobs with an empty token succeeded")
+	}
+}
+
+// testGCConcurrentCollectors runs two collectors' claim-drop loops over
+// the same garbage, in overlapping batches: a blob is never held by both
+// at once. (After one drops a blob the other may claim it again, as the
+// tombstone of a file with no row: that is a new claim.)
+func testGCConcurrentCollectors(t *testing.T, ms meta.Store) {
+	s := gcStore(t, ms)
+	ctx := t.Context()
+	const n = 40
+	var ds []digest.Digest
+	for i := range n {
+		d := link(t, s, "app", fmt.Sprintf("garbage %d", i))[0]
+		noErr(t, s.UnlinkBlob(ctx, "app", d), "UnlinkBlob")
+		ds = append(ds, d)
+	}
+	var (
+		// holder is who holds each blob, between the return of the
+		// ClaimBlobs that took it and the DropBlobs that gives it up: a
+		// window inside the claim's real one.
+		mu     sync.Mutex
+		holder = map[digest.Digest]string{}
+		wg     sync.WaitGroup
+	)
+	for _, token := range []string{"A", "B"} {
+		wg.Go(func() {
+			for round := range 3 {
+				for i := round; i < n; i += 3 {
+					cands := make([]meta.BlobRecord, 0, 5)
+					for _, d := range ds[i:min(i+5, n)] {
+						cands = append(cands, meta.BlobRecord{Digest: d, Size: 1})
+					}
+					claimed, err := s.ClaimBlobs(ctx, cands, future(), claimOf(token))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					got := make([]digest.Digest, len(claimed))
+					mu.Lock()
+					for j, b := range claimed {
+						got[j] = b.Digest
+						if h := holder[b.Digest]; h != "" && h != token {
+							t.Errorf("blob %s claimed by %s while %s holds it", b.Digest, token, h)
+						}
+						holder[b.Digest] = token
+					}
+					mu.Unlock()
+					for _, d := range got { // as long as deleting the bytes takes
+						if _, err := s.BlobRecord(ctx, d); err != nil {
+							t.Error(err)
+						}
+					}
+					mu.Lock()
+					for _, d := range got {
+						delete(holder, d)
+					}
+					mu.Unlock()
+					if err := s.DropBlobs(ctx, token, got); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, d := range ds {
+		if _, err := s.BlobRecord(ctx, d); !errors.Is(err, meta.ErrBlobNotFound) {
+			t.Errorf("blob %s left: %v", d, err)
 		}
 	}
 }

@@ -57,9 +57,10 @@ import (
 // Annotations, Labels, OS, Architecture, Variant, Created, TotalSize and
 // Pushed set (no Content, no Refs); list has Repo, Digest, MediaType and
 // Annotations. fn may keep them; an error from fn stops the walk and is
-// returned. Order: first the images with list == nil, by repository and
-// digest; then the lists' images, by repository, list digest and position
-// in the list.
+// returned. icons are the icons the image shows, by size, as
+// ManifestIcons would return them from the same snapshot (never nil). Order:
+// first the images with list == nil, by repository and digest; then the
+// lists' images, by repository, list digest and position in the list.
 //
 // PutIcon stores an icon's bytes once per digest and records that a
 // manifest shows it at a size; it fails with an error matching
@@ -68,14 +69,19 @@ import (
 // given manifests by size, in one query; a manifest without icons (or
 // unknown) is absent from the map, which is never nil. An icon lives while a manifest shows it: deleting
 // the last such manifest (or recording another icon in its place) deletes
-// the icon.
+// the icon. ManifestsWithoutIcons pages, by (repository, digest), through
+// the manifests (tagged or not) whose org.freedesktop.appstream.icon-64 or
+// -128 label or annotation holds a data: URI and that show no icon; each
+// comes with Repo, Digest, and only those icon keys in Labels and
+// Annotations (both non-nil); the result is never nil.
 type IndexStore interface {
 	meta.Store
 	IndexGeneration(ctx context.Context) (int64, error)
-	IndexImages(ctx context.Context, filter map[string][]string, fn func(img, list *meta.Manifest, tags []string) error) (int64, error)
+	IndexImages(ctx context.Context, filter map[string][]string, fn func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error) (int64, error)
 	PutIcon(ctx context.Context, key meta.ManifestKey, size int, d digest.Digest, png []byte) error
 	Icon(ctx context.Context, d digest.Digest) ([]byte, bool, error)
 	ManifestIcons(ctx context.Context, keys ...meta.ManifestKey) (map[meta.ManifestKey]map[int]digest.Digest, error)
+	ManifestsWithoutIcons(ctx context.Context, after meta.ManifestKey, n int) ([]meta.Manifest, error)
 }
 
 // RunIndex runs the IndexStore contract, one subtest per behaviour, each
@@ -96,6 +102,8 @@ func RunIndex(t *testing.T, newStore func(t *testing.T) IndexStore) {
 		{"Images/FnError", testIndexFnError},
 		{"Icons", testIcons},
 		{"Icons/Lifetime", testIconsLifetime},
+		{"Icons/InIndex", testIconsInIndex},
+		{"Icons/Missing", testManifestsWithoutIcons},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,7 +143,7 @@ func testIndexGeneration(t *testing.T, s IndexStore) {
 	step("read", false, func() {
 		get(t, s, "app", a.Digest)
 		resolve(t, s, "app", "v1")
-		if _, err := s.IndexImages(ctx, nil, func(_, _ *meta.Manifest, _ []string) error { return nil }); err != nil {
+		if _, err := s.IndexImages(ctx, nil, func(_, _ *meta.Manifest, _ []string, _ map[int]digest.Digest) error { return nil }); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -174,7 +182,7 @@ func short(d digest.Digest) string {
 func indexImages(t *testing.T, s IndexStore, filter map[string][]string) []indexEntry {
 	t.Helper()
 	out := []indexEntry{}
-	_, err := s.IndexImages(t.Context(), filter, func(img, list *meta.Manifest, tags []string) error {
+	_, err := s.IndexImages(t.Context(), filter, func(img, list *meta.Manifest, tags []string, _ map[int]digest.Digest) error {
 		e := indexEntry{repo: img.Repo, digest: img.Digest}
 		if list != nil {
 			e.list = list.Digest
@@ -259,7 +267,7 @@ func testIndexTaggedOnly(t *testing.T, s IndexStore) {
 	full.OS = "linux"
 	put(t, s, full, "t")
 	var got *meta.Manifest
-	_, err := s.IndexImages(t.Context(), map[string][]string{"repository": {"full"}}, func(img, _ *meta.Manifest, _ []string) error {
+	_, err := s.IndexImages(t.Context(), map[string][]string{"repository": {"full"}}, func(img, _ *meta.Manifest, _ []string, _ map[int]digest.Digest) error {
 		got = img
 		return nil
 	})
@@ -383,7 +391,7 @@ func testIndexLists(t *testing.T, s IndexStore) {
 	checkIndex(t, s, map[string][]string{"tag": {"nope"}})
 
 	// The list passed to fn carries its own facts.
-	_, err := s.IndexImages(t.Context(), map[string][]string{"repository": {"multi"}, "tag": {"stable"}}, func(img, list *meta.Manifest, _ []string) error {
+	_, err := s.IndexImages(t.Context(), map[string][]string{"repository": {"multi"}, "tag": {"stable"}}, func(img, list *meta.Manifest, _ []string, _ map[int]digest.Digest) error {
 		if list == nil || list.Digest != idx.Digest || list.MediaType != idx.MediaType || list.Repo != "multi" {
 			t.Errorf("list = %+v, want %s", list, idx.Digest)
 		}
@@ -400,13 +408,13 @@ func testIndexLists(t *testing.T, s IndexStore) {
 func testIndexSnapshot(t *testing.T, s IndexStore) {
 	put(t, s, image("app", "a", ""), "latest")
 	want := generation(t, s)
-	got, err := s.IndexImages(t.Context(), nil, func(_, _ *meta.Manifest, _ []string) error { return nil })
+	got, err := s.IndexImages(t.Context(), nil, func(_, _ *meta.Manifest, _ []string, _ map[int]digest.Digest) error { return nil })
 	noErr(t, err, "IndexImages")
 	if got != want {
 		t.Errorf("IndexImages generation = %d, want IndexGeneration's %d", got, want)
 	}
 	// An empty result still reports the generation.
-	got, err = s.IndexImages(t.Context(), map[string][]string{"tag": {"none"}}, func(_, _ *meta.Manifest, _ []string) error { return nil })
+	got, err = s.IndexImages(t.Context(), map[string][]string{"tag": {"none"}}, func(_, _ *meta.Manifest, _ []string, _ map[int]digest.Digest) error { return nil })
 	noErr(t, err, "IndexImages")
 	if got != want {
 		t.Errorf("IndexImages generation (no match) = %d, want %d", got, want)
@@ -416,7 +424,7 @@ func testIndexSnapshot(t *testing.T, s IndexStore) {
 func testIndexBadFilter(t *testing.T, s IndexStore) {
 	put(t, s, image("app", "a", ""), "latest")
 	for _, key := range []string{"color", "label:", "annotation::exists", "tag:matches", "labels:x"} {
-		_, err := s.IndexImages(t.Context(), map[string][]string{key: {"x"}}, func(_, _ *meta.Manifest, _ []string) error {
+		_, err := s.IndexImages(t.Context(), map[string][]string{key: {"x"}}, func(_, _ *meta.Manifest, _ []string, _ map[int]digest.Digest) error {
 			t.Errorf("filter key %q: fn called", key)
 			return nil
 		})
@@ -431,7 +439,7 @@ func testIndexFnError(t *testing.T, s IndexStore) {
 	put(t, s, image("app", "b", ""), "other")
 	stop := errors.New("stop")
 	calls := 0
-	_, err := s.IndexImages(t.Context(), nil, func(_, _ *meta.Manifest, _ []string) error {
+	_, err := s.IndexImages(t.Context(), nil, func(_, _ *meta.Manifest, _ []string, _ map[int]digest.Digest) error {
 		calls++
 		return stop
 	})
@@ -569,5 +577,78 @@ func testIconsLifetime(t *testing.T, s IndexStore) {
 	put(t, s, b, "latest")
 	if got := icons(t, s, b); len(got) != 0 {
 		t.Errorf("ManifestIcons after re-push = %v", got)
+	}
+}
+
+// testIconsInIndex: IndexImages passes each image's icons, for tagged
+// images and for the members of tagged indexes.
+func testIconsInIndex(t *testing.T, s IndexStore) {
+	ctx := t.Context()
+	a, b := image("app", "a", ""), image("app", "b", "")
+	put(t, s, a, "latest")
+	put(t, s, b)
+	idx := indexOf("app", "idx", b)
+	put(t, s, idx, "multi")
+	png := []byte("png")
+	d := pngDigest(png)
+	noErr(t, s.PutIcon(ctx, meta.ManifestKey{Repo: "app", Digest: a.Digest}, 64, d, png), "PutIcon a")
+	noErr(t, s.PutIcon(ctx, meta.ManifestKey{Repo: "app", Digest: b.Digest}, 128, d, png), "PutIcon b")
+	got := map[digest.Digest]map[int]digest.Digest{}
+	_, err := s.IndexImages(ctx, nil, func(img, _ *meta.Manifest, _ []string, icons map[int]digest.Digest) error {
+		if icons == nil {
+			t.Errorf("IndexImages: nil icons for %s", img.Digest)
+		}
+		got[img.Digest] = icons
+		return nil
+	})
+	noErr(t, err, "IndexImages")
+	if !maps.Equal(got[a.Digest], map[int]digest.Digest{64: d}) || !maps.Equal(got[b.Digest], map[int]digest.Digest{128: d}) {
+		t.Errorf("IndexImages icons = %v", got)
+	}
+}
+
+// testManifestsWithoutIcons: the manifests whose data: icons were never
+// recorded, paged.
+func testManifestsWithoutIcons(t *testing.T, s IndexStore) {
+	ctx := t.Context()
+	mk := func(repo, name string, labels, annotations map[string]string) *meta.Manifest {
+		m := image(repo, name, "")
+		m.Labels, m.Annotations = labels, annotations
+		put(t, s, m)
+		return m
+	}
+	const l64, l128 = "org.freedesktop.appstream.icon-64", "org.freedesktop.appstream.icon-128"
+	missing := mk("a", "label", map[string]string{l64: "data:image/png;base64,AAAA", "other": "x"}, nil)
+	annotated := mk("b", "annotation", nil, map[string]string{l128: "data:image/png;base64,BBBB"})
+	mk("c", "url", map[string]string{l64: "https://example.com/icon.png"}, nil)
+	mk("d", "none", map[string]string{"other": "data:x"}, nil)
+	recorded := mk("e", "recorded", map[string]string{l64: "data:image/png;base64,CCCC"}, nil)
+	png := []byte("png")
+	noErr(t, s.PutIcon(ctx, meta.ManifestKey{Repo: "e", Digest: recorded.Digest}, 64, pngDigest(png), png), "PutIcon")
+
+	var walked []meta.Manifest
+	var after meta.ManifestKey
+	for range 5 {
+		page, err := s.ManifestsWithoutIcons(ctx, after, 1)
+		noErr(t, err, "ManifestsWithoutIcons")
+		if page == nil {
+			t.Fatal("ManifestsWithoutIcons = nil, want a non-nil slice")
+		}
+		if len(page) == 0 {
+			break
+		}
+		if len(page) > 1 {
+			t.Fatalf("page of %d with n=1", len(page))
+		}
+		walked = append(walked, page...)
+		after = meta.ManifestKey{Repo: page[0].Repo, Digest: page[0].Digest}
+	}
+	if len(walked) != 2 || walked[0].Repo != "a" || walked[0].Digest != missing.Digest ||
+		walked[1].Repo != "b" || walked[1].Digest != annotated.Digest {
+		t.Fatalf("ManifestsWithoutIcons walk = %+v", walked)
+	}
+	if !maps.Equal(walked[0].Labels, map[string]string{l64: "data:image/png;base64,AAAA"}) || len(walked[0].Annotations) != 0 ||
+		!maps.Equal(walked[1].Annotations, map[string]string{l128: "data:image/png;base64,BBBB"}) || walked[1].Labels == nil {
+		t.Errorf("ManifestsWithoutIcons labels/annotations = %+v", walked)
 	}
 }

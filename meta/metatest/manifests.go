@@ -354,3 +354,29 @@ func testDeleteTag(t *testing.T, s meta.Store) {
 	checkStrings(t, "Tags", tags(t, s, "app"), []string{})
 	checkManifest(t, get(t, s, "app", m.Digest), m)
 }
+
+func testManifestSizes(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	ds := link(t, s, "app", "config", "layer")
+	a := image("app", "a", ds[0], ds[1])
+	b := image("app", "b", ds[0])
+	a.TotalSize, b.TotalSize = 1000, 20
+	put(t, s, a)
+	put(t, s, b)
+	link(t, s, "other", "config")
+	c := image("other", "c", ds[0])
+	c.TotalSize = 7
+	put(t, s, c)
+	missing := digest.FromString("missing")
+	got, err := s.ManifestSizes(ctx, "app", []digest.Digest{a.Digest, b.Digest, b.Digest, c.Digest, missing})
+	noErr(t, err, "ManifestSizes")
+	want := map[digest.Digest]int64{a.Digest: 1000, b.Digest: 20}
+	if len(got) != len(want) || got[a.Digest] != 1000 || got[b.Digest] != 20 {
+		t.Errorf("ManifestSizes = %v, want %v (c is in another repository)", got, want)
+	}
+	got, err = s.ManifestSizes(ctx, "nope", []digest.Digest{a.Digest})
+	noErr(t, err, "ManifestSizes(unknown repo)")
+	if got == nil || len(got) != 0 {
+		t.Errorf("ManifestSizes(unknown repo) = %#v, want an empty map", got)
+	}
+}

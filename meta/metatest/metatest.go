@@ -36,6 +36,7 @@ func Run(t *testing.T, newStore func(t *testing.T) meta.Store) {
 		{"PutManifest/TwoRepos", testPutManifestTwoRepos},
 		{"PutManifest/TagRepointed", testTagRepointed},
 		{"GetManifest/NotFound", testGetManifestNotFound},
+		{"ManifestSizes", testManifestSizes},
 		{"ResolveTag", testResolveTag},
 		{"DeleteManifest", testDeleteManifest},
 		{"DeleteTag", testDeleteTag},
@@ -61,6 +62,8 @@ func Run(t *testing.T, newStore func(t *testing.T) meta.Store) {
 		{"GC/ConcurrentSweep", testGCConcurrentSweep},
 		{"GC/Batches", testGCBatches},
 		{"GC/ConcurrentBatches", testGCConcurrentBatches},
+		{"GC/ClaimExclusive", testGCClaimExclusive},
+		{"GC/ConcurrentCollectors", testGCConcurrentCollectors},
 		{"Close", testClose},
 	}
 	for _, tc := range tests {

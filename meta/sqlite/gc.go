@@ -264,8 +264,10 @@ func (s *Store) SweepLinks(ctx context.Context, keys []meta.LinkKey, before time
 	return int(n), nil
 }
 
-// UnlinkedBlobs lists tombstones and the rows, recorded before before, of
-// blobs with no link and no reference, ordered by digest, after the cursor.
+// UnlinkedBlobs lists tombstones (whoever holds them) and the rows,
+// recorded before before, of blobs with no link and no reference, ordered
+// by digest, after the cursor. With a zero before it lists only
+// tombstones.
 func (s *Store) UnlinkedBlobs(ctx context.Context, before time.Time, after digest.Digest, n int) ([]meta.BlobRecord, error) {
 	out, err := s.blobRecords(ctx, qUnlinkedBlobs, string(after), nanos(before), limit(n))
 	if err != nil {
@@ -293,10 +295,14 @@ func (s *Store) blobRecords(ctx context.Context, q string, args ...any) ([]meta.
 	for rows.Next() {
 		var b meta.BlobRecord
 		var d string
-		if err := rows.Scan(&d, &b.Size, &b.Deleting); err != nil {
+		var expires int64
+		if err := rows.Scan(&d, &b.Size, &b.Deleting, &expires); err != nil {
 			return nil, err
 		}
 		b.Digest = digest.Digest(d)
+		if b.Deleting {
+			b.ClaimExpires = fromNanos(expires)
+		}
 		out = append(out, b)
 	}
 	return out, rows.Err()
@@ -306,34 +312,44 @@ func (s *Store) blobRecords(ctx context.Context, q string, args ...any) ([]meta.
 // meta.ErrBlobNotFound if there is none.
 func (s *Store) BlobRecord(ctx context.Context, d digest.Digest) (meta.BlobRecord, error) {
 	b := meta.BlobRecord{Digest: d}
-	err := s.r.queryRow(ctx, qBlobRecord, string(d)).Scan(&b.Size, &b.Deleting)
+	var expires int64
+	err := s.r.queryRow(ctx, qBlobRecord, string(d)).Scan(&b.Size, &b.Deleting, &expires)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return meta.BlobRecord{}, fmt.Errorf("blob %s: no row: %w", d, meta.ErrBlobNotFound)
 	case err != nil:
 		return meta.BlobRecord{}, fmt.Errorf("sqlite: blob %s: %w", d, err)
 	}
+	if b.Deleting {
+		b.ClaimExpires = fromNanos(expires)
+	}
 	return b, nil
 }
 
-// ClaimBlob makes the blob's row a tombstone, so that its bytes may be
-// deleted, and reports whether the blob is claimed. In one transaction:
-// a blob without a row gets a tombstone (size is recorded for reports); a
-// tombstone stays one; a row recorded at or after before, or with a link
-// or a reference, is left alone (false); any other row becomes a
-// tombstone.
-func (s *Store) ClaimBlob(ctx context.Context, d digest.Digest, size int64, before time.Time) (bool, error) {
-	claimed, err := s.ClaimBlobs(ctx, []meta.BlobRecord{{Digest: d, Size: size}}, before)
+// ClaimBlob makes the blob's row a tombstone held by claim, so that its
+// bytes may be deleted, and reports whether claim holds it. In one
+// transaction: a blob without a row gets a tombstone (size is recorded for
+// reports); a tombstone claim already holds stays its own (with a new
+// lease); another run's tombstone is taken over only if its lease ended
+// before claim.At, and is otherwise left alone (false); a row recorded at
+// or after before, or with a link or a reference, is left alone (false);
+// any other row becomes a tombstone.
+func (s *Store) ClaimBlob(ctx context.Context, d digest.Digest, size int64, before time.Time, claim meta.Claim) (bool, error) {
+	claimed, err := s.ClaimBlobs(ctx, []meta.BlobRecord{{Digest: d, Size: size}}, before, claim)
 	return len(claimed) == 1, err
 }
 
-// ClaimBlobs is ClaimBlob for a batch (the candidates' Deleting is
-// ignored; Size is recorded for those without a row), in one transaction
-// whose statements re-check every row. It returns the claimed blobs, each
-// with its row's size, ordered by digest.
-func (s *Store) ClaimBlobs(ctx context.Context, cands []meta.BlobRecord, before time.Time) ([]meta.BlobRecord, error) {
+// ClaimBlobs is ClaimBlob for a batch (the candidates' Deleting and
+// ClaimExpires are ignored; Size is recorded for those without a row), in
+// one transaction whose statements re-check every row. It returns the
+// blobs claim holds, each with its row's size and lease, ordered by
+// digest: never a tombstone of another run whose lease is still running.
+func (s *Store) ClaimBlobs(ctx context.Context, cands []meta.BlobRecord, before time.Time, claim meta.Claim) ([]meta.BlobRecord, error) {
 	if len(cands) == 0 {
 		return nil, nil
+	}
+	if claim.Token == "" {
+		return nil, fmt.Errorf("sqlite: claim blobs: empty claim token")
 	}
 	keys := make([][2]any, len(cands))
 	for i, c := range cands {
@@ -343,16 +359,17 @@ func (s *Store) ClaimBlobs(ctx context.Context, cands []meta.BlobRecord, before 
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: claim blobs: %w", err)
 	}
+	at, expires := nanos(claim.At), nanos(claim.At.Add(claim.Lease))
 	var claimed []meta.BlobRecord
 	err = s.write(ctx, func(tx txn) error {
 		claimed = claimed[:0]
-		if _, err := tx.exec(ctx, qInsertTombstones, string(arg), now()); err != nil {
+		if _, err := tx.exec(ctx, qInsertTombstones, string(arg), now(), claim.Token, expires); err != nil {
 			return err
 		}
-		if _, err := tx.exec(ctx, qMarkDeleting, string(arg), nanos(before)); err != nil {
+		if _, err := tx.exec(ctx, qMarkDeleting, string(arg), nanos(before), claim.Token, expires, at); err != nil {
 			return err
 		}
-		rows, err := tx.query(ctx, qClaimed, string(arg))
+		rows, err := tx.query(ctx, qClaimed, string(arg), claim.Token)
 		if err != nil {
 			return err
 		}
@@ -360,10 +377,11 @@ func (s *Store) ClaimBlobs(ctx context.Context, cands []meta.BlobRecord, before 
 		for rows.Next() {
 			b := meta.BlobRecord{Deleting: true}
 			var d string
-			if err := rows.Scan(&d, &b.Size); err != nil {
+			var exp int64
+			if err := rows.Scan(&d, &b.Size, &exp); err != nil {
 				return err
 			}
-			b.Digest = digest.Digest(d)
+			b.Digest, b.ClaimExpires = digest.Digest(d), fromNanos(exp)
 			claimed = append(claimed, b)
 		}
 		return rows.Err()
@@ -374,20 +392,24 @@ func (s *Store) ClaimBlobs(ctx context.Context, cands []meta.BlobRecord, before 
 	return claimed, nil
 }
 
-// DropBlob removes the blob's tombstone (once its bytes are gone). A row
-// that is not a tombstone, or none, is left alone.
-func (s *Store) DropBlob(ctx context.Context, d digest.Digest) error {
-	return s.DropBlobs(ctx, []digest.Digest{d})
+// DropBlob removes the blob's tombstone (once its bytes are gone) if the
+// run with this token holds it. A row that is not a tombstone, another
+// run's tombstone, or none, is left alone.
+func (s *Store) DropBlob(ctx context.Context, token string, d digest.Digest) error {
+	return s.DropBlobs(ctx, token, []digest.Digest{d})
 }
 
 // DropBlobs is DropBlob for a batch, in one statement.
-func (s *Store) DropBlobs(ctx context.Context, ds []digest.Digest) error {
+func (s *Store) DropBlobs(ctx context.Context, token string, ds []digest.Digest) error {
 	if len(ds) == 0 {
 		return nil
 	}
+	if token == "" {
+		return fmt.Errorf("sqlite: drop blobs: empty claim token")
+	}
 	arg, err := json.Marshal(ds)
 	if err == nil {
-		_, err = s.w.exec(ctx, qDropBlobs, string(arg))
+		_, err = s.w.exec(ctx, qDropBlobs, string(arg), token)
 	}
 	if err != nil {
 		return fmt.Errorf("sqlite: drop %d blobs: %w", len(ds), err)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -20,6 +21,13 @@ import (
 // built from a filter, so they are composed here rather than prepared at
 // Open; the fixed ones are constants like every other query.
 
+// The AppStream icon labels (package flatpak's LabelIcon64 and
+// LabelIcon128).
+const (
+	iconLabel64  = "org.freedesktop.appstream.icon-64"
+	iconLabel128 = "org.freedesktop.appstream.icon-128"
+)
+
 const (
 	qIndexGeneration = `SELECT value FROM index_generation WHERE id = 1`
 
@@ -31,7 +39,8 @@ const (
 	// the tag t.
 	qIndexImages = `SELECT r.name, m.digest, m.media_type, m.annotations, m.labels, m.os, m.architecture,
     m.variant, m.created, m.total_size, m.pushed,
-    (SELECT json_group_array(t.name) FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)
+    (SELECT json_group_array(t.name) FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest),
+    (SELECT json_group_object(i.size, i.icon) FROM manifest_icons i WHERE i.repo_id = m.repo_id AND i.manifest_digest = m.digest)
 FROM manifests m
 JOIN repositories r ON r.id = m.repo_id
 WHERE m.media_type IN ` + imageTypesSQL + `
@@ -43,7 +52,8 @@ ORDER BY r.name, m.digest`
 	qIndexListImages = `SELECT r.name, l.digest, l.media_type, l.annotations,
     (SELECT json_group_array(t.name) FROM tags t WHERE t.repo_id = l.repo_id AND t.digest = l.digest),
     c.digest, c.media_type, c.annotations, c.labels, c.os, c.architecture,
-    c.variant, c.created, c.total_size, c.pushed
+    c.variant, c.created, c.total_size, c.pushed,
+    (SELECT json_group_object(i.size, i.icon) FROM manifest_icons i WHERE i.repo_id = c.repo_id AND i.manifest_digest = c.digest)
 FROM manifests l
 JOIN repositories r ON r.id = l.repo_id
 JOIN manifest_refs f ON f.repo_id = l.repo_id AND f.manifest_digest = l.digest AND f.kind = 2
@@ -61,6 +71,20 @@ ON CONFLICT (digest) DO NOTHING`
 VALUES ((SELECT id FROM repositories WHERE name = $1), $2, $3, $4)
 ON CONFLICT (repo_id, manifest_digest, size) DO UPDATE SET icon = excluded.icon`
 	qIcon = `SELECT png FROM icons WHERE digest = $1`
+	// Manifests whose icon labels (or annotations) hold data: URIs and
+	// which show no icon, after the cursor ($1, $2), at most $3.
+	qManifestsWithoutIcons = `SELECT r.name, m.digest,
+    json_extract(m.labels, '$."` + iconLabel64 + `"'), json_extract(m.labels, '$."` + iconLabel128 + `"'),
+    json_extract(m.annotations, '$."` + iconLabel64 + `"'), json_extract(m.annotations, '$."` + iconLabel128 + `"')
+FROM manifests m
+JOIN repositories r ON r.id = m.repo_id
+WHERE (r.name, m.digest) > ($1, $2)
+  AND (json_extract(m.labels, '$."` + iconLabel64 + `"') LIKE 'data:%'
+    OR json_extract(m.labels, '$."` + iconLabel128 + `"') LIKE 'data:%'
+    OR json_extract(m.annotations, '$."` + iconLabel64 + `"') LIKE 'data:%'
+    OR json_extract(m.annotations, '$."` + iconLabel128 + `"') LIKE 'data:%')
+  AND NOT EXISTS (SELECT 1 FROM manifest_icons i WHERE i.repo_id = m.repo_id AND i.manifest_digest = m.digest)
+ORDER BY r.name, m.digest LIMIT $3`
 	// The icons of the manifests named in $1, a JSON array of
 	// [repository, digest] pairs.
 	qManifestIcons = `SELECT k.value ->> 0, k.value ->> 1, i.size, i.icon
@@ -81,10 +105,11 @@ func (s *Store) IndexGeneration(ctx context.Context) (int64, error) {
 }
 
 // IndexImages implements the store side of the Flatpak registry index
-// (see metatest.IndexStore for the contract). It reads one snapshot and
-// returns the generation of that snapshot.
+// (see metatest.IndexStore for the contract). It reads one snapshot, the
+// icons each image shows included, and returns the generation of that
+// snapshot.
 func (s *Store) IndexImages(ctx context.Context, filter map[string][]string,
-	fn func(img, list *meta.Manifest, tags []string) error) (int64, error) {
+	fn func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error) (int64, error) {
 	f, err := compileIndexFilter(filter)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: index: %w", err)
@@ -110,7 +135,7 @@ func (s *Store) IndexImages(ctx context.Context, filter map[string][]string,
 	return gen, nil
 }
 
-func indexImages(ctx context.Context, tx *sql.Tx, f *indexFilter, fn func(img, list *meta.Manifest, tags []string) error) error {
+func indexImages(ctx context.Context, tx *sql.Tx, f *indexFilter, fn func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error) error {
 	q, args := f.sql(qIndexImages, "m")
 	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -125,9 +150,10 @@ func indexImages(ctx context.Context, tx *sql.Tx, f *indexFilter, fn func(img, l
 			created sql.NullInt64
 			pushed  int64
 			tagsRaw string
+			iconRaw string
 		)
 		if err := rows.Scan(&m.Repo, &dgst, &m.MediaType, &ann, &lb, &m.OS, &m.Architecture,
-			&m.Variant, &created, &m.TotalSize, &pushed, &tagsRaw); err != nil {
+			&m.Variant, &created, &m.TotalSize, &pushed, &tagsRaw, &iconRaw); err != nil {
 			return fmt.Errorf("sqlite: index images: %w", err)
 		}
 		if err := fillIndexManifest(&m, dgst, ann, lb, created, pushed); err != nil {
@@ -137,7 +163,11 @@ func indexImages(ctx context.Context, tx *sql.Tx, f *indexFilter, fn func(img, l
 		if err := json.Unmarshal([]byte(tagsRaw), &tags); err != nil {
 			return fmt.Errorf("sqlite: index images: tags of %s@%s: %w", m.Repo, dgst, err)
 		}
-		if err := fn(&m, nil, tags); err != nil {
+		icons, err := decodeIcons(iconRaw)
+		if err != nil {
+			return fmt.Errorf("sqlite: index images: icons of %s@%s: %w", m.Repo, dgst, err)
+		}
+		if err := fn(&m, nil, tags, icons); err != nil {
 			return err
 		}
 	}
@@ -147,7 +177,7 @@ func indexImages(ctx context.Context, tx *sql.Tx, f *indexFilter, fn func(img, l
 	return nil
 }
 
-func indexListImages(ctx context.Context, tx *sql.Tx, f *indexFilter, fn func(img, list *meta.Manifest, tags []string) error) error {
+func indexListImages(ctx context.Context, tx *sql.Tx, f *indexFilter, fn func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error) error {
 	q, args := f.sql(qIndexListImages, "c")
 	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -166,10 +196,11 @@ func indexListImages(ctx context.Context, tx *sql.Tx, f *indexFilter, fn func(im
 			created       sql.NullInt64
 			pushed        int64
 			tagsRaw       string
+			iconRaw       string
 		)
 		if err := rows.Scan(&l.Repo, &ldgst, &l.MediaType, &lann, &tagsRaw,
 			&dgst, &m.MediaType, &ann, &lb, &m.OS, &m.Architecture,
-			&m.Variant, &created, &m.TotalSize, &pushed); err != nil {
+			&m.Variant, &created, &m.TotalSize, &pushed, &iconRaw); err != nil {
 			return fmt.Errorf("sqlite: index lists: %w", err)
 		}
 		if list == nil || list.Repo != l.Repo || string(list.Digest) != ldgst {
@@ -188,7 +219,11 @@ func indexListImages(ctx context.Context, tx *sql.Tx, f *indexFilter, fn func(im
 		if err := fillIndexManifest(&m, dgst, ann, lb, created, pushed); err != nil {
 			return err
 		}
-		if err := fn(&m, list, listTags); err != nil {
+		icons, err := decodeIcons(iconRaw)
+		if err != nil {
+			return fmt.Errorf("sqlite: index lists: icons of %s@%s: %w", m.Repo, dgst, err)
+		}
+		if err := fn(&m, list, listTags, icons); err != nil {
 			return err
 		}
 	}
@@ -196,6 +231,23 @@ func indexListImages(ctx context.Context, tx *sql.Tx, f *indexFilter, fn func(im
 		return fmt.Errorf("sqlite: index lists: %w", err)
 	}
 	return nil
+}
+
+// decodeIcons reads a JSON object of size → icon digest; never nil.
+func decodeIcons(raw string) (map[int]digest.Digest, error) {
+	var byName map[string]string
+	if err := json.Unmarshal([]byte(raw), &byName); err != nil {
+		return nil, err
+	}
+	out := make(map[int]digest.Digest, len(byName))
+	for k, v := range byName {
+		size, err := strconv.Atoi(k)
+		if err != nil {
+			return nil, fmt.Errorf("icon size %q: %w", k, err)
+		}
+		out[size] = digest.Digest(v)
+	}
+	return out, nil
 }
 
 func fillIndexManifest(m *meta.Manifest, dgst string, ann, lb sql.NullString, created sql.NullInt64, pushed int64) error {
@@ -407,6 +459,50 @@ func (s *Store) ManifestIcons(ctx context.Context, keys ...meta.ManifestKey) (ma
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: manifest icons: %w", err)
+	}
+	return out, nil
+}
+
+// ManifestsWithoutIcons lists, by (repository, digest) strictly after the
+// cursor and at most n of them (n < 0: no limit), the manifests whose
+// AppStream icon labels or annotations hold a data: URI and which show no
+// icon: those pushed while icons were not recorded, or whose icons did not
+// decode. Each has Repo, Digest, and in Labels and Annotations only those
+// icon keys. The result is never nil.
+func (s *Store) ManifestsWithoutIcons(ctx context.Context, after meta.ManifestKey, n int) ([]meta.Manifest, error) {
+	out := []meta.Manifest{}
+	if n == 0 {
+		return out, nil
+	}
+	rows, err := s.r.db.QueryContext(ctx, qManifestsWithoutIcons, after.Repo, string(after.Digest), limit(n))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: manifests without icons: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			m                    meta.Manifest
+			d                    string
+			l64, l128, a64, a128 sql.NullString
+		)
+		if err := rows.Scan(&m.Repo, &d, &l64, &l128, &a64, &a128); err != nil {
+			return nil, fmt.Errorf("sqlite: manifests without icons: %w", err)
+		}
+		m.Digest = digest.Digest(d)
+		m.Labels, m.Annotations = map[string]string{}, map[string]string{}
+		for _, v := range []struct {
+			dst map[string]string
+			key string
+			val sql.NullString
+		}{{m.Labels, iconLabel64, l64}, {m.Labels, iconLabel128, l128}, {m.Annotations, iconLabel64, a64}, {m.Annotations, iconLabel128, a128}} {
+			if v.val.Valid {
+				v.dst[v.key] = v.val.String
+			}
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: manifests without icons: %w", err)
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -217,4 +218,38 @@ func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
 		return fmt.Errorf("delete tag %s:%s: %w", repo, tag, meta.ErrTagNotFound)
 	}
 	return nil
+}
+
+// qManifestSizes takes the digests as one JSON array ($2).
+const qManifestSizes = `SELECT m.digest, m.total_size
+FROM manifests m JOIN repositories r ON r.id = m.repo_id
+WHERE r.name = $1 AND m.digest IN (SELECT k.value FROM json_each($2) k)`
+
+// ManifestSizes implements meta.ManifestStore.
+func (s *Store) ManifestSizes(ctx context.Context, repo string, ds []digest.Digest) (map[digest.Digest]int64, error) {
+	out := make(map[digest.Digest]int64, len(ds))
+	if len(ds) == 0 {
+		return out, nil
+	}
+	arg, err := json.Marshal(ds)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: manifest sizes in %s: %w", repo, err)
+	}
+	rows, err := s.r.query(ctx, qManifestSizes, repo, string(arg))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: manifest sizes in %s: %w", repo, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var d string
+		var size int64
+		if err := rows.Scan(&d, &size); err != nil {
+			return nil, fmt.Errorf("sqlite: manifest sizes in %s: %w", repo, err)
+		}
+		out[digest.Digest(d)] = size
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: manifest sizes in %s: %w", repo, err)
+	}
+	return out, nil
 }

@@ -2,13 +2,17 @@ package sqlite
 
 import (
 	"database/sql"
+	"errors"
 	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/meta"
 )
 
 func schemaVersion(t *testing.T, path string) int {
@@ -171,5 +175,55 @@ func TestLoadMigrationsInvalid(t *testing.T) {
 		if _, err := loadMigrations(fsys); err == nil {
 			t.Errorf("%s: loadMigrations succeeded", name)
 		}
+	}
+}
+
+// TestMigrateGCClaims migrates a store at schema 3 holding a tombstone of
+// the old, unowned kind: after 0004 any run may take it over and finish
+// it, and no one else's claim on it is assumed.
+func TestMigrateGCClaims(t *testing.T) {
+	ms, err := loadMigrations(migrationFS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "meta.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	if err := migrate(t.Context(), db, ms[:3], slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatalf("migrate to 3: %v", err)
+	}
+	d := digest.FromString("tomb")
+	if _, err := db.Exec(`INSERT INTO blobs (digest, size, created, deleting) VALUES ($1, 4, 1, 1)`, string(d)); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s, err := Open(t.Context(), path, nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	rec, err := s.BlobRecord(t.Context(), d)
+	if err != nil || !rec.Deleting || !rec.ClaimExpires.Before(time.Now()) {
+		t.Fatalf("old tombstone after migration = %+v, %v; want an expired claim", rec, err)
+	}
+	if err := s.DropBlob(t.Context(), "", d); err == nil {
+		t.Error("DropBlob with an empty token succeeded")
+	}
+	if _, err := s.BlobRecord(t.Context(), d); err != nil {
+		t.Errorf("DropBlob with an empty token dropped an unowned tombstone: %v", err)
+	}
+	claim := meta.Claim{Token: "new", At: time.Now(), Lease: time.Minute}
+	if ok, err := s.ClaimBlob(t.Context(), d, 4, time.Time{}, claim); !ok || err != nil {
+		t.Fatalf("ClaimBlob of the old tombstone = %v, %v", ok, err)
+	}
+	if err := s.DropBlob(t.Context(), claim.Token, d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.BlobRecord(t.Context(), d); !errors.Is(err, meta.ErrBlobNotFound) {
+		t.Errorf("old tombstone not finished: %v", err)
 	}
 }

@@ -59,7 +59,8 @@ ORDER BY ord`
 
 	// Tags.
 	qUpsertTag = `INSERT INTO tags (repo_id, name, digest, updated) VALUES ($1, $2, $3, $4)
-ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest, updated = excluded.updated`
+ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest, updated = excluded.updated
+WHERE tags.digest IS NOT excluded.digest`
 	qResolveTag = `SELECT t.digest
 FROM tags t
 JOIN repositories r ON r.id = t.repo_id
@@ -126,30 +127,38 @@ WHERE (repo_id, digest) IN (
         FROM json_each($1) k JOIN repositories r ON r.name = json_extract(k.value, '$[0]'))
   AND created < $2
   AND NOT EXISTS (SELECT 1 FROM manifest_refs f WHERE f.ref_digest = blob_links.digest AND f.repo_id = blob_links.repo_id)`
-	qUnlinkedBlobs = `SELECT b.digest, b.size, b.deleting
+	qUnlinkedBlobs = `SELECT b.digest, b.size, b.deleting, b.claim_expires
 FROM blobs b
 WHERE b.digest > $1
   AND (b.deleting = 1 OR (b.created < $2
        AND NOT EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = b.digest)
        AND NOT EXISTS (SELECT 1 FROM manifest_refs f WHERE f.ref_digest = b.digest)))
 ORDER BY b.digest LIMIT $3`
-	// ClaimBlobs ($1: [[digest, size], …]): tombstones for the blobs with
-	// no row, then the rows with no link, no reference and older than $2
-	// become tombstones, then the batch's tombstones are the claimed set.
-	qInsertTombstones = `INSERT INTO blobs (digest, size, created, deleting)
-SELECT json_extract(k.value, '$[0]'), json_extract(k.value, '$[1]'), $2, 1 FROM json_each($1) k WHERE true
+	// ClaimBlobs ($1: [[digest, size], …]; $3: the run's token; $4: its
+	// lease's end; $5: its time now): tombstones for the blobs with no row,
+	// then the rows with no link, no reference and older than $2 become
+	// the run's tombstones, and so do the batch's tombstones whose lease
+	// ended (a crashed run's); then the batch's tombstones holding $3 are
+	// the claimed set. Each row's condition is re-checked by the UPDATE
+	// that takes it (on PostgreSQL the row lock orders two claimants: the
+	// second re-reads the row and finds it taken).
+	qInsertTombstones = `INSERT INTO blobs (digest, size, created, deleting, claim_token, claim_expires)
+SELECT json_extract(k.value, '$[0]'), json_extract(k.value, '$[1]'), $2, 1, $3, $4 FROM json_each($1) k WHERE true
 ON CONFLICT (digest) DO NOTHING`
-	qMarkDeleting = `UPDATE blobs SET deleting = 1
+	qMarkDeleting = `UPDATE blobs SET deleting = 1, claim_token = $3, claim_expires = $4
 WHERE digest IN (SELECT json_extract(k.value, '$[0]') FROM json_each($1) k)
-  AND deleting = 0 AND created < $2
-  AND NOT EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = blobs.digest)
-  AND NOT EXISTS (SELECT 1 FROM manifest_refs f WHERE f.ref_digest = blobs.digest)`
-	qClaimed = `SELECT digest, size FROM blobs
-WHERE digest IN (SELECT json_extract(k.value, '$[0]') FROM json_each($1) k) AND deleting = 1
+  AND ((deleting = 0 AND created < $2
+        AND NOT EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = blobs.digest)
+        AND NOT EXISTS (SELECT 1 FROM manifest_refs f WHERE f.ref_digest = blobs.digest))
+    OR (deleting = 1 AND (claim_token = $3 OR claim_expires < $5)))`
+	qClaimed = `SELECT digest, size, claim_expires FROM blobs
+WHERE digest IN (SELECT json_extract(k.value, '$[0]') FROM json_each($1) k)
+  AND deleting = 1 AND claim_token = $2
 ORDER BY digest`
-	qDropBlobs   = `DELETE FROM blobs WHERE digest IN (SELECT k.value FROM json_each($1) k) AND deleting = 1`
-	qBlobRecord  = `SELECT size, deleting FROM blobs WHERE digest = $1`
-	qBlobRecords = `SELECT digest, size, deleting FROM blobs WHERE digest > $1 ORDER BY digest LIMIT $2`
+	qDropBlobs = `DELETE FROM blobs
+WHERE digest IN (SELECT k.value FROM json_each($1) k) AND deleting = 1 AND claim_token = $2`
+	qBlobRecord  = `SELECT size, deleting, claim_expires FROM blobs WHERE digest = $1`
+	qBlobRecords = `SELECT digest, size, deleting, claim_expires FROM blobs WHERE digest > $1 ORDER BY digest LIMIT $2`
 	qLinks       = `SELECT r.name, l.digest
 FROM blob_links l
 JOIN repositories r ON r.id = l.repo_id
@@ -172,7 +181,7 @@ var (
 		qResolveTag, qTags, qReferrers, qReferrersOfType, qGetUpload,
 		qUntaggedManifests, qNextRepo, qUnreferencedLinks, qUnlinkedBlobs, qBlobDeleting, qBlobRecords,
 		qLinks, qBlobRefs, qExpiredUploads, qUploadExists, qBlobRecord,
-		qIndexGeneration, qCatalogTags, qCatalogChildren,
+		qIndexGeneration, qCatalogTags, qCatalogChildren, qManifestSizes,
 	}
 	writeQueries = []string{
 		qEnsureRepo, qRepoID, qInsertBlob, qInsertLink, qLinked, qDeleteLink,

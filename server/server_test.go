@@ -1,0 +1,158 @@
+package server
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"image"
+	"image/png"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/config"
+	"github.com/berth-dev/berth/flatpak"
+	"github.com/berth-dev/berth/meta"
+)
+
+func testConfig(t *testing.T) config.Config {
+	cfg := config.Default()
+	cfg.Storage.Dir = t.TempDir()
+	cfg.GC.Interval = 0
+	return cfg
+}
+
+func iconURI(t *testing.T, size int) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := png.Encode(&b, image.NewRGBA(image.Rect(0, 0, size, size))); err != nil {
+		t.Fatal(err)
+	}
+	return "data:image/png;base64," + base64.StdEncoding.EncodeToString(b.Bytes())
+}
+
+func appLabels(t *testing.T) map[string]string {
+	return map[string]string{
+		flatpak.LabelRef:      "app/org.x.App/x86_64/stable",
+		flatpak.LabelMetadata: "[Application]\nname=org.x.App\n",
+		flatpak.LabelIcon64:   iconURI(t, 64),
+	}
+}
+
+func newServer(t *testing.T, cfg config.Config, logs io.Writer) *Server {
+	t.Helper()
+	if logs == nil {
+		logs = io.Discard
+	}
+	s, err := New(t.Context(), cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// push pushes a one-layer image with labels through the server's handler.
+func push(t *testing.T, srv *httptest.Server, repo, tag string, labels map[string]string) digest.Digest {
+	t.Helper()
+	put := func(method, path, ct string, body []byte) {
+		req, _ := http.NewRequest(method, srv.URL+path, bytes.NewReader(body))
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		res, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusCreated {
+			t.Fatalf("%s %s: %s", method, path, res.Status)
+		}
+	}
+	cfg, _ := json.Marshal(map[string]any{"os": "linux", "architecture": "amd64", "config": map[string]any{"Labels": labels},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{}}})
+	layer := []byte("layer")
+	for _, b := range [][]byte{cfg, layer} {
+		put("POST", "/v2/"+repo+"/blobs/uploads/?digest="+digest.FromBytes(b).String(), "", b)
+	}
+	man, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+		"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest.FromBytes(cfg), "size": len(cfg)},
+		"layers": []any{map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest.FromBytes(layer), "size": len(layer)}},
+	})
+	put("PUT", "/v2/"+repo+"/manifests/"+tag, "application/vnd.oci.image.manifest.v1+json", man)
+	return digest.FromBytes(man)
+}
+
+// TestIconsRecordedWithFlatpakOff: icons are recorded at push even with the
+// Flatpak remote off (the catalogue shows them, and a remote turned on
+// later has them), and the catalogue then offers no link to the remote.
+func TestIconsRecordedWithFlatpakOff(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Flatpak.Enabled = false
+	s := newServer(t, cfg, nil)
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	d := push(t, srv, "app", "latest", appLabels(t))
+	key := meta.ManifestKey{Repo: "app", Digest: d}
+	icons, err := s.meta.ManifestIcons(t.Context(), key)
+	if err != nil || len(icons[key]) != 1 {
+		t.Errorf("icons recorded with flatpak.enabled false: %v, %v", icons, err)
+	}
+	res, err := srv.Client().Get(srv.URL + "/apps/org.x.App")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || strings.Contains(string(body), "flatpakref") || strings.Contains(string(body), "berth.flatpakrepo") {
+		t.Errorf("app page with the remote off: %s, links to it: %v", res.Status, strings.Contains(string(body), "flatpak"))
+	}
+}
+
+// TestIconBackfillAtStart: icons of manifests stored before the recorder
+// saw them are recorded by the start-up backfill.
+func TestIconBackfillAtStart(t *testing.T) {
+	cfg := testConfig(t)
+	st, err := OpenStores(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","x":1}`)
+	m := &meta.Manifest{Repo: "app", Digest: digest.FromBytes(content), MediaType: "application/vnd.oci.image.manifest.v1+json",
+		Content: content, OS: "linux", Architecture: "amd64", Labels: appLabels(t)}
+	if err := st.Meta.PutManifest(t.Context(), m, "latest"); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	s := newServer(t, cfg, nil)
+	key := meta.ManifestKey{Repo: "app", Digest: m.Digest}
+	if icons, _ := s.meta.ManifestIcons(t.Context(), key); len(icons) != 0 {
+		t.Fatalf("icons before the backfill: %v", icons)
+	}
+	s.backfillIcons(t.Context())
+	if icons, err := s.meta.ManifestIcons(t.Context(), key); err != nil || len(icons[key]) != 1 {
+		t.Errorf("icons after the backfill: %v, %v", icons, err)
+	}
+}
+
+// TestWarnsWithoutPublicURL: with the remote on and no public URL, the
+// start-up log says what that means behind a proxy.
+func TestWarnsWithoutPublicURL(t *testing.T) {
+	for _, public := range []string{"", "https://registry.example.com"} {
+		cfg := testConfig(t)
+		cfg.Flatpak.PublicURL = public
+		var logs bytes.Buffer
+		newServer(t, cfg, &logs)
+		warned := strings.Contains(logs.String(), "level=WARN") && strings.Contains(logs.String(), "flatpak.public_url is not set")
+		if warned != (public == "") {
+			t.Errorf("public_url %q: warned = %v\n%s", public, warned, logs.String())
+		}
+	}
+}
