@@ -6,13 +6,20 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 )
 
 // withMiddleware gives every request an id, recovers panics as 500 with
 // that id, and logs one line per request.
-func withMiddleware(next http.Handler, logger *slog.Logger) http.Handler {
+// inflight, if not nil, counts the requests being served, so shutdown can
+// wait for them before it closes the stores.
+func withMiddleware(next http.Handler, logger *slog.Logger, inflight *sync.WaitGroup) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if inflight != nil {
+			inflight.Add(1)
+			defer inflight.Done()
+		}
 		start := time.Now()
 		id := requestID(r)
 		w.Header().Set("X-Request-Id", id)

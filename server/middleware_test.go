@@ -22,7 +22,7 @@ func TestMiddleware(t *testing.T) {
 		}
 		io.WriteString(w, "fine")
 	})
-	srv := httptest.NewServer(withMiddleware(mux, slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(withMiddleware(mux, slog.New(slog.DiscardHandler), nil))
 	defer srv.Close()
 
 	res, err := http.Get(srv.URL + "/panic")

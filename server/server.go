@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/berth-dev/berth/blob/fs"
 	"github.com/berth-dev/berth/config"
@@ -33,6 +34,8 @@ type Server struct {
 	gc      *gc.Collector
 	icons   *flatpak.IconRecorder
 	handler http.Handler
+	// inflight counts requests being served (see withMiddleware).
+	inflight sync.WaitGroup
 }
 
 // Stores are the embedded stores (filesystem blobs, SQLite metadata) in
@@ -138,7 +141,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	}
 	mux.Handle("/", catalogue)
 	mux.Handle("/api/v1/", catalogue)
-	return &Server{cfg: cfg, log: logger, meta: md, gc: collector, icons: icons, handler: withMiddleware(mux, logger)}, nil
+	srv := &Server{cfg: cfg, log: logger, meta: md, gc: collector, icons: icons}
+	srv.handler = withMiddleware(mux, logger, &srv.inflight)
+	return srv, nil
 }
 
 // Handler is the server's whole HTTP handler (for tests).
@@ -191,7 +196,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.HTTP.ShutdownTimeout)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
+		// Requests still running past the timeout: close their
+		// connections (their contexts end) and give them a moment to
+		// return before the caller closes the stores under them.
 		_ = hs.Close()
+		done := make(chan struct{})
+		go func() { s.inflight.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(s.cfg.HTTP.ShutdownTimeout):
+			s.log.Error("requests still running after shutdown; closing the stores anyway")
+		}
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {

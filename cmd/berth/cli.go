@@ -66,6 +66,9 @@ func newServe() *cobra.Command {
 			logger := newLogger(cmd.ErrOrStderr(), cfg.Log)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// After the first signal starts the graceful shutdown, a
+			// second one kills the process (the default action).
+			context.AfterFunc(ctx, stop)
 			return serve(ctx, cfg, addrFile, logger)
 		},
 	}
