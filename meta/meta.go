@@ -115,6 +115,11 @@ type BlobLinker interface {
 	LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error
 	// BlobLink returns the size of a blob linked in repo, or ErrBlobNotFound.
 	BlobLink(ctx context.Context, repo string, d digest.Digest) (int64, error)
+	// RefreshLink restarts the link's age (its creation time becomes now)
+	// if it was made before olderThan, so gc's grace period runs from this
+	// use; a fresher link is left alone (no write). ErrBlobNotFound if
+	// there is no link.
+	RefreshLink(ctx context.Context, repo string, d digest.Digest, olderThan time.Time) error
 	// UnlinkBlob removes the link; ErrBlobNotFound if there was none.
 	UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error
 	// BlobKnown reports the size of a blob linked in any repository, or

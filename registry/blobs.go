@@ -30,6 +30,13 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, name, ref s
 	if err != nil {
 		return fmt.Errorf("blob %s in %s: %w", d, name, err)
 	}
+	if r.Method == http.MethodHead && reg.opts.LinkRefreshAfter > 0 {
+		// Pushers HEAD a blob to decide whether to upload it.
+		err := reg.meta.RefreshLink(ctx, name, d, time.Now().Add(-reg.opts.LinkRefreshAfter))
+		if err != nil && !errors.Is(err, meta.ErrBlobNotFound) {
+			reg.log.WarnContext(ctx, "refreshing a blob link", "repo", name, "digest", d, "err", err)
+		}
+	}
 	h := w.Header()
 	h.Set("Docker-Content-Digest", d.String())
 	h.Set("Content-Type", "application/octet-stream")

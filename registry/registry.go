@@ -45,6 +45,12 @@ type Options struct {
 	MaxConfigBytes int64
 	// PageMax caps n on tags, catalog and referrers.
 	PageMax int
+	// LinkRefreshAfter: a blob HEAD in a repository restarts the age of
+	// the blob's link there when it is older than this, so that a client
+	// which skips an upload because the blob exists is not raced by gc
+	// sweeping that link before its manifest arrives. Set it to about half
+	// of gc's grace period; 0 disables it.
+	LinkRefreshAfter time.Duration
 	// BodyIdleTimeout ends an upload whose client sends nothing for this
 	// long (the read deadline is pushed back before every read, so a slow
 	// but moving upload is never cut).

@@ -538,3 +538,32 @@ func TestUploadDataLost(t *testing.T) {
 	tr.expect(tr.do("PATCH", loc, []byte("more"), "Content-Range", "10-13"), 404, "BLOB_UPLOAD_UNKNOWN")
 	tr.expect(tr.do("GET", loc, nil), 404, "BLOB_UPLOAD_UNKNOWN")
 }
+
+type refreshRecorder struct {
+	Meta
+	calls []time.Time
+}
+
+func (r *refreshRecorder) RefreshLink(ctx context.Context, repo string, d digest.Digest, olderThan time.Time) error {
+	r.calls = append(r.calls, olderThan)
+	return r.Meta.RefreshLink(ctx, repo, d, olderThan)
+}
+
+// TestHeadRefreshesLink: a blob HEAD (a pusher deciding to skip an upload)
+// asks the store to renew a link older than LinkRefreshAfter; GET does not.
+func TestHeadRefreshesLink(t *testing.T) {
+	tr := newTestRegistry(t, Options{})
+	rec := &refreshRecorder{Meta: tr.reg.meta}
+	tr.reg.meta = rec
+	tr.reg.opts.LinkRefreshAfter = time.Hour
+	d := tr.pushBlob("r", []byte("layer"))
+	before := time.Now()
+	tr.expect(tr.do("HEAD", "/v2/r/blobs/"+d.String(), nil), 200, "")
+	tr.expect(tr.do("GET", "/v2/r/blobs/"+d.String(), nil), 200, "")
+	if len(rec.calls) != 1 {
+		t.Fatalf("RefreshLink called %d times, want once (HEAD only)", len(rec.calls))
+	}
+	if got := before.Sub(rec.calls[0]); got < 59*time.Minute || got > 61*time.Minute {
+		t.Fatalf("RefreshLink olderThan is %v before the request, want about an hour", got)
+	}
+}

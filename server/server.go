@@ -114,6 +114,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		MaxBlobBytes:     cfg.Limits.MaxBlobBytes,
 		PageMax:          cfg.Limits.PageMax,
 		SparseManifests:  cfg.Validation.SparseManifests,
+		// Half the grace period: a link that gc could sweep soon is
+		// renewed when a pusher HEADs its blob (gc.grace 0 disables it).
+		LinkRefreshAfter: cfg.GC.Grace / 2,
 		Observers:        []registry.ManifestObserver{icons},
 	}, logger.With("component", "registry"))
 	mux := http.NewServeMux()

@@ -882,3 +882,35 @@ func testGCConcurrentCollectors(t *testing.T, ms meta.Store) {
 		}
 	}
 }
+
+// testRefreshLink: a stale link's age restarts (gc's grace runs from the
+// refresh), a fresh one is untouched, a missing one is ErrBlobNotFound.
+func testRefreshLink(t *testing.T, ms meta.Store) {
+	s := gcStore(t, ms)
+	ctx := t.Context()
+	ds := link(t, s, "app", "loose")
+	k := meta.LinkKey{Repo: "app", Digest: ds[0]}
+	linked := time.Now() // after the link was made
+	listed := func(before time.Time) bool {
+		t.Helper()
+		page, err := s.UnreferencedLinks(ctx, before, meta.LinkKey{}, -1)
+		noErr(t, err, "UnreferencedLinks")
+		return slices.Contains(page, k)
+	}
+	if !listed(linked.Add(time.Nanosecond)) {
+		t.Fatal("the new link is not older than a time taken after it")
+	}
+	// Not older than the past: left alone.
+	noErr(t, s.RefreshLink(ctx, "app", ds[0], past()), "RefreshLink(fresh)")
+	if !listed(linked.Add(time.Nanosecond)) {
+		t.Error("RefreshLink renewed a link that was not stale")
+	}
+	noErr(t, s.RefreshLink(ctx, "app", ds[0], future()), "RefreshLink(stale)")
+	if listed(linked.Add(time.Nanosecond)) {
+		t.Error("after RefreshLink the link still counts as made before the refresh")
+	}
+	err := s.RefreshLink(ctx, "app", digest.FromString("nope"), future())
+	if !errors.Is(err, meta.ErrBlobNotFound) {
+		t.Errorf("RefreshLink(missing) = %v, want ErrBlobNotFound", err)
+	}
+}

@@ -36,6 +36,7 @@ func Run(t *testing.T, newStore func(t *testing.T) meta.Store) {
 		{"PutManifest/TwoRepos", testPutManifestTwoRepos},
 		{"PutManifest/TagRepointed", testTagRepointed},
 		{"GetManifest/NotFound", testGetManifestNotFound},
+		{"RefreshLink", testRefreshLink},
 		{"ManifestSizes", testManifestSizes},
 		{"ResolveTag", testResolveTag},
 		{"DeleteManifest", testDeleteManifest},

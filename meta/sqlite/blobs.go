@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -83,4 +84,32 @@ func (s *Store) BlobKnown(ctx context.Context, d digest.Digest) (int64, error) {
 		return 0, fmt.Errorf("sqlite: blob %s: %w", d, err)
 	}
 	return size, nil
+}
+
+const (
+	qLinkCreated = `SELECT l.created FROM blob_links l JOIN repositories r ON r.id = l.repo_id
+WHERE r.name = $1 AND l.digest = $2`
+	qTouchLink = `UPDATE blob_links SET created = $3
+WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2 AND created < $4`
+)
+
+// RefreshLink implements meta.BlobLinker: a read, and a write only when
+// the link is older than olderThan.
+func (s *Store) RefreshLink(ctx context.Context, repo string, d digest.Digest, olderThan time.Time) error {
+	var created int64
+	err := s.r.queryRow(ctx, qLinkCreated, repo, string(d)).Scan(&created)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("blob %s in %s: %w", d, repo, meta.ErrBlobNotFound)
+	case err != nil:
+		return fmt.Errorf("sqlite: refresh link %s in %s: %w", d, repo, err)
+	}
+	cut := olderThan.UnixNano()
+	if created >= cut {
+		return nil
+	}
+	if _, err := s.w.exec(ctx, qTouchLink, repo, string(d), now(), cut); err != nil {
+		return fmt.Errorf("sqlite: refresh link %s in %s: %w", d, repo, err)
+	}
+	return nil
 }

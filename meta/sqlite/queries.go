@@ -181,10 +181,10 @@ var (
 		qResolveTag, qTags, qReferrers, qReferrersOfType, qGetUpload,
 		qUntaggedManifests, qNextRepo, qUnreferencedLinks, qUnlinkedBlobs, qBlobDeleting, qBlobRecords,
 		qLinks, qBlobRefs, qExpiredUploads, qUploadExists, qBlobRecord,
-		qIndexGeneration, qCatalogTags, qCatalogChildren, qManifestSizes,
+		qIndexGeneration, qCatalogTags, qCatalogChildren, qManifestSizes, qLinkCreated,
 	}
 	writeQueries = []string{
-		qEnsureRepo, qRepoID, qInsertBlob, qInsertLink, qLinked, qDeleteLink,
+		qEnsureRepo, qRepoID, qInsertBlob, qInsertLink, qLinked, qDeleteLink, qTouchLink,
 		qInsertManifest, qInsertRef, qDeleteTagsOf, qDeleteRefsOf, qDeleteManifest,
 		qUpsertTag, qDeleteTag, qCreateUpload, qUpdateUpload, qUploadExists, qDeleteUpload,
 		qBlobDeleting, qSweepManifestFacts, qSweepLinks, qInsertTombstones,
