@@ -73,28 +73,6 @@ const (
 	escLabel      = "red\x1b[31malert\x1b[0m"
 )
 
-// flatpakFixtures builds the shared Flatpak fixtures (cached under
-// test-output; the script is idempotent) and returns their directory.
-func flatpakFixtures(t *testing.T) string {
-	t.Helper()
-	script := filepath.Join(repoRoot(t), "..", "shared", "fixtures", "flatpak", "make-fixtures.sh")
-	if _, err := os.Stat(script); err != nil {
-		if strict() {
-			t.Fatalf("flatpak fixtures script: %v", err)
-		}
-		t.Skipf("flatpak fixtures script: %v", err)
-	}
-	out := outputDir(t, "fixtures", "flatpak-browser")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, script, "--quiet", out)
-	cmd.Env = cleanEnv()
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", script, err, b)
-	}
-	return out
-}
-
 // tinyLayer writes an uncompressed tar of one file.
 func (s *browserSite) tinyLayer(t *testing.T, name string, content []byte) string {
 	t.Helper()
@@ -381,7 +359,7 @@ func TestBrowser(t *testing.T) {
 	exe := findChromium(t)
 	tools := newToolRunner(t)
 	tools.need(t, "skopeo", "crane", "oras")
-	fixtures := flatpakFixtures(t)
+	fixtures, _ := makeFlatpakFixtures(t) // shared with the flatpak client test, cached
 	addr, _ := startBerth(t)
 	site := &browserSite{addr: addr, tools: tools, work: t.TempDir()}
 	site.push(t, fixtures)
