@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,15 +32,7 @@ const (
 //
 // BERTH_CRASH_SEED=<n> replays a run's kill schedule and image sizes.
 func TestCrash(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("BERTH_CRASH_SEED"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("BERTH_CRASH_SEED: %v", err)
-		}
-		seed = n
-	}
-	t.Logf("seed %d (BERTH_CRASH_SEED=%d replays it)", seed, seed)
+	seed := testSeed(t, "BERTH_CRASH_SEED")
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 
 	data := t.TempDir()

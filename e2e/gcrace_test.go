@@ -48,15 +48,7 @@ var gcRaceEnv = []string{"BERTH_GC_INTERVAL=100ms", "BERTH_GC_GRACE=0s", "BERTH_
 //
 // BERTH_GCRACE_SEED=<n> replays a run's layer sizes.
 func TestGCRace(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("BERTH_GCRACE_SEED"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("BERTH_GCRACE_SEED: %v", err)
-		}
-		seed = n
-	}
-	t.Logf("seed %d (BERTH_GCRACE_SEED=%d replays it)", seed, seed)
+	seed := testSeed(t, "BERTH_GCRACE_SEED")
 	rng := rand.New(rand.NewPCG(seed, 0x6c))
 
 	data := t.TempDir()

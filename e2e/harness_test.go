@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -398,4 +399,20 @@ func (r *toolRunner) mustFail(t testing.TB, name string, args ...string) string 
 		t.Fatalf("command did not run:\n%s", res)
 	}
 	return string(res.Stdout) + string(res.Stderr)
+}
+
+// testSeed returns a random seed for a randomised test, or the one in the
+// environment variable env, and logs how to replay the run.
+func testSeed(t testing.TB, env string) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv(env); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("%s: %v", env, err)
+		}
+		seed = n
+	}
+	t.Logf("seed %d (%s=%d replays it)", seed, env, seed)
+	return seed
 }

@@ -6,9 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"image"
 	"image/color"
-	"image/png"
 	"io"
 	"log/slog"
 	"net/http"
@@ -329,17 +327,7 @@ func (ij indexJSON) digests() []string {
 // pngOf encodes a w×h PNG.
 func pngOf(t testing.TB, w, h int, c color.Color) []byte {
 	t.Helper()
-	im := image.NewRGBA(image.Rect(0, 0, w, h))
-	for y := range h {
-		for x := range w {
-			im.Set(x, y, c)
-		}
-	}
-	var b bytes.Buffer
-	if err := png.Encode(&b, im); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
+	return testutil.PNG(t, w, h, c)
 }
 
 func dataURI(b []byte) string { return "data:image/png;base64," + base64.StdEncoding.EncodeToString(b) }

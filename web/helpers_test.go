@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
-	"image"
 	"image/color"
-	"image/png"
 	"io"
 	"log/slog"
 	"net/http"
@@ -253,17 +251,7 @@ func (s *site) referrer(repo string, subject digest.Digest, artifactType string,
 // pngURI is a data: URI of a size×size PNG filled with c.
 func pngURI(t testing.TB, size int, c color.RGBA) string {
 	t.Helper()
-	im := image.NewRGBA(image.Rect(0, 0, size, size))
-	for y := range size {
-		for x := range size {
-			im.Set(x, y, c)
-		}
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, im); err != nil {
-		t.Fatal(err)
-	}
-	return "data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes())
+	return "data:image/png;base64," + base64.StdEncoding.EncodeToString(testutil.PNG(t, size, size, c))
 }
 
 // app describes a Flatpak app or runtime image's labels.
