@@ -22,6 +22,7 @@ import (
 // file (or none) is valid.
 type Config struct {
 	HTTP       HTTP       `yaml:"http"`
+	Auth       Auth       `yaml:"auth"`
 	Storage    Storage    `yaml:"storage"`
 	Log        Log        `yaml:"log"`
 	Limits     Limits     `yaml:"limits"`
@@ -69,6 +70,11 @@ type GC struct {
 type Uploads struct {
 	// ExpireAfter deletes sessions (and their data) idle for this long.
 	ExpireAfter time.Duration `yaml:"expire_after"`
+	// MaxPerRepository and MaxPerClient cap open upload sessions in one
+	// repository and of one client (its user name, else its address);
+	// more answer 429 TOOMANYREQUESTS. 0 disables a cap.
+	MaxPerRepository int `yaml:"max_per_repository"`
+	MaxPerClient     int `yaml:"max_per_client"`
 }
 
 // Validation sets how strictly pushed content is checked.
@@ -94,6 +100,123 @@ type HTTP struct {
 	// empty): only for a Berth that a proxy fronts, which sets them and
 	// drops any a client sends. Off by default.
 	TrustForwardedHeaders bool `yaml:"trust_forwarded_headers"`
+	// MaxHeaderBytes caps the request line and headers; larger requests
+	// get 431.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MinBodyRate (bytes/s) and BodyRateWindow cut a request body that
+	// delivers fewer than MinBodyRate×BodyRateWindow bytes in any window
+	// (a client trickling an upload to hold it open); 0 disables.
+	MinBodyRate    int64         `yaml:"min_body_rate"`
+	BodyRateWindow time.Duration `yaml:"body_rate_window"`
+	// WriteStallTimeout cuts a response whose client has accepted no byte
+	// for this long (the write deadline moves with progress, so a slow but
+	// moving download is never cut).
+	WriteStallTimeout time.Duration `yaml:"write_stall_timeout"`
+	// TLS serves HTTPS when a certificate and key are set.
+	TLS TLS `yaml:"tls"`
+}
+
+// TLS configures HTTPS. The certificate and key are reloaded on SIGHUP and
+// when their files change.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile is a PEM bundle of the CAs that sign client
+	// certificates; a verified client certificate authenticates its
+	// subject's common name as a user (see auth).
+	ClientCAFile string `yaml:"client_ca_file"`
+	// ClientAuth: "none" (default), "verify_if_given" (a client
+	// certificate is optional and verified when sent) or "require".
+	ClientAuth string `yaml:"client_auth"`
+	// MinVersion: "1.2" (default) or "1.3".
+	MinVersion string `yaml:"min_version"`
+}
+
+// Enabled reports whether HTTPS is configured.
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// Auth configures authentication and per-repository access. With nothing
+// set, Berth is open (anyone may pull, push and delete) and says so at
+// start; set any key and every request is checked against Access, with
+// no rights for anyone the rules do not name.
+type Auth struct {
+	// Htpasswd is an htpasswd file of bcrypt users (Basic auth and the
+	// token endpoint), re-read when it changes.
+	Htpasswd string `yaml:"htpasswd"`
+	// Groups name sets of users for the access rules.
+	Groups map[string][]string `yaml:"groups"`
+	// Admins may do everything everywhere: user names, or "group:NAME".
+	Admins []string `yaml:"admins"`
+	// Access rules: each grants actions on the repositories matching its
+	// patterns. Rights add up over every matching rule.
+	Access []AccessRule `yaml:"access"`
+	// Token is Berth's own token service (the Docker registry token flow).
+	Token Token `yaml:"token"`
+	// External issuers whose bearer tokens Berth accepts.
+	External []Issuer `yaml:"external"`
+}
+
+// AccessRule grants actions (pull, push, overwrite, delete) on the
+// repositories matching any of Repositories ("*" matches within one path
+// segment, "**" across segments: "apps/**").
+type AccessRule struct {
+	Repositories []string `yaml:"repositories"`
+	// Anonymous: actions anyone may do without credentials.
+	Anonymous []string `yaml:"anonymous"`
+	// Users: user name → actions; "*" is any authenticated user.
+	Users map[string][]string `yaml:"users"`
+	// Groups: group name → actions.
+	Groups map[string][]string `yaml:"groups"`
+}
+
+// Token configures the token endpoint (/auth/token) and the Bearer
+// challenge that sends clients to it.
+type Token struct {
+	// Enabled: challenge with Bearer and issue tokens at /auth/token
+	// (otherwise the challenge is Basic).
+	Enabled bool `yaml:"enabled"`
+	// Realm is the token endpoint's absolute URL as clients reach it;
+	// empty: built from each request (scheme and host).
+	Realm string `yaml:"realm"`
+	// Service is the service name in challenges and the tokens' audience.
+	Service string `yaml:"service"`
+	// Issuer is the tokens' iss.
+	Issuer string `yaml:"issuer"`
+	// KeyFile is the PEM private key that signs tokens (EC P-256: ES256,
+	// RSA: RS256, Ed25519: EdDSA). Empty: a P-256 key is generated once
+	// and kept in storage.dir/auth/token-key.pem.
+	KeyFile string `yaml:"key_file"`
+	// Expiry is how long an issued token is valid.
+	Expiry time.Duration `yaml:"expiry"`
+}
+
+// Issuer is an external token issuer. Its tokens' keys are chosen by kid
+// among Keys and the keys of JWKSFile only (a token's own jwk, jku, x5u
+// or x5c headers are never used), and each key's algorithm is pinned.
+// A token grants what its access claim lists, within the access rules
+// for its subject unless TrustAccess is set.
+type Issuer struct {
+	Issuer   string      `yaml:"issuer"`
+	Audience string      `yaml:"audience"`
+	Keys     []IssuerKey `yaml:"keys"`
+	// JWKSFile is a JSON Web Key Set file; each key needs kid and alg.
+	JWKSFile string `yaml:"jwks_file"`
+	// TrustAccess grants the token's access claim as it is, without
+	// intersecting it with the access rules for the token's subject.
+	TrustAccess bool `yaml:"trust_access"`
+}
+
+// IssuerKey is one public key of an external issuer.
+type IssuerKey struct {
+	KID           string `yaml:"kid"`
+	Alg           string `yaml:"alg"` // RS256, RS384, RS512, PS256, ES256, ES384, EdDSA
+	PublicKeyFile string `yaml:"public_key_file"`
+}
+
+// Enabled reports whether any authentication or access rule is set.
+func (a Auth) Enabled() bool {
+	return a.Htpasswd != "" || len(a.Groups) > 0 || len(a.Admins) > 0 || len(a.Access) > 0 ||
+		a.Token.Enabled || len(a.External) > 0
 }
 
 // Storage configures the embedded stores.
@@ -114,6 +237,10 @@ type Limits struct {
 	MaxManifestBytes int64 `yaml:"max_manifest_bytes"`
 	MaxBlobBytes     int64 `yaml:"max_blob_bytes"`
 	PageMax          int   `yaml:"page_max"`
+	// MaxListingBytes caps the body of one page of a listing (tags,
+	// catalog, referrers, the Flatpak index, search): a page ends early,
+	// with a Link to the next, when it would pass this.
+	MaxListingBytes int64 `yaml:"max_listing_bytes"`
 }
 
 // Default returns the configuration used when nothing is set.
@@ -124,16 +251,23 @@ func Default() Config {
 			ShutdownTimeout:   30 * time.Second,
 			ReadHeaderTimeout: 30 * time.Second,
 			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			MinBodyRate:       1024,
+			BodyRateWindow:    30 * time.Second,
+			WriteStallTimeout: 2 * time.Minute,
+			TLS:               TLS{ClientAuth: "none", MinVersion: "1.2"},
 		},
+		Auth:    Auth{Token: Token{Service: "berth", Issuer: "berth", Expiry: 5 * time.Minute}},
 		Storage: Storage{Dir: "./berth-data"},
 		Log:     Log{Level: "info", Format: "text"},
 		Limits: Limits{
 			MaxManifestBytes: 4 << 20,
 			MaxBlobBytes:     64 << 30,
 			PageMax:          1000,
+			MaxListingBytes:  4 << 20,
 		},
 		GC:      GC{Interval: time.Hour, Grace: time.Hour},
-		Uploads: Uploads{ExpireAfter: 24 * time.Hour},
+		Uploads: Uploads{ExpireAfter: 24 * time.Hour, MaxPerRepository: 1000, MaxPerClient: 100},
 		Flatpak: Flatpak{Enabled: true, Title: "Berth", RemoteName: "berth", IndexCacheBytes: 64 << 20},
 	}
 }
@@ -212,6 +346,26 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: must not be negative", d.key))
 		}
 	}
+	if c.HTTP.MaxHeaderBytes < 4096 {
+		errs = append(errs, fmt.Errorf("http.max_header_bytes: %d is below 4096", c.HTTP.MaxHeaderBytes))
+	}
+	if c.HTTP.MinBodyRate < 0 {
+		errs = append(errs, errors.New("http.min_body_rate: must not be negative"))
+	}
+	if c.HTTP.MinBodyRate > 0 && c.HTTP.BodyRateWindow <= 0 {
+		errs = append(errs, errors.New("http.body_rate_window: must be positive when http.min_body_rate is set"))
+	}
+	if c.HTTP.WriteStallTimeout <= 0 {
+		errs = append(errs, errors.New("http.write_stall_timeout: must be positive"))
+	}
+	if c.Limits.MaxListingBytes < 64<<10 {
+		errs = append(errs, fmt.Errorf("limits.max_listing_bytes: %d is below 64 KiB", c.Limits.MaxListingBytes))
+	}
+	if c.Uploads.MaxPerRepository < 0 || c.Uploads.MaxPerClient < 0 {
+		errs = append(errs, errors.New("uploads.max_per_repository, uploads.max_per_client: must not be negative"))
+	}
+	errs = append(errs, c.HTTP.TLS.validate()...)
+	errs = append(errs, c.Auth.validate()...)
 	errs = append(errs, c.Flatpak.validate()...)
 	return errors.Join(errs...)
 }
@@ -304,6 +458,14 @@ func setField(f reflect.Value, s string) error {
 			return err
 		}
 		f.SetInt(n)
+	case []string:
+		var list []string
+		for _, e := range strings.Split(s, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				list = append(list, e)
+			}
+		}
+		f.Set(reflect.ValueOf(list))
 	case bool:
 		b, err := strconv.ParseBool(s)
 		if err != nil {
