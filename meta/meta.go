@@ -27,7 +27,35 @@ var (
 	// ErrUploadConflict: the upload's recorded offset is not the one the
 	// caller expected (a concurrent or out-of-order write).
 	ErrUploadConflict = errors.New("upload offset conflict")
+	// ErrTooManyUploads: CreateUploadCapped found a cap reached.
+	ErrTooManyUploads = errors.New("too many open uploads")
 )
+
+// TooManyUploadsError is returned by CreateUploadCapped when a cap is
+// reached. It matches ErrTooManyUploads.
+type TooManyUploadsError struct {
+	// Of is what the cap applies to: "repository" or "client".
+	Of    string
+	Limit int
+}
+
+func (e *TooManyUploadsError) Error() string {
+	return fmt.Sprintf("too many open uploads: the %s already has %d", e.Of, e.Limit)
+}
+func (e *TooManyUploadsError) Is(target error) bool { return target == ErrTooManyUploads }
+
+// UploadCaps bound the open upload sessions CreateUploadCapped allows; 0 (or
+// less) means no cap.
+type UploadCaps struct {
+	PerRepository int // sessions whose Repo is the new one's
+	PerClient     int // sessions whose Client is the new one's (not counted when Client is "")
+}
+
+// ManifestSize is what ManifestSizes reports of a stored manifest.
+type ManifestSize struct {
+	Content int64 // length of the manifest's bytes: a descriptor's size
+	Total   int64 // Manifest.TotalSize
+}
 
 // BlobUnknownError is returned by PutManifest when the manifest references a
 // blob that is not linked in the repository. It matches ErrBlobNotFound.
@@ -100,10 +128,13 @@ type Descriptor struct {
 
 // Upload is a blob upload session.
 type Upload struct {
-	ID      string
-	Repo    string
-	Offset  int64
-	State   []byte // opaque, persisted for the blob store (blob.UploadState as JSON)
+	ID     string
+	Repo   string
+	Offset int64
+	State  []byte // opaque, persisted for the blob store (blob.UploadState as JSON)
+	// Client names who opened the session (for the per-client cap); may be
+	// empty.
+	Client  string
 	Created time.Time
 	Updated time.Time
 }
@@ -125,6 +156,11 @@ type BlobLinker interface {
 	// BlobKnown reports the size of a blob linked in any repository, or
 	// ErrBlobNotFound.
 	BlobKnown(ctx context.Context, d digest.Digest) (int64, error)
+	// LinkingRepositories returns at most n names (n < 0: no limit) of
+	// repositories that link d, in byte order, strictly after after (if
+	// not empty); never nil. Callers page through it to find a repository
+	// they may read (a mount without from).
+	LinkingRepositories(ctx context.Context, d digest.Digest, after string, n int) ([]string, error)
 }
 
 // ManifestStore stores manifests and tags.
@@ -136,10 +172,10 @@ type ManifestStore interface {
 	PutManifest(ctx context.Context, m *Manifest, tags ...string) error
 	// GetManifest returns the manifest or ErrManifestNotFound.
 	GetManifest(ctx context.Context, repo string, d digest.Digest) (*Manifest, error)
-	// ManifestSizes returns the TotalSize of each of ds stored in repo;
-	// digests not stored there are absent from the map. It reads no
-	// manifest content, however many digests are asked for.
-	ManifestSizes(ctx context.Context, repo string, ds []digest.Digest) (map[digest.Digest]int64, error)
+	// ManifestSizes returns the content length and TotalSize of each of ds
+	// stored in repo; digests not stored there are absent from the map. It
+	// reads no manifest content, however many digests are asked for.
+	ManifestSizes(ctx context.Context, repo string, ds []digest.Digest) (map[digest.Digest]ManifestSize, error)
 	// ResolveTag returns the digest a tag points at, or ErrTagNotFound.
 	ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, error)
 	// DeleteManifest removes the manifest and every tag pointing at it;
@@ -168,11 +204,22 @@ type ReferrersReader interface {
 	// empty). An unknown repository or subject has none; the result is
 	// never nil.
 	Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string, after digest.Digest, n int) ([]Descriptor, error)
+	// EachReferrer is Referrers one descriptor at a time: fn sees each in
+	// order and may stop the walk by returning an error, which EachReferrer
+	// returns. Only one descriptor (its annotations) is in memory at a
+	// time, however large the page.
+	EachReferrer(ctx context.Context, repo string, d digest.Digest, artifactType string, after digest.Digest, n int, fn func(Descriptor) error) error
 }
 
 // UploadStore keeps upload sessions.
 type UploadStore interface {
+	// CreateUpload records a new session (no cap).
 	CreateUpload(ctx context.Context, u Upload) error
+	// CreateUploadCapped records a new session unless its repository or
+	// its client already has caps' number of open sessions, in which case
+	// it returns a *TooManyUploadsError. The count and the insert are one
+	// transaction, so concurrent creators never pass a cap together.
+	CreateUploadCapped(ctx context.Context, u Upload, caps UploadCaps) error
 	// GetUpload returns the session id of repo, or ErrUploadNotFound.
 	GetUpload(ctx context.Context, repo, id string) (Upload, error)
 	// UpdateUpload records new progress if the stored offset is still

@@ -370,8 +370,11 @@ func testManifestSizes(t *testing.T, s meta.Store) {
 	missing := digest.FromString("missing")
 	got, err := s.ManifestSizes(ctx, "app", []digest.Digest{a.Digest, b.Digest, b.Digest, c.Digest, missing})
 	noErr(t, err, "ManifestSizes")
-	want := map[digest.Digest]int64{a.Digest: 1000, b.Digest: 20}
-	if len(got) != len(want) || got[a.Digest] != 1000 || got[b.Digest] != 20 {
+	want := map[digest.Digest]meta.ManifestSize{
+		a.Digest: {Content: int64(len(a.Content)), Total: 1000},
+		b.Digest: {Content: int64(len(b.Content)), Total: 20},
+	}
+	if len(got) != len(want) || got[a.Digest] != want[a.Digest] || got[b.Digest] != want[b.Digest] {
 		t.Errorf("ManifestSizes = %v, want %v (c is in another repository)", got, want)
 	}
 	got, err = s.ManifestSizes(ctx, "nope", []digest.Digest{a.Digest})

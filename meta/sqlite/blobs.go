@@ -86,6 +86,15 @@ func (s *Store) BlobKnown(ctx context.Context, d digest.Digest) (int64, error) {
 	return size, nil
 }
 
+// LinkingRepositories implements meta.BlobLinker.
+func (s *Store) LinkingRepositories(ctx context.Context, d digest.Digest, after string, n int) ([]string, error) {
+	repos, err := s.names(ctx, n, qLinkingRepos, string(d), after, limit(n))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: repositories linking %s: %w", d, err)
+	}
+	return repos, nil
+}
+
 const (
 	qLinkCreated = `SELECT l.created FROM blob_links l JOIN repositories r ON r.id = l.repo_id
 WHERE r.name = $1 AND l.digest = $2`

@@ -64,23 +64,72 @@ func (s *Store) names(ctx context.Context, n int, query string, args ...any) ([]
 // subject has no referrers; the result is never nil.
 func (s *Store) Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string, after digest.Digest, n int) ([]meta.Descriptor, error) {
 	out := []meta.Descriptor{}
-	if d == "" || n == 0 {
-		return out, nil
+	err := s.EachReferrer(ctx, repo, d, artifactType, after, n, func(desc meta.Descriptor) error {
+		out = append(out, desc)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
+}
+
+// referrerBatchRows and referrerBatchBytes bound one batch of EachReferrer:
+// the rows read before the query is closed and fn runs. fn usually writes
+// to a client, so no read transaction stays open while a slow client
+// reads, and at most about referrerBatchBytes of annotations (plus one
+// row's) are held at once.
+const (
+	referrerBatchRows  = 64
+	referrerBatchBytes = 256 << 10
+)
+
+// EachReferrer implements meta.ReferrersReader. It reads in batches, each a
+// keyset-paged query closed before fn sees its rows.
+func (s *Store) EachReferrer(ctx context.Context, repo string, d digest.Digest, artifactType string, after digest.Digest, n int, fn func(meta.Descriptor) error) error {
+	if d == "" || n == 0 {
+		return nil
+	}
+	remaining := limit(n)
+	cursor := string(after)
+	for remaining > 0 {
+		batch, err := s.referrerBatch(ctx, repo, d, artifactType, cursor, min(remaining, referrerBatchRows))
+		if err != nil {
+			return err
+		}
+		for _, desc := range batch {
+			if err := fn(desc); err != nil {
+				return err
+			}
+		}
+		if len(batch) == 0 || int64(len(batch)) >= remaining {
+			return nil
+		}
+		remaining -= int64(len(batch))
+		cursor = string(batch[len(batch)-1].Digest)
+	}
+	return nil
+}
+
+// referrerBatch reads at most n referrers after cursor, stopping early once
+// their annotations pass referrerBatchBytes.
+func (s *Store) referrerBatch(ctx context.Context, repo string, d digest.Digest, artifactType, cursor string, n int64) ([]meta.Descriptor, error) {
 	var (
 		rows *sql.Rows
 		err  error
 	)
 	if artifactType == "" {
-		rows, err = s.r.query(ctx, qReferrers, repo, string(d), string(after), n)
+		rows, err = s.r.query(ctx, qReferrers, repo, string(d), cursor, n)
 	} else {
-		rows, err = s.r.query(ctx, qReferrersOfType, repo, string(d), string(after), artifactType, n)
+		rows, err = s.r.query(ctx, qReferrersOfType, repo, string(d), cursor, artifactType, n)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: referrers of %s@%s: %w", repo, d, err)
 	}
 	defer rows.Close()
-	for rows.Next() {
+	var out []meta.Descriptor
+	held := 0
+	for held < referrerBatchBytes && rows.Next() {
 		var (
 			desc        meta.Descriptor
 			dgst        string
@@ -93,6 +142,7 @@ func (s *Store) Referrers(ctx context.Context, repo string, d digest.Digest, art
 		if desc.Annotations, err = decodeMap(annotations); err != nil {
 			return nil, fmt.Errorf("sqlite: referrers of %s@%s: %s annotations: %w", repo, d, dgst, err)
 		}
+		held += len(annotations.String)
 		out = append(out, desc)
 	}
 	if err := rows.Err(); err != nil {

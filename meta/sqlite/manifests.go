@@ -221,13 +221,13 @@ func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
 }
 
 // qManifestSizes takes the digests as one JSON array ($2).
-const qManifestSizes = `SELECT m.digest, m.total_size
+const qManifestSizes = `SELECT m.digest, m.size, m.total_size
 FROM manifests m JOIN repositories r ON r.id = m.repo_id
 WHERE r.name = $1 AND m.digest IN (SELECT k.value FROM json_each($2) k)`
 
 // ManifestSizes implements meta.ManifestStore.
-func (s *Store) ManifestSizes(ctx context.Context, repo string, ds []digest.Digest) (map[digest.Digest]int64, error) {
-	out := make(map[digest.Digest]int64, len(ds))
+func (s *Store) ManifestSizes(ctx context.Context, repo string, ds []digest.Digest) (map[digest.Digest]meta.ManifestSize, error) {
+	out := make(map[digest.Digest]meta.ManifestSize, len(ds))
 	if len(ds) == 0 {
 		return out, nil
 	}
@@ -242,8 +242,8 @@ func (s *Store) ManifestSizes(ctx context.Context, repo string, ds []digest.Dige
 	defer rows.Close()
 	for rows.Next() {
 		var d string
-		var size int64
-		if err := rows.Scan(&d, &size); err != nil {
+		var size meta.ManifestSize
+		if err := rows.Scan(&d, &size.Content, &size.Total); err != nil {
 			return nil, fmt.Errorf("sqlite: manifest sizes in %s: %w", repo, err)
 		}
 		out[digest.Digest(d)] = size

@@ -34,6 +34,12 @@ WHERE r.name = $1 AND l.digest = $2`
 WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2`
 	qBlobKnown = `SELECT b.size FROM blobs b
 WHERE b.digest = $1 AND EXISTS (SELECT 1 FROM blob_links l WHERE l.digest = b.digest)`
+	// By blob_links_digest, then the repository's name: ordered by name
+	// after the join, so a page sorts only the links of one digest.
+	qLinkingRepos = `SELECT r.name
+FROM blob_links l JOIN repositories r ON r.id = l.repo_id
+WHERE l.digest = $1 AND r.name > $2
+ORDER BY r.name LIMIT $3`
 
 	// Manifests.
 	qInsertManifest = `INSERT INTO manifests (
@@ -82,10 +88,14 @@ WHERE r.name = $1 AND m.subject = $2 AND m.digest > $3 AND m.artifact_type = $4
 ORDER BY m.digest LIMIT $5`
 
 	// Uploads.
-	qCreateUpload = `INSERT INTO uploads (id, repo, byte_offset, state, created, updated)
-VALUES ($1, $2, $3, $4, $5, $6)`
-	qGetUpload    = `SELECT byte_offset, state, created, updated FROM uploads WHERE id = $1 AND repo = $2`
-	qUpdateUpload = `UPDATE uploads SET byte_offset = $1, state = $2, updated = $3
+	qCreateUpload = `INSERT INTO uploads (id, repo, byte_offset, state, created, updated, client)
+VALUES ($1, $2, $3, $4, $5, $6, $7)`
+	// Counts stop at the cap ($2): an index range scan of at most that
+	// many rows (uploads_repo, uploads_client).
+	qCountRepoUploads   = `SELECT COUNT(*) FROM (SELECT 1 FROM uploads WHERE repo = $1 LIMIT $2)`
+	qCountClientUploads = `SELECT COUNT(*) FROM (SELECT 1 FROM uploads WHERE client = $1 AND client != '' LIMIT $2)`
+	qGetUpload          = `SELECT byte_offset, state, created, updated, client FROM uploads WHERE id = $1 AND repo = $2`
+	qUpdateUpload       = `UPDATE uploads SET byte_offset = $1, state = $2, updated = $3
 WHERE id = $4 AND byte_offset = $5`
 	qUploadExists = `SELECT 1 FROM uploads WHERE id = $1`
 	qDeleteUpload = `DELETE FROM uploads WHERE id = $1`
@@ -182,6 +192,7 @@ var (
 		qUntaggedManifests, qNextRepo, qUnreferencedLinks, qUnlinkedBlobs, qBlobDeleting, qBlobRecords,
 		qLinks, qBlobRefs, qExpiredUploads, qUploadExists, qBlobRecord,
 		qIndexGeneration, qCatalogTags, qCatalogChildren, qManifestSizes, qLinkCreated,
+		qLinkingRepos,
 	}
 	writeQueries = []string{
 		qEnsureRepo, qRepoID, qInsertBlob, qInsertLink, qLinked, qDeleteLink, qTouchLink,
@@ -189,5 +200,6 @@ var (
 		qUpsertTag, qDeleteTag, qCreateUpload, qUpdateUpload, qUploadExists, qDeleteUpload,
 		qBlobDeleting, qSweepManifestFacts, qSweepLinks, qInsertTombstones,
 		qMarkDeleting, qClaimed, qDropBlobs, qExpireUpload,
+		qCountRepoUploads, qCountClientUploads,
 	}
 )

@@ -23,7 +23,53 @@ func (s *Store) CreateUpload(ctx context.Context, u meta.Upload) error {
 	if updated == nil {
 		updated = created
 	}
-	if _, err := s.w.exec(ctx, qCreateUpload, u.ID, u.Repo, u.Offset, u.State, created, updated); err != nil {
+	if _, err := s.w.exec(ctx, qCreateUpload, u.ID, u.Repo, u.Offset, u.State, created, updated, u.Client); err != nil {
+		return fmt.Errorf("sqlite: create upload %s in %s: %w", u.ID, u.Repo, err)
+	}
+	return nil
+}
+
+// CreateUploadCapped implements meta.UploadStore. The counts and the insert
+// run in one write transaction: SQLite serialises writers, so two creators
+// cannot both see room for one more.
+func (s *Store) CreateUploadCapped(ctx context.Context, u meta.Upload, caps meta.UploadCaps) error {
+	if u.ID == "" || u.Repo == "" {
+		return errors.New("sqlite: create upload: id and repository are required")
+	}
+	t := now()
+	created, updated := nullTime(u.Created), nullTime(u.Updated)
+	if created == nil {
+		created = t
+	}
+	if updated == nil {
+		updated = created
+	}
+	err := s.write(ctx, func(tx txn) error {
+		if caps.PerRepository > 0 {
+			var n int
+			if err := tx.queryRow(ctx, qCountRepoUploads, u.Repo, caps.PerRepository).Scan(&n); err != nil {
+				return err
+			}
+			if n >= caps.PerRepository {
+				return &meta.TooManyUploadsError{Of: "repository", Limit: caps.PerRepository}
+			}
+		}
+		if caps.PerClient > 0 && u.Client != "" {
+			var n int
+			if err := tx.queryRow(ctx, qCountClientUploads, u.Client, caps.PerClient).Scan(&n); err != nil {
+				return err
+			}
+			if n >= caps.PerClient {
+				return &meta.TooManyUploadsError{Of: "client", Limit: caps.PerClient}
+			}
+		}
+		_, err := tx.exec(ctx, qCreateUpload, u.ID, u.Repo, u.Offset, u.State, created, updated, u.Client)
+		return err
+	})
+	if errors.Is(err, meta.ErrTooManyUploads) {
+		return fmt.Errorf("create upload in %s: %w", u.Repo, err)
+	}
+	if err != nil {
 		return fmt.Errorf("sqlite: create upload %s in %s: %w", u.ID, u.Repo, err)
 	}
 	return nil
@@ -33,7 +79,7 @@ func (s *Store) CreateUpload(ctx context.Context, u meta.Upload) error {
 func (s *Store) GetUpload(ctx context.Context, repo, id string) (meta.Upload, error) {
 	u := meta.Upload{ID: id, Repo: repo}
 	var created, updated int64
-	err := s.r.queryRow(ctx, qGetUpload, id, repo).Scan(&u.Offset, &u.State, &created, &updated)
+	err := s.r.queryRow(ctx, qGetUpload, id, repo).Scan(&u.Offset, &u.State, &created, &updated, &u.Client)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return meta.Upload{}, fmt.Errorf("upload %s in %s: %w", id, repo, meta.ErrUploadNotFound)
