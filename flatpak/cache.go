@@ -15,15 +15,20 @@ type indexAnswer struct {
 	etag string
 	gz   []byte // the JSON, gzipped
 	size int64  // length of the JSON
+	// truncated: the answer stopped at Options.MaxIndexBytes.
+	truncated bool
 }
 
 // etagGzip is the ETag of the gzipped body: another representation, so
 // another tag (RFC 9110 §8.8.3.3).
 func (a *indexAnswer) etagGzip() string { return a.etag[:len(a.etag)-1] + `-gz"` }
 
-// indexCache keeps encoded index answers, at most one per key (the
-// normalized query), valid while the store's generation has not passed
-// theirs, within a memory budget (least recently used first out).
+// indexCache keeps encoded index answers, at most one per key (the view
+// and the normalized query), valid while the store's generation has not
+// passed theirs, within a memory budget (least recently used first out)
+// that counts each entry's key and bookkeeping as well as its answer, and
+// at most maxCacheEntries of them: a flood of distinct queries, each with
+// a tiny answer and a long key, cannot grow the cache past its budget.
 //
 // Concurrent misses for the same key and generation build the answer once,
 // in a flight of its own that no caller's going away cancels; at most
@@ -43,6 +48,18 @@ type indexCache struct {
 type cacheEntry struct {
 	key string
 	ans *indexAnswer
+}
+
+// Bookkeeping an entry costs beyond its key and answer (the list element,
+// the map slot, the entry and answer structs, the ETag), rounded up.
+const (
+	entryOverhead   = 512
+	maxCacheEntries = 4096
+)
+
+// cost is what an entry counts against the budget.
+func (e *cacheEntry) cost() int64 {
+	return int64(len(e.key)+len(e.ans.gz)) + entryOverhead
 }
 
 type flightKey struct {
@@ -137,20 +154,21 @@ func (c *indexCache) put(key string, ans *indexAnswer) {
 		if old.ans.gen > ans.gen {
 			return
 		}
-		c.size -= int64(len(old.ans.gz))
+		c.size -= old.cost()
 		c.lru.Remove(el)
 		delete(c.entries, key)
 	}
-	n := int64(len(ans.gz))
+	e := &cacheEntry{key: key, ans: ans}
+	n := e.cost()
 	if n > c.max {
 		return
 	}
-	c.entries[key] = c.lru.PushFront(&cacheEntry{key: key, ans: ans})
+	c.entries[key] = c.lru.PushFront(e)
 	c.size += n
-	for c.size > c.max {
+	for c.size > c.max || len(c.entries) > maxCacheEntries {
 		el := c.lru.Back()
 		e := el.Value.(*cacheEntry)
-		c.size -= int64(len(e.ans.gz))
+		c.size -= e.cost()
 		c.lru.Remove(el)
 		delete(c.entries, e.key)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,7 +16,11 @@ func answer(gen int64, size int) *indexAnswer {
 }
 
 func TestIndexCacheBudget(t *testing.T) {
-	c := newIndexCache(100, 4)
+	// Each entry costs its answer, its key (one byte here) and
+	// entryOverhead: the budget holds two of 40 bytes, not three.
+	cost := int64(40 + 1 + entryOverhead)
+	budget := 2*cost + 10
+	c := newIndexCache(budget, 4)
 	ctx := context.Background()
 	builds := 0
 	get := func(key string, gen int64, size int) *indexAnswer {
@@ -36,8 +41,8 @@ func TestIndexCacheBudget(t *testing.T) {
 		t.Fatalf("%d builds, want 2", builds)
 	}
 	get("c", 1, 40) // evicts b, the least recently used
-	if n, size := c.stats(); n != 2 || size != 80 {
-		t.Errorf("stats = %d entries, %d bytes; want 2, 80", n, size)
+	if n, size := c.stats(); n != 2 || size != 2*cost {
+		t.Errorf("stats = %d entries, %d bytes; want 2, %d", n, size, 2*cost)
 	}
 	get("a", 1, 40)
 	if builds != 3 {
@@ -56,13 +61,13 @@ func TestIndexCacheBudget(t *testing.T) {
 		t.Errorf("asking for gen 1 after gen 2 is cached: got gen %d after %d builds", a.gen, builds)
 	}
 	// An answer larger than the budget is served, not cached.
-	get("huge", 1, 101)
-	get("huge", 1, 101)
+	get("huge", 1, int(budget))
+	get("huge", 1, int(budget))
 	if builds != 7 {
 		t.Errorf("oversized answer cached: %d builds", builds)
 	}
-	if _, size := c.stats(); size > 100 {
-		t.Errorf("cache holds %d bytes, budget 100", size)
+	if _, size := c.stats(); size > budget {
+		t.Errorf("cache holds %d bytes, budget %d", size, budget)
 	}
 }
 
@@ -289,5 +294,35 @@ func TestParseIndexQueryNormalizes(t *testing.T) {
 	}
 	if a.key != b.key || a.key != "label%3Ax%3Aexists=1&os=linux&tag=a&tag=b" {
 		t.Errorf("keys %q and %q", a.key, b.key)
+	}
+}
+
+// TestIndexCacheFloodOfKeys: a flood of distinct queries with tiny answers
+// and long keys (what a hostile client sends to miss the cache) stays
+// within the budget: keys and bookkeeping count, and the number of
+// entries is capped (audit: each distinct filter misses the cache).
+func TestIndexCacheFloodOfKeys(t *testing.T) {
+	const budget = 1 << 20
+	c := newIndexCache(budget, 4)
+	ctx := context.Background()
+	longKey := strings.Repeat("k", 8<<10)
+	for i := range 3 * maxCacheEntries {
+		key := fmt.Sprintf("%s%d", longKey, i)
+		if _, err := c.get(ctx, key, 1, func(context.Context) (*indexAnswer, error) { return answer(1, 30), nil }); err != nil {
+			t.Fatal(err)
+		}
+		if n, size := c.stats(); size > budget || n > maxCacheEntries {
+			t.Fatalf("after %d keys: %d entries, %d bytes; budget %d bytes, %d entries", i+1, n, size, budget, maxCacheEntries)
+		}
+	}
+	// Short keys: the entry cap binds before the byte budget.
+	c = newIndexCache(1<<30, 4)
+	for i := range maxCacheEntries + 100 {
+		if _, err := c.get(ctx, fmt.Sprint(i), 1, func(context.Context) (*indexAnswer, error) { return answer(1, 1), nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := c.stats(); n != maxCacheEntries {
+		t.Errorf("%d entries, want the cap %d", n, maxCacheEntries)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/opencontainers/go-digest"
 
@@ -16,7 +17,11 @@ import (
 )
 
 // serveIcon answers GET /icons/<sha256 hex>.png with an icon recorded at
-// push time. Icons are content-addressed, so they are cached forever.
+// push time, if a repository the requester may pull shows it (else 404,
+// as for an unknown icon). Icons are content-addressed, so they are cached
+// forever (privately when Options.Access filters them). A request
+// revalidating an icon it holds gets 304 without a look: it names the
+// bytes it already has, whatever it may see.
 func (h *Handler) serveIcon(w http.ResponseWriter, r *http.Request, name string) {
 	hexPart, ok := strings.CutSuffix(name, ".png")
 	if !ok || len(hexPart) != 64 || strings.Trim(hexPart, "0123456789abcdef") != "" {
@@ -33,6 +38,26 @@ func (h *Handler) serveIcon(w http.ResponseWriter, r *http.Request, name string)
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
+	cacheControl := "public, max-age=31536000, immutable"
+	if _, canPull := h.view(r); canPull != nil {
+		// Served only if a repository the requester may pull shows it;
+		// otherwise exactly as an unknown icon is.
+		visible := false
+		err := h.md.IconRepositories(r.Context(), d, func(repo string) bool {
+			visible = canPull(repo)
+			return !visible
+		})
+		if err != nil {
+			h.internalError(w, r, "icon", err)
+			return
+		}
+		if !visible {
+			http.NotFound(w, r)
+			return
+		}
+		// Not for shared caches: another client may not see it.
+		cacheControl = "private, max-age=31536000, immutable"
+	}
 	png, ok, err := h.md.Icon(r.Context(), d)
 	if err != nil {
 		h.internalError(w, r, "icon", err)
@@ -45,7 +70,7 @@ func (h *Handler) serveIcon(w http.ResponseWriter, r *http.Request, name string)
 	hdr.Set("Content-Type", "image/png")
 	hdr.Set("Content-Length", strconv.Itoa(len(png)))
 	hdr.Set("ETag", tag)
-	hdr.Set("Cache-Control", "public, max-age=31536000, immutable")
+	hdr.Set("Cache-Control", cacheControl)
 	hdr.Set("Content-Security-Policy", "default-src 'none'")
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {
@@ -62,8 +87,8 @@ func (h *Handler) serveRepoFile(w http.ResponseWriter, r *http.Request) {
 	var b strings.Builder
 	b.WriteString("[Flatpak Repo]\n")
 	writeKey(&b, "Title", h.opts.Title)
-	writeKey(&b, "Url", "oci+"+base+"/")
-	writeKey(&b, "Homepage", base+"/")
+	writeURLKey(&b, "Url", "oci+", base+"/")
+	writeURLKey(&b, "Homepage", "", base+"/")
 	writeKey(&b, "Comment", "Flatpak apps from the "+h.opts.Title+" registry")
 	writeFile(w, r, "application/vnd.flatpak.repo", h.opts.RemoteName+".flatpakrepo", b.String())
 }
@@ -86,10 +111,15 @@ func (h *Handler) serveFlatpakref(w http.ResponseWriter, r *http.Request, rest s
 		http.NotFound(w, r)
 		return
 	}
+	if _, canPull := h.view(r); canPull != nil && !canPull(repo) {
+		// Exactly the answer for a tag that does not exist.
+		http.Error(w, notFlatpakMessage(repo, tag), http.StatusNotFound)
+		return
+	}
 	img, err := h.flatpakImage(r, repo, tag)
 	switch {
 	case errors.Is(err, meta.ErrTagNotFound), errors.Is(err, meta.ErrManifestNotFound), errors.Is(err, errNotFlatpak):
-		http.Error(w, fmt.Sprintf("%s:%s is not a Flatpak app or runtime", repo, tag), http.StatusNotFound)
+		http.Error(w, notFlatpakMessage(repo, tag), http.StatusNotFound)
 		return
 	case err != nil:
 		h.internalError(w, r, "flatpakref", err)
@@ -112,35 +142,43 @@ func (h *Handler) serveFlatpakref(w http.ResponseWriter, r *http.Request, rest s
 	writeKey(&b, "Name", ref.ID)
 	writeKey(&b, "Branch", ref.Branch)
 	writeKey(&b, "Title", title)
-	writeKey(&b, "Url", remote)
+	writeURLKey(&b, "Url", "oci+", strings.TrimPrefix(remote, "oci+"))
 	writeKey(&b, "IsRuntime", strconv.FormatBool(ref.Kind == "runtime"))
 	writeKey(&b, "SuggestRemoteName", h.opts.RemoteName)
 	if ref.Kind == "app" {
+		// The image's own runtime-repo, if it is an http(s) URL;
+		// else this remote.
 		runtimeRepo := img.Labels[LabelRuntimeRepo]
-		if runtimeRepo == "" {
+		if !isHTTPURL(runtimeRepo) {
 			runtimeRepo = base + RepoFilePath
 		}
-		writeKey(&b, "RuntimeRepo", runtimeRepo)
+		writeURLKey(&b, "RuntimeRepo", "", runtimeRepo)
 	}
 	if app.Summary != "" {
 		writeKey(&b, "Comment", app.Summary)
 	}
 	if app.Homepage != "" {
-		writeKey(&b, "Homepage", app.Homepage)
+		writeURLKey(&b, "Homepage", "", app.Homepage)
 	}
 	key := meta.ManifestKey{Repo: img.Repo, Digest: img.Digest}
 	if all, err := h.md.ManifestIcons(ctx, key); err == nil {
 		icons := all[key]
 		if d, ok := icons[128]; ok {
-			writeKey(&b, "Icon", base+IconPath(d))
+			writeURLKey(&b, "Icon", "", base+IconPath(d))
 		} else if d, ok := icons[64]; ok {
-			writeKey(&b, "Icon", base+IconPath(d))
+			writeURLKey(&b, "Icon", "", base+IconPath(d))
 		}
 	}
 	writeFile(w, r, "application/vnd.flatpak.ref", ref.ID+".flatpakref", b.String())
 }
 
 var errNotFlatpak = errors.New("not a Flatpak image")
+
+// notFlatpakMessage is the 404 body for a .flatpakref that cannot be
+// served: the tag does not exist, is not a Flatpak, or is hidden.
+func notFlatpakMessage(repo, tag string) string {
+	return fmt.Sprintf("%s:%s is not a Flatpak app or runtime", repo, tag)
+}
 
 // refApp is what a .flatpakref file takes from an image's AppStream data.
 type refApp struct{ Name, Summary, Homepage string }
@@ -229,30 +267,59 @@ func (h *Handler) flatpakImage(r *http.Request, repo, tag string) (*meta.Manifes
 	return nil, fmt.Errorf("%s:%s: %w", repo, tag, errNotFlatpak)
 }
 
-// writeKey writes key=value with GKeyFile's escapes, so that a value
-// cannot start a new line or group.
+// writeKey writes key=value so that the value cannot start a new line, a
+// new key or a new group, nor hide what it says: line breaks and tabs
+// become spaces; other control characters (C0, DEL, C1), the
+// bidirectional controls and invalid UTF-8 are dropped; a backslash is
+// escaped as GKeyFile reads it, and a leading space kept with \s.
 func writeKey(b *strings.Builder, key, value string) {
 	b.WriteString(key)
 	b.WriteByte('=')
-	for i, c := range value {
+	first := true
+	for i := 0; i < len(value); {
+		c, n := utf8.DecodeRuneInString(value[i:])
+		i += n
 		switch {
-		case c == ' ' && i == 0:
+		case c == utf8.RuneError && n <= 1:
+			continue // invalid UTF-8
+		case c == '\n' || c == '\r' || c == '\t':
+			c = ' '
+		case !keyfileRune(c):
+			continue
+		}
+		switch {
+		case c == ' ' && first:
 			b.WriteString(`\s`)
-		case c == '\n':
-			b.WriteString(`\n`)
-		case c == '\r':
-			b.WriteString(`\r`)
-		case c == '\t':
-			b.WriteString(`\t`)
 		case c == '\\':
 			b.WriteString(`\\`)
-		case c < 0x20 || c == 0x7f:
-			// other control characters have no escape: drop them
 		default:
 			b.WriteRune(c)
 		}
+		first = false
 	}
 	b.WriteByte('\n')
+}
+
+// keyfileRune reports whether c may appear in a keyfile value as it is.
+func keyfileRune(c rune) bool {
+	switch {
+	case c < 0x20, c == 0x7f, c >= 0x80 && c <= 0x9f:
+		return false
+	case c >= 0x202a && c <= 0x202e, c >= 0x2066 && c <= 0x2069, c == 0x200e, c == 0x200f, c == 0x061c:
+		return false // bidirectional embeddings, overrides, isolates, marks
+	}
+	return true
+}
+
+// writeURLKey writes key=prefix+u if u is an absolute http or https URL
+// with nothing a keyfile would change (no control or white space
+// characters); otherwise (a javascript:, file: or relative URL, say) the
+// key is left out.
+func writeURLKey(b *strings.Builder, key, prefix, u string) {
+	if !isHTTPURL(u) || strings.IndexFunc(u, func(c rune) bool { return c <= ' ' || !keyfileRune(c) }) >= 0 {
+		return
+	}
+	writeKey(b, key, prefix+u)
 }
 
 func writeFile(w http.ResponseWriter, r *http.Request, contentType, filename, body string) {
@@ -281,13 +348,25 @@ type Ref struct {
 }
 
 // ParseRef parses an org.flatpak.ref value, "app/ID/ARCH/BRANCH" or
-// "runtime/ID/ARCH/BRANCH".
+// "runtime/ID/ARCH/BRANCH", checking each part as flatpak itself does
+// (ValidName, ValidArch, ValidBranch): a ref flatpak would refuse is
+// refused here, so nothing Berth shows or writes (the index, the
+// catalogue's commands, .flatpakref files) carries one.
 func ParseRef(s string) (Ref, error) {
 	parts := strings.Split(s, "/")
-	if len(parts) != 4 || (parts[0] != "app" && parts[0] != "runtime") || parts[1] == "" || parts[2] == "" || parts[3] == "" {
+	if len(parts) != 4 || (parts[0] != "app" && parts[0] != "runtime") {
 		return Ref{}, fmt.Errorf("flatpak ref %q is not app|runtime/ID/ARCH/BRANCH", s)
 	}
-	return Ref{Kind: parts[0], ID: parts[1], Arch: parts[2], Branch: parts[3]}, nil
+	r := Ref{Kind: parts[0], ID: parts[1], Arch: parts[2], Branch: parts[3]}
+	switch {
+	case !ValidName(r.ID):
+		return Ref{}, fmt.Errorf("flatpak ref %q: %q is not a valid application id", s, r.ID)
+	case !ValidArch(r.Arch):
+		return Ref{}, fmt.Errorf("flatpak ref %q: %q is not a valid architecture", s, r.Arch)
+	case !ValidBranch(r.Branch):
+		return Ref{}, fmt.Errorf("flatpak ref %q: %q is not a valid branch", s, r.Branch)
+	}
+	return r, nil
 }
 
 // String formats the ref as kind/id/arch/branch.

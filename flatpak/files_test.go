@@ -17,10 +17,10 @@ func TestRepoFile(t *testing.T) {
 		t.Fatalf("GET %s: %s", flatpak.RepoFilePath, res.Status)
 	}
 	want := "[Flatpak Repo]\n" +
-		"Title=Acme\\nApps\n" +
+		"Title=Acme Apps\n" +
 		"Url=oci+" + e.srv.URL + "/\n" +
 		"Homepage=" + e.srv.URL + "/\n" +
-		"Comment=Flatpak apps from the Acme\\nApps registry\n"
+		"Comment=Flatpak apps from the Acme Apps registry\n"
 	if string(body) != want {
 		t.Errorf("flatpakrepo =\n%s\nwant\n%s", body, want)
 	}
@@ -84,7 +84,7 @@ func TestFlatpakref(t *testing.T) {
 }
 
 func TestParseRef(t *testing.T) {
-	for _, s := range []string{"app/a/x86_64/stable", "runtime/org.x/aarch64/1"} {
+	for _, s := range []string{"app/org.example.A/x86_64/stable", "runtime/org.x.Y/aarch64/1"} {
 		r, err := flatpak.ParseRef(s)
 		if err != nil || r.String() != s {
 			t.Errorf("ParseRef(%q) = %+v, %v", s, r, err)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"sync/atomic"
 
 	"github.com/opencontainers/go-digest"
 
@@ -29,8 +30,21 @@ type Meta interface {
 	ManifestIcons(ctx context.Context, keys ...meta.ManifestKey) (map[meta.ManifestKey]map[int]digest.Digest, error)
 	// Icon returns an icon's PNG bytes; ok is false if it is not stored.
 	Icon(ctx context.Context, d digest.Digest) (png []byte, ok bool, err error)
+	// IconRepositories calls fn with each repository holding a manifest
+	// that shows the icon d, until fn returns false (contract:
+	// meta/metatest.RunIconAccess).
+	IconRepositories(ctx context.Context, d digest.Digest, fn func(repo string) bool) error
 	ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, error)
 	GetManifest(ctx context.Context, repo string, d digest.Digest) (*meta.Manifest, error)
+}
+
+// Access filters what a request may see (V14: every side door applies the
+// registry's pull filter).
+type Access interface {
+	// View returns a key naming the set of repositories r may pull
+	// (requests with equal keys see the same answers, so caches can be
+	// keyed by it) and the predicate.
+	View(r *http.Request) (key string, canPull func(repo string) bool)
 }
 
 // Options configure the Flatpak remote. Zero values take the defaults.
@@ -52,16 +66,26 @@ type Options struct {
 	// RemoteName is the remote name the .flatpakref files suggest;
 	// default "berth".
 	RemoteName string
-	// CacheBytes bounds the memory that cached, gzipped index answers use;
-	// default 64 MiB. Negative disables the cache.
+	// CacheBytes bounds the memory that cached, gzipped index answers use
+	// (their bytes and their keys); default 64 MiB. Negative disables the
+	// cache.
 	CacheBytes int64
+	// MaxIndexBytes caps the (uncompressed) JSON of one index answer;
+	// default 4 MiB. The protocol has no paging: an answer that would be
+	// larger lists the first images that fit (see the package doc).
+	MaxIndexBytes int64
+	// Access filters the index, icons and .flatpakref files by what the
+	// requester may pull; nil: everything is visible. The .flatpakrepo
+	// file holds no repository data and is always served.
+	Access Access
 }
 
 // Defaults for Options.
 const (
-	DefaultTitle      = "Berth"
-	DefaultRemoteName = "berth"
-	DefaultCacheBytes = 64 << 20
+	DefaultTitle         = "Berth"
+	DefaultRemoteName    = "berth"
+	DefaultCacheBytes    = 64 << 20
+	DefaultMaxIndexBytes = 4 << 20
 )
 
 // Paths the Handler serves (RepoFilePath and FlatpakrefPath for the web
@@ -90,6 +114,9 @@ type Handler struct {
 	log   *slog.Logger
 	cache *indexCache
 	apps  appCache // parsed AppStream data for .flatpakref files
+	// truncatedGen is the last index generation at which a truncated
+	// answer was logged (one warning per generation).
+	truncatedGen atomic.Int64
 }
 
 // New returns a Handler over md. A nil logger discards.
@@ -106,6 +133,9 @@ func New(md Meta, opts Options, logger *slog.Logger) *Handler {
 	}
 	if opts.CacheBytes == 0 {
 		opts.CacheBytes = DefaultCacheBytes
+	}
+	if opts.MaxIndexBytes <= 0 {
+		opts.MaxIndexBytes = DefaultMaxIndexBytes
 	}
 	return &Handler{md: md, opts: opts, log: logger, cache: newIndexCache(max(opts.CacheBytes, 0), runtime.GOMAXPROCS(0))}
 }
@@ -140,6 +170,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// view is what r may see: the key of its view ("" without Access) and
+// the predicate (nil: everything).
+func (h *Handler) view(r *http.Request) (string, func(repo string) bool) {
+	if h.opts.Access == nil {
+		return "", nil
+	}
+	return h.opts.Access.View(r)
 }
 
 // baseURL is the absolute URL of Berth for r (BaseURL), for the files.

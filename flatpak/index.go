@@ -104,27 +104,12 @@ func parseIndexQuery(raw string) (indexQuery, error) {
 	return q, nil
 }
 
-// The index JSON (flatpak-oci-protocol.md §4). Field names are the
-// protocol's; arrays are never null (flatpak treats null as missing and
-// rejects the whole index or silently lists nothing).
-type indexResponse struct {
-	Registry string        `json:"Registry"`
-	Results  []indexResult `json:"Results"`
-}
-
-type indexResult struct {
-	Name   string       `json:"Name"`
-	Images []indexImage `json:"Images"`
-	Lists  []indexList  `json:"Lists"`
-}
-
-type indexList struct {
-	Digest    string       `json:"Digest"`
-	MediaType string       `json:"MediaType"`
-	Images    []indexImage `json:"Images"`
-	Tags      []string     `json:"Tags"`
-}
-
+// The index JSON (flatpak-oci-protocol.md §4): an object
+// {"Registry": …, "Results": [{"Name": …, "Images": […], "Lists":
+// [{"Digest", "MediaType", "Images", "Tags"}]}]}, written part by part
+// (indexParts.encode). Field names are the protocol's; arrays are never
+// null (flatpak treats null as missing and rejects the whole index or
+// silently lists nothing).
 type indexImage struct {
 	Digest       string            `json:"Digest"`
 	MediaType    string            `json:"MediaType"`
@@ -154,16 +139,16 @@ func indexKey(k string) bool {
 		k == "io.github.containers.DeltaUrl"
 }
 
-// etagOf is the strong ETag of an index body: a fingerprint of its bytes
-// (which hold the base URL, in Registry), so equal answers have equal tags
-// whatever the generation they were built at.
-func etagOf(body []byte) string {
-	sum := sha256.Sum256(body)
-	return `"` + hex.EncodeToString(sum[:16]) + `"`
+// cacheKey is the cache key of a query for a view: equal only for equal
+// views and equal normalized queries (the view key's length comes first,
+// so no view key and query can be confused with another pair).
+func cacheKey(view, query string) string {
+	return strconv.Itoa(len(view)) + ":" + view + "?" + query
 }
 
 // serveIndex answers /index/static and /index/dynamic: the same answer;
-// dynamic is not to be stored by caches (protocol §3).
+// dynamic is not to be stored by caches (protocol §3). The answer lists
+// only images of repositories the requester may pull (Options.Access).
 func (h *Handler) serveIndex(w http.ResponseWriter, r *http.Request, dynamic bool) {
 	ctx := r.Context()
 	q, err := parseIndexQuery(r.URL.RawQuery)
@@ -171,6 +156,7 @@ func (h *Handler) serveIndex(w http.ResponseWriter, r *http.Request, dynamic boo
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	viewKey, canPull := h.view(r)
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/json")
 	hdr.Set("Vary", "Accept-Encoding")
@@ -187,12 +173,17 @@ func (h *Handler) serveIndex(w http.ResponseWriter, r *http.Request, dynamic boo
 		h.internalError(w, r, "index generation", err)
 		return
 	}
-	ans, err := h.cache.get(ctx, q.key, gen, func(ctx context.Context) (*indexAnswer, error) {
-		return h.buildIndex(ctx, q)
+	// Requests of one view share answers (and builds): canPull is the
+	// same predicate for all of them.
+	ans, err := h.cache.get(ctx, cacheKey(viewKey, q.key), gen, func(ctx context.Context) (*indexAnswer, error) {
+		return h.buildIndex(ctx, q, canPull)
 	})
 	if err != nil {
 		h.internalError(w, r, "index", err)
 		return
+	}
+	if ans.truncated {
+		hdr.Set("X-Berth-Index-Truncated", "true")
 	}
 	gz := acceptsGzip(r.Header.Get("Accept-Encoding"))
 	tag, other := ans.etag, ans.etagGzip()
@@ -233,88 +224,230 @@ func (h *Handler) serveIndex(w http.ResponseWriter, r *http.Request, dynamic boo
 	}
 }
 
+// errIndexFull stops the store's walk when the answer is full.
+var errIndexFull = errors.New("index answer full")
+
+// Framing bytes the answer adds around its parts, counted generously so
+// that the parts' sum bounds the body: a result's
+// {"Name":…,"Images":[],"Lists":[]} and a list's
+// {"Digest":…,"MediaType":…,"Images":[],"Tags":[]}, plus a comma per part.
+const (
+	resultFraming = 40
+	listFraming   = 60
+	answerFraming = 40
+)
+
+// indexParts is an answer being built: each image is encoded as soon as
+// the store passes it, so what is held is the encoded JSON, never more
+// than Options.MaxIndexBytes of it.
+type indexParts struct {
+	results map[string]*resultParts
+	lists   map[meta.ManifestKey]*listParts
+	size    int64 // bytes the body will have at most
+	max     int64
+	full    bool
+}
+
+type resultParts struct {
+	name   []byte   // JSON string
+	images [][]byte // encoded indexImage values
+	lists  []*listParts
+}
+
+type listParts struct {
+	digest, mediaType, tags []byte // JSON values
+	images                  [][]byte
+	seen                    map[digest.Digest]bool
+}
+
+// add counts n more bytes, or reports that they would pass the cap.
+func (p *indexParts) add(n int64) bool {
+	if p.size+n > p.max {
+		p.full = true
+		return false
+	}
+	p.size += n
+	return true
+}
+
 // buildIndex queries the store and encodes the answer, gzipped. URLs in it
 // are built on the configured public URL, else relative to the index URL
 // (the client resolves Registry and icon URLs against it, §1 and §2.3), so
-// the answer does not depend on the request.
-func (h *Handler) buildIndex(ctx context.Context, q indexQuery) (*indexAnswer, error) {
+// the answer does not depend on the request, only on its view: images of
+// repositories canPull refuses are left out (nil: none are). The answer
+// stops at the first image that would take it past Options.MaxIndexBytes.
+func (h *Handler) buildIndex(ctx context.Context, q indexQuery, canPull func(string) bool) (*indexAnswer, error) {
 	base := h.opts.PublicURL
-	type listEntry struct {
-		list   indexList
-		images []*indexImage
-		seen   map[digest.Digest]bool
-	}
-	type resultEntry struct {
-		images []*indexImage
-		lists  []*listEntry
-	}
-	var (
-		results = map[string]*resultEntry{}
-		lists   = map[meta.ManifestKey]*listEntry{}
-	)
-	result := func(repo string) *resultEntry {
-		res := results[repo]
+	registry := jsonBytes(base + "/")
+	p := &indexParts{results: map[string]*resultParts{}, lists: map[meta.ManifestKey]*listParts{}, max: h.opts.MaxIndexBytes}
+	p.size = int64(len(registry)) + answerFraming
+	result := func(repo string) *resultParts {
+		res := p.results[repo]
 		if res == nil {
-			res = &resultEntry{}
-			results[repo] = res
+			name := jsonBytes(repo)
+			if !p.add(int64(len(name)) + resultFraming) {
+				return nil
+			}
+			res = &resultParts{name: name}
+			p.results[repo] = res
 		}
 		return res
 	}
 	gen, err := h.md.IndexImages(ctx, q.filter, func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error {
+		if canPull != nil && !canPull(img.Repo) {
+			return nil
+		}
 		e := h.indexImage(ctx, img, icons, base)
 		if e == nil {
 			return nil
 		}
 		if list == nil {
 			e.Tags = sortedCopy(tags)
+		}
+		enc := jsonBytes(e)
+		if list == nil {
 			res := result(img.Repo)
-			res.images = append(res.images, e)
+			if res == nil || !p.add(int64(len(enc))+1) {
+				return errIndexFull
+			}
+			res.images = append(res.images, enc)
 			return nil
 		}
 		lk := meta.ManifestKey{Repo: list.Repo, Digest: list.Digest}
-		l := lists[lk]
+		l := p.lists[lk]
 		if l == nil {
-			l = &listEntry{list: indexList{Digest: string(list.Digest), MediaType: list.MediaType, Tags: sortedCopy(tags)}, seen: map[digest.Digest]bool{}}
-			lists[lk] = l
 			res := result(list.Repo)
+			if res == nil {
+				return errIndexFull
+			}
+			l = &listParts{digest: jsonBytes(string(list.Digest)), mediaType: jsonBytes(list.MediaType),
+				tags: jsonBytes(sortedCopy(tags)), seen: map[digest.Digest]bool{}}
+			if !p.add(int64(len(l.digest)+len(l.mediaType)+len(l.tags)) + listFraming) {
+				return errIndexFull
+			}
+			p.lists[lk] = l
 			res.lists = append(res.lists, l)
 		}
 		if !l.seen[img.Digest] {
+			if !p.add(int64(len(enc)) + 1) {
+				return errIndexFull
+			}
 			l.seen[img.Digest] = true
-			l.images = append(l.images, e)
+			l.images = append(l.images, enc)
 		}
 		return nil
 	})
+	if errors.Is(err, errIndexFull) {
+		// The walk stopped early: the snapshot's generation is not
+		// known, so the answer counts as of the one the request saw
+		// (a later change makes the cache build it again).
+		gen, err = h.md.IndexGeneration(ctx)
+		if err == nil {
+			h.warnTruncated(ctx, gen, q)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
+	return p.encode(gen, registry)
+}
 
-	resp := indexResponse{Registry: base + "/", Results: make([]indexResult, 0, len(results))}
-	for name, res := range results {
-		r := indexResult{Name: name, Images: derefAll(res.images), Lists: make([]indexList, 0, len(res.lists))}
-		for _, l := range res.lists {
-			l.list.Images = derefAll(l.images)
-			r.Lists = append(r.Lists, l.list)
+// warnTruncated logs, once per generation, that an answer was cut.
+func (h *Handler) warnTruncated(ctx context.Context, gen int64, q indexQuery) {
+	for {
+		last := h.truncatedGen.Load()
+		if gen <= last {
+			return
 		}
-		resp.Results = append(resp.Results, r)
+		if h.truncatedGen.CompareAndSwap(last, gen) {
+			h.log.WarnContext(ctx, "Flatpak index answer cut at its size limit: it lists the first images that fit",
+				"max_bytes", h.opts.MaxIndexBytes, "query", q.key, "generation", gen)
+			return
+		}
 	}
-	slices.SortFunc(resp.Results, func(a, b indexResult) int { return strings.Compare(a.Name, b.Name) })
+}
 
-	var plain bytes.Buffer
-	enc := json.NewEncoder(&plain)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(resp); err != nil {
-		return nil, fmt.Errorf("encode index: %w", err)
+// encode writes the answer's JSON into a gzip stream, part by part, in
+// repository order, hashing it for the ETag as it goes.
+func (p *indexParts) encode(gen int64, registry []byte) (*indexAnswer, error) {
+	names := make([]string, 0, len(p.results))
+	for name := range p.results {
+		names = append(names, name)
 	}
+	slices.Sort(names)
+
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
-	if _, err := zw.Write(plain.Bytes()); err != nil {
-		return nil, fmt.Errorf("compress index: %w", err)
+	sum := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(zw, sum)}
+	w := func(parts ...[]byte) {
+		for _, b := range parts {
+			_, _ = cw.Write(b) // a bytes.Buffer and a hash do not fail
+		}
 	}
+	join := func(items [][]byte) {
+		for i, b := range items {
+			if i > 0 {
+				w(comma)
+			}
+			w(b)
+		}
+	}
+	w([]byte(`{"Registry":`), registry, []byte(`,"Results":[`))
+	for i, name := range names {
+		res := p.results[name]
+		if i > 0 {
+			w(comma)
+		}
+		w([]byte(`{"Name":`), res.name, []byte(`,"Images":[`))
+		join(res.images)
+		w([]byte(`],"Lists":[`))
+		for j, l := range res.lists {
+			if j > 0 {
+				w(comma)
+			}
+			w([]byte(`{"Digest":`), l.digest, []byte(`,"MediaType":`), l.mediaType, []byte(`,"Images":[`))
+			join(l.images)
+			w([]byte(`],"Tags":`), l.tags, []byte(`}`))
+		}
+		w([]byte(`]}`))
+	}
+	w([]byte("]}\n"))
 	if err := zw.Close(); err != nil {
 		return nil, fmt.Errorf("compress index: %w", err)
 	}
-	return &indexAnswer{gen: gen, etag: etagOf(plain.Bytes()), gz: gz.Bytes(), size: int64(plain.Len())}, nil
+	digestSum := sum.Sum(nil)
+	// The strong ETag is a fingerprint of the body (which holds the base
+	// URL, in Registry), so equal answers have equal tags whatever the
+	// generation they were built at.
+	etag := `"` + hex.EncodeToString(digestSum[:16]) + `"`
+	return &indexAnswer{gen: gen, etag: etag, gz: gz.Bytes(), size: cw.n, truncated: p.full}, nil
+}
+
+var comma = []byte(",")
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
+}
+
+// jsonBytes encodes v as the index does: no HTML escaping (the body is
+// JSON, never HTML), no trailing newline.
+func jsonBytes(v any) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		// Only strings, string slices and maps of strings are encoded.
+		panic(fmt.Sprintf("flatpak: encoding %T: %v", v, err))
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
 // indexImage is the index entry of img, or nil if the image is left out:
@@ -323,6 +456,11 @@ func (h *Handler) buildIndex(ctx context.Context, q indexQuery) (*indexAnswer, e
 // labels and annotations are copied (indexKey), with icons rewritten
 // (rewriteIcons).
 func (h *Handler) indexImage(ctx context.Context, img *meta.Manifest, icons map[int]digest.Digest, base string) *indexImage {
+	if !refConsistent(img) {
+		h.log.WarnContext(ctx, "image left out of the Flatpak index: its org.flatpak.ref is not a valid Flatpak ref",
+			"repo", img.Repo, "digest", img.Digest)
+		return nil
+	}
 	if md, ok := img.Labels[LabelMetadata]; ok && !cleanMetadata(md) {
 		h.log.WarnContext(ctx, "image left out of the Flatpak index: its org.flatpak.metadata holds NUL or invalid UTF-8",
 			"repo", img.Repo, "digest", img.Digest)
@@ -349,6 +487,26 @@ func (h *Handler) indexImage(ctx context.Context, img *meta.Manifest, icons map[
 		return nil
 	}
 	return e
+}
+
+// refConsistent reports whether img's org.flatpak.ref, as a label and as
+// an annotation (which flatpak <= 1.4 reads), is a valid ref wherever it is
+// present, and the same in both places. An image with neither is not a
+// Flatpak image and is listed as any image is.
+func refConsistent(img *meta.Manifest) bool {
+	label, hasLabel := img.Labels[LabelRef]
+	ann, hasAnn := img.Annotations[LabelRef]
+	if hasLabel {
+		if _, err := ParseRef(label); err != nil {
+			return false
+		}
+	}
+	if hasAnn {
+		if _, err := ParseRef(ann); err != nil {
+			return false
+		}
+	}
+	return !hasLabel || !hasAnn || label == ann
 }
 
 // indexMap copies the protocol's keys of m (indexKey), never returning nil.
@@ -396,14 +554,6 @@ func isDataURI(v string) bool {
 func isHTTPURL(v string) bool {
 	u, err := url.Parse(v)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
-}
-
-func derefAll(ps []*indexImage) []indexImage {
-	out := make([]indexImage, len(ps))
-	for i, p := range ps {
-		out[i] = *p
-	}
-	return out
 }
 
 // cleanMetadata reports whether a metadata label can be passed on: no
