@@ -45,7 +45,7 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, name, ref s
 	if rng := r.Header.Get("Range"); rng != "" && r.Header.Get("If-Range") == "" {
 		if _, err := parseRange(rng, info.Size); err != nil {
 			h.Set("Content-Range", "bytes */"+strconv.FormatInt(info.Size, 10))
-			return errorf(CodeBlobUnknown, http.StatusRequestedRangeNotSatisfiable, err, "%v", err)
+			return errorf(CodeRangeInvalid, http.StatusRequestedRangeNotSatisfiable, err, "%v; the blob has %d bytes", err, info.Size)
 		}
 	}
 	if r.Method == http.MethodHead && r.Header.Get("Range") == "" {

@@ -18,7 +18,8 @@ import (
 // Code is an error code of the OCI distribution spec ("Error Codes" table).
 type Code string
 
-// The spec's error codes, and nothing else: clients key on these strings.
+// The spec's error codes, and one more (CodeRangeInvalid): clients key on
+// these strings.
 const (
 	CodeBlobUnknown         Code = "BLOB_UNKNOWN"
 	CodeBlobUploadInvalid   Code = "BLOB_UPLOAD_INVALID"
@@ -34,6 +35,13 @@ const (
 	CodeDenied              Code = "DENIED"
 	CodeUnsupported         Code = "UNSUPPORTED"
 	CodeTooManyRequests     Code = "TOOMANYREQUESTS"
+	// CodeRangeInvalid answers a 416 for a blob GET whose Range header
+	// is malformed or selects no byte of the blob (Content-Range: bytes
+	// */SIZE says how large it is). The spec's table has no code for this;
+	// BLOB_UNKNOWN, used before, told clients a blob that exists was
+	// missing. RANGE_INVALID is distribution's code for it, so clients that
+	// know distribution recognise it; the status is what clients act on.
+	CodeRangeInvalid Code = "RANGE_INVALID"
 )
 
 // codes is the table of every spec code with its default status and message.
@@ -55,6 +63,7 @@ var codes = map[Code]struct {
 	CodeDenied:              {http.StatusForbidden, "requested access to the resource is denied"},
 	CodeUnsupported:         {http.StatusMethodNotAllowed, "the operation is unsupported"},
 	CodeTooManyRequests:     {http.StatusTooManyRequests, "too many requests"},
+	CodeRangeInvalid:        {http.StatusRequestedRangeNotSatisfiable, "requested range not satisfiable"},
 }
 
 // Error is an error answered to the client in the spec's JSON format.
@@ -62,7 +71,11 @@ type Error struct {
 	Code   Code
 	Status int    // 0: the code's default
 	Detail string // shown to the client
-	Err    error  // the cause, logged, never shown
+	// Message replaces the code's message from the table when the table's
+	// would say something else than what happened (SIZE_INVALID's "did not
+	// match" for a body over a limit).
+	Message string
+	Err     error // the cause, logged, never shown
 	// Header is set on the response (e.g. Range on a 416 of an upload).
 	Header http.Header
 }
@@ -112,7 +125,9 @@ func toSpec(err error) *Error {
 		return errorf(CodeBlobUploadInvalid, http.StatusInsufficientStorage, err,
 			"insufficient storage: the registry's disk is full; nothing was stored (an upload in progress was discarded); push again once space is freed")
 	case errors.As(err, &tooBig):
-		return errorf(CodeSizeInvalid, http.StatusRequestEntityTooLarge, err, "body larger than the limit of %d bytes", tooBig.Limit)
+		e := errorf(CodeSizeInvalid, http.StatusRequestEntityTooLarge, err, "body larger than the limit of %d bytes", tooBig.Limit)
+		e.Message = "request body exceeds the registry's size limit"
+		return e
 	case errors.As(err, &unknown):
 		return errorf(CodeManifestBlobUnknown, 0, err, "blob %s is not in the repository", unknown.Digest)
 	case errors.Is(err, oci.ErrNameInvalid):
@@ -167,6 +182,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error, reqID string)
 		}
 	}
 	msg := codes[e.Code].message
+	if e.Message != "" {
+		msg = e.Message
+	}
 	if msg == "" {
 		msg = "internal server error"
 	}

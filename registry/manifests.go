@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"github.com/opencontainers/go-digest"
@@ -81,24 +83,34 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, name, r
 		}
 		tags = append(tags, ref)
 	}
-	extra := r.URL.Query()["tag"]
+	// The query is parsed strictly: url.Values drops pairs it cannot
+	// parse ("tag=v1;x", "tag=%zz"), which would store the manifest
+	// without a tag the client asked for.
+	query, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return errorf(CodeManifestInvalid, 0, err, "malformed query: %v", err)
+	}
+	extra := query["tag"]
 	if len(extra) > maxTagParams {
 		return errorf(CodeManifestInvalid, 0, nil, "at most %d tag parameters in one push", maxTagParams)
 	}
 	for _, t := range extra {
+		// An invalid ?tag= is MANIFEST_INVALID: the spec's table has no
+		// tag code (TAG_INVALID is distribution's), and ErrTagInvalid
+		// maps to MANIFEST_INVALID everywhere else too.
 		if err := oci.ValidateTag(t); err != nil {
-			return err
+			return fmt.Errorf("tag parameter: %w", err)
 		}
 		tags = append(tags, t)
 	}
 	if r.ContentLength > reg.opts.MaxManifestBytes {
-		return errorf(CodeSizeInvalid, http.StatusRequestEntityTooLarge, nil, "manifest larger than the limit of %d bytes", reg.opts.MaxManifestBytes)
+		return reg.manifestTooLarge(nil)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, reg.opts.MaxManifestBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return errorf(CodeSizeInvalid, http.StatusRequestEntityTooLarge, err, "manifest larger than the limit of %d bytes", reg.opts.MaxManifestBytes)
+			return reg.manifestTooLarge(err)
 		}
 		return errorf(CodeManifestInvalid, 0, err, "could not read the manifest body")
 	}
@@ -112,6 +124,9 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, name, r
 	}
 	pm, err := oci.ParseManifest(r.Header.Get("Content-Type"), body)
 	if err != nil {
+		return err
+	}
+	if err := reg.authorizeTagMoves(w, r, name, d, tags); err != nil {
 		return err
 	}
 	m, err := reg.record(r, name, d, pm, body)
@@ -140,6 +155,51 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, name, r
 	return nil
 }
 
+// manifestTooLarge is the 413 of a manifest over the limit.
+func (reg *Registry) manifestTooLarge(cause error) *Error {
+	e := errorf(CodeManifestInvalid, http.StatusRequestEntityTooLarge, cause, "the manifest is larger than the limit of %d bytes", reg.opts.MaxManifestBytes)
+	e.Message = "manifest exceeds the registry's size limit"
+	return e
+}
+
+// authorizeTagMoves checks that the request may move every tag it names
+// (the path tag and each ?tag=) that exists and points at another digest:
+// that needs ActionOverwrite besides push (V10, V11). New tags, and tags
+// already at d, need only push. No tag name is special.
+func (reg *Registry) authorizeTagMoves(w http.ResponseWriter, r *http.Request, name string, d digest.Digest, tags []string) error {
+	if reg.opts.Access == nil || len(tags) == 0 || reg.allowed(r, name, ActionOverwrite) {
+		return nil
+	}
+	for _, t := range tags {
+		cur, err := reg.meta.ResolveTag(r.Context(), name, t)
+		switch {
+		case errors.Is(err, meta.ErrTagNotFound), errors.Is(err, meta.ErrRepoNotFound):
+			continue
+		case err != nil:
+			return fmt.Errorf("tag %s:%s: %w", name, t, err)
+		case cur != d:
+			return reg.deny(w, r, scopeFor(name, ActionOverwrite))
+		}
+	}
+	return nil
+}
+
+// addSize adds sizes without overflowing: a sum past the largest int64
+// stays there. Sizes of descriptors not stored (sparse layers, index
+// children not pushed) are whatever the client wrote.
+func addSize(a, b int64) int64 {
+	if b > 0 && a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// sizeMismatch is the refusal of a descriptor whose size is not the stored
+// content's.
+func sizeMismatch(what string, desc v1.Descriptor, stored int64) error {
+	return errorf(CodeManifestInvalid, 0, nil, "%s %s has size %d, but the registry holds it with %d bytes", what, desc.Digest, desc.Size, stored)
+}
+
 // record gathers the facts stored with a manifest: its references, and for
 // images the platform, labels and creation time from the config blob.
 func (reg *Registry) record(r *http.Request, name string, d digest.Digest, pm *oci.Manifest, body []byte) (*meta.Manifest, error) {
@@ -155,41 +215,82 @@ func (reg *Registry) record(r *http.Request, name string, d digest.Digest, pm *o
 	if pm.Subject != nil {
 		m.Subject = pm.Subject.Digest
 	}
-	for _, desc := range pm.Blobs() {
-		kind := meta.RefBlob
-		if reg.opts.SparseManifests && (pm.Config == nil || desc.Digest != pm.Config.Digest) {
-			if _, err := reg.meta.BlobLink(r.Context(), name, desc.Digest); errors.Is(err, meta.ErrBlobNotFound) {
-				kind = meta.RefExternal // recorded (and kept by gc), not required
+	// Every blob the manifest requires is looked up once: a stored blob
+	// must have the size the descriptor says (a wrong size would be
+	// believed by every client and by the catalogue's image size).
+	linked := make(map[digest.Digest]int64)
+	for i, desc := range pm.Blobs() {
+		size, seen := linked[desc.Digest]
+		if !seen {
+			var err error
+			size, err = reg.meta.BlobLink(r.Context(), name, desc.Digest)
+			switch {
+			case errors.Is(err, meta.ErrBlobNotFound):
+				size = -1
+			case err != nil:
+				return nil, fmt.Errorf("blob %s of manifest: %w", desc.Digest, err)
 			}
+			linked[desc.Digest] = size
+		}
+		kind := meta.RefBlob
+		switch {
+		case size >= 0 && size != desc.Size:
+			what := "layer"
+			if i == 0 && pm.Config != nil {
+				what = "config"
+			}
+			return nil, sizeMismatch(what, desc, size)
+		case size < 0 && reg.opts.SparseManifests && (pm.Config == nil || desc.Digest != pm.Config.Digest):
+			kind = meta.RefExternal // recorded (and kept by gc), not required
 		}
 		m.Refs = append(m.Refs, meta.Ref{Digest: desc.Digest, Kind: kind, MediaType: desc.MediaType, Size: desc.Size})
-		m.TotalSize += desc.Size
+		m.TotalSize = addSize(m.TotalSize, desc.Size)
 	}
 	for _, desc := range pm.External() {
 		m.Refs = append(m.Refs, meta.Ref{Digest: desc.Digest, Kind: meta.RefExternal, MediaType: desc.MediaType, Size: desc.Size})
 	}
 	// An index's size counts each distinct child once: the child manifest
 	// and, if it is stored here, what it references (one narrow query,
-	// whatever the number of children).
-	children := make([]digest.Digest, 0, len(pm.Manifests))
+	// whatever the number of children). A stored child, and a stored
+	// subject, must have the size their descriptor says; absent ones may
+	// come later (sparse indexes, referrers pushed first).
+	children := make([]digest.Digest, 0, len(pm.Manifests)+1)
 	seen := make(map[digest.Digest]bool, len(pm.Manifests))
 	for _, desc := range pm.Manifests {
 		m.Refs = append(m.Refs, meta.Ref{Digest: desc.Digest, Kind: meta.RefManifest, MediaType: desc.MediaType, Size: desc.Size, Platform: oci.PlatformString(desc.Platform)})
 		if !seen[desc.Digest] {
 			seen[desc.Digest] = true
 			children = append(children, desc.Digest)
-			m.TotalSize += desc.Size
 		}
 	}
-	if len(children) > 0 {
-		sizes, err := reg.meta.ManifestSizes(r.Context(), name, children)
+	lookup := children
+	if pm.Subject != nil && !seen[pm.Subject.Digest] {
+		lookup = append(lookup, pm.Subject.Digest)
+	}
+	if len(lookup) > 0 {
+		sizes, err := reg.meta.ManifestSizes(r.Context(), name, lookup)
 		if err != nil {
-			return nil, fmt.Errorf("sizes of the children of %s: %w", d, err)
+			return nil, fmt.Errorf("sizes of the manifests %s refers to: %w", d, err)
 		}
+		if pm.Subject != nil {
+			if sz, ok := sizes[pm.Subject.Digest]; ok && sz.Content != pm.Subject.Size {
+				return nil, sizeMismatch("subject", *pm.Subject, sz.Content)
+			}
+		}
+		counted := make(map[digest.Digest]bool, len(children))
 		for _, desc := range pm.Manifests {
-			if total, ok := sizes[desc.Digest]; ok {
-				m.TotalSize += total - desc.Size
-				delete(sizes, desc.Digest)
+			sz, stored := sizes[desc.Digest]
+			if stored && sz.Content != desc.Size {
+				return nil, sizeMismatch("child manifest", desc, sz.Content)
+			}
+			if counted[desc.Digest] {
+				continue
+			}
+			counted[desc.Digest] = true
+			if stored {
+				m.TotalSize = addSize(m.TotalSize, sz.Total)
+			} else {
+				m.TotalSize = addSize(m.TotalSize, desc.Size)
 			}
 		}
 	}

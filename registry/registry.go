@@ -60,6 +60,23 @@ type Options struct {
 	// partial mirrors expect. The config blob is always required. Index
 	// children are never required.
 	SparseManifests bool
+	// MaxListingBytes caps the body of one page of a listing (tags,
+	// catalog, referrers): a page ends early, with a Link to the next, when
+	// its body would pass this. A page always holds at least one entry, so
+	// paging progresses even past one entry larger than the cap.
+	MaxListingBytes int64
+	// MaxUploadsPerRepository and MaxUploadsPerClient cap open upload
+	// sessions in one repository and of one client (ClientID); beyond,
+	// starting a session answers 429 TOOMANYREQUESTS. 0 takes the default;
+	// a negative value disables the cap.
+	MaxUploadsPerRepository int
+	MaxUploadsPerClient     int
+	// Access decides what each request may do; nil allows everything (no
+	// authentication).
+	Access Access
+	// ClientID names who counts as one client for the upload cap; nil: the
+	// host of r.RemoteAddr.
+	ClientID func(*http.Request) string
 	// Observers are told of every manifest stored, after it is committed
 	// (for example to decode Flatpak icons once, at push time). They run in
 	// the request, in order; they must not fail the push, so they return
@@ -79,6 +96,12 @@ const (
 	DefaultMaxConfigBytes   = 8 << 20
 	DefaultPageMax          = 1000
 	DefaultBodyIdleTimeout  = 2 * time.Minute
+	DefaultMaxListingBytes  = 4 << 20
+	// DefaultMaxUploadsPerRepository and DefaultMaxUploadsPerClient bound
+	// open sessions (each may live for the uploads' expiry, 24 h by
+	// default).
+	DefaultMaxUploadsPerRepository = 1000
+	DefaultMaxUploadsPerClient     = 100
 )
 
 func (o Options) withDefaults() Options {
@@ -96,6 +119,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.BodyIdleTimeout <= 0 {
 		o.BodyIdleTimeout = DefaultBodyIdleTimeout
+	}
+	if o.MaxListingBytes <= 0 {
+		o.MaxListingBytes = DefaultMaxListingBytes
+	}
+	if o.MaxUploadsPerRepository == 0 {
+		o.MaxUploadsPerRepository = DefaultMaxUploadsPerRepository
+	}
+	if o.MaxUploadsPerClient == 0 {
+		o.MaxUploadsPerClient = DefaultMaxUploadsPerClient
 	}
 	return o
 }
@@ -142,13 +174,23 @@ func (reg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (reg *Registry) route(w http.ResponseWriter, r *http.Request) error {
+	if err := checkCanonical(r.URL.Path); err != nil {
+		return err
+	}
 	rt := parseRoute(r.URL.Path)
+	if rt.kind == kindNone {
+		rt = guessRoute(r.URL.Path)
+	}
 	switch rt.kind {
 	case kindNone:
 		return errorf(CodeNameUnknown, http.StatusNotFound, nil, "no such endpoint")
 	case kindBase:
 		if !isGet(r) {
 			return methodNotAllowed(w, "GET, HEAD")
+		}
+		if a := reg.opts.Access; a != nil && !a.Authenticated(r) {
+			// Clients learn the authentication scheme here.
+			return reg.deny(w, r, "")
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", "2")
@@ -160,10 +202,20 @@ func (reg *Registry) route(w http.ResponseWriter, r *http.Request) error {
 		if !isGet(r) {
 			return methodNotAllowed(w, "GET")
 		}
+		if a := reg.opts.Access; a != nil && !a.CatalogAllowed(r) {
+			return reg.deny(w, r, CatalogScope)
+		}
 		return reg.catalog(w, r)
 	}
 	if err := oci.ValidateName(rt.name); err != nil {
 		return err
+	}
+	// Authorise before anything is looked up, so that a refusal is the
+	// same whether the repository, manifest, blob or upload exists.
+	if action := requiredAction(rt.kind, r.Method); action != "" {
+		if err := reg.authorize(w, r, rt.name, action); err != nil {
+			return err
+		}
 	}
 	switch rt.kind {
 	case kindTags:

@@ -145,7 +145,7 @@ func TestWrongDigest(t *testing.T) {
 		}
 		r = tr.do("GET", "/v2/r/blobs/"+bad, nil)
 		if strings.Contains(bad, "/") {
-			tr.expect(r, 404, "NAME_UNKNOWN") // not a blob path at all
+			tr.expect(r, 400, "NAME_INVALID") // a non-canonical path (issue 8)
 		} else {
 			tr.expect(r, 400, "")
 		}
@@ -156,10 +156,11 @@ func TestUnknownUpload(t *testing.T) {
 	tr := newTestRegistry(t, Options{})
 	for _, id := range []string{"0123456789abcdef0123456789abcdef", "..", "..%2F..%2Fmeta.db", "x", "%2e%2e"} {
 		for _, m := range []string{"GET", "PATCH", "PUT", "DELETE"} {
-			// Ids that decode to more path elements are no endpoint at
-			// all; either way a 404 with a spec body, never a file.
+			// Ids that decode to '.' or '..' path elements make a
+			// non-canonical path (400 NAME_INVALID, issue 8); others are
+			// an unknown upload; never a file.
 			r := tr.do(m, "/v2/r/blobs/uploads/"+id+"?digest="+digest.FromString("").String(), nil)
-			if r.status != 404 || (r.code() != "BLOB_UPLOAD_UNKNOWN" && r.code() != "NAME_UNKNOWN") {
+			if !(r.status == 404 && r.code() == "BLOB_UPLOAD_UNKNOWN") && !(r.status == 400 && r.code() == "NAME_INVALID") {
 				t.Fatalf("%s upload %q: %d %s", m, id, r.status, r.body)
 			}
 		}
@@ -231,8 +232,8 @@ func TestManifestErrorsLeaveStoreIntact(t *testing.T) {
 
 	// Oversized, with and without Content-Length (V2).
 	big := bytes.Repeat([]byte(" "), 4<<20+1)
-	tr.expect(tr.do("PUT", "/v2/r/manifests/v1", big, "Content-Type", ociManifest), 413, "SIZE_INVALID")
-	tr.expect(tr.do("PUT", "/v2/r/manifests/v1", bytes.NewReader(big), "Content-Type", ociManifest), 413, "SIZE_INVALID")
+	tr.expect(tr.do("PUT", "/v2/r/manifests/v1", big, "Content-Type", ociManifest), 413, "MANIFEST_INVALID")
+	tr.expect(tr.do("PUT", "/v2/r/manifests/v1", bytes.NewReader(big), "Content-Type", ociManifest), 413, "MANIFEST_INVALID")
 
 	// Everything stored before still pulls, unchanged.
 	tr.pull("r", "v1", img)

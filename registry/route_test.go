@@ -27,7 +27,7 @@ func TestParseRoute(t *testing.T) {
 		{"/v2/r", route{}},
 		{"/v2/manifests/x", route{}},
 		{"/v3/a/manifests/x", route{}},
-		{"/v2/" + strings.Repeat("a/", 600) + "manifests/x", route{}},
+		{"/v2/" + strings.Repeat("a/", 4100) + "manifests/x", route{}},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			if got := parseRoute(tc.path); got != tc.want {
@@ -56,5 +56,39 @@ func FuzzParseRoute(f *testing.F) {
 		if strings.Contains(rt.ref, "/") || strings.Contains(rt.upload, "/") {
 			t.Fatalf("reference with a slash from %q: %+v", path, rt)
 		}
+	})
+}
+
+func TestGuessRoute(t *testing.T) {
+	for _, tc := range []struct {
+		path string
+		want route
+	}{
+		{"/v2/a/blobs/sha256:x/y", route{kind: kindBlob, name: "a", ref: "sha256:x/y"}},
+		{"/v2/a/b/manifests/x/y", route{kind: kindManifest, name: "a/b", ref: "x/y"}},
+		{"/v2/a/blobs/uploads/x/y", route{kind: kindUpload, name: "a", upload: "x/y"}},
+		{"/v2/a/referrers/sha256:x/y", route{kind: kindReferrers, name: "a", ref: "sha256:x/y"}},
+		{"/v2/a/tags/x", route{}},
+		{"/v2/blobs/x", route{}},
+	} {
+		if got := guessRoute(tc.path); got != tc.want {
+			t.Errorf("guessRoute(%q) = %+v, want %+v", tc.path, got, tc.want)
+		}
+	}
+}
+
+func FuzzGuessRoute(f *testing.F) {
+	for _, s := range []string{"/v2/a/blobs/sha256:x/y", "/v2/a/blobs/uploads/x/y", "/v2/a/b/manifests/c/d", "/v2//blobs//"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		rt := guessRoute(path)
+		if rt.kind == kindNone {
+			return
+		}
+		if rt.name == "" || !strings.HasPrefix(path, "/v2/"+rt.name+"/") {
+			t.Fatalf("name %q is not the start of %q", rt.name, path)
+		}
+		_ = checkCanonical(path)
 	})
 }

@@ -46,11 +46,52 @@ func (reg *Registry) startUpload(w http.ResponseWriter, r *http.Request, name st
 		return reg.monolithic(w, r, name, d)
 	}
 	now := time.Now()
-	u := meta.Upload{ID: newUploadID(), Repo: name, State: encodeState(blob.UploadState{}), Created: now, Updated: now}
-	if err := reg.meta.CreateUpload(r.Context(), u); err != nil {
+	u := meta.Upload{ID: newUploadID(), Repo: name, State: encodeState(blob.UploadState{}), Created: now, Updated: now, Client: reg.clientID(r)}
+	caps := meta.UploadCaps{PerRepository: max(reg.opts.MaxUploadsPerRepository, 0), PerClient: max(reg.opts.MaxUploadsPerClient, 0)}
+	if err := reg.meta.CreateUploadCapped(r.Context(), u, caps); err != nil {
+		var tooMany *meta.TooManyUploadsError
+		if errors.As(err, &tooMany) {
+			e := errorf(CodeTooManyRequests, http.StatusTooManyRequests, err,
+				"the %s has %d open upload sessions, the limit; finish or cancel one, or wait for idle ones to expire", tooMany.Of, tooMany.Limit)
+			e.Header = http.Header{"Retry-After": {strconv.Itoa(uploadRetryAfter)}}
+			return e
+		}
 		return fmt.Errorf("create upload in %s: %w", name, err)
 	}
 	return uploadAccepted(w, name, u.ID, 0, http.StatusAccepted)
+}
+
+// uploadRetryAfter is the Retry-After (seconds) of a 429 for too many
+// open sessions: long enough for a pusher's other uploads to finish.
+const uploadRetryAfter = 60
+
+// mountBatch is how many repositories linking a blob a mount without from
+// reads at a time while looking for one the caller may pull.
+const mountBatch = 100
+
+// mountSource finds a repository linking d that the request may pull, for
+// a mount without from. Without Access any repository does ("" and
+// ok=true: BlobKnown answers).
+func (reg *Registry) mountSource(r *http.Request, d digest.Digest) (repo string, ok bool, err error) {
+	if reg.opts.Access == nil {
+		return "", true, nil
+	}
+	after := ""
+	for {
+		repos, err := reg.meta.LinkingRepositories(r.Context(), d, after, mountBatch)
+		if err != nil {
+			return "", false, fmt.Errorf("repositories linking %s: %w", d, err)
+		}
+		for _, repo := range repos {
+			if reg.allowed(r, repo, ActionPull) {
+				return repo, true, nil
+			}
+		}
+		if len(repos) < mountBatch {
+			return "", false, nil
+		}
+		after = repos[len(repos)-1]
+	}
 }
 
 // mount links d into name if it is linked in from (or, without from, in any
@@ -59,8 +100,18 @@ func (reg *Registry) startUpload(w http.ResponseWriter, r *http.Request, name st
 func (reg *Registry) mount(r *http.Request, name string, d digest.Digest, from string) (bool, error) {
 	var size int64
 	var err error
+	if from == "" {
+		// Only repositories the caller may read are considered (V8, V14).
+		source, ok, err := reg.mountSource(r, d)
+		if err != nil || !ok {
+			return false, err
+		}
+		from = source
+	}
 	if from != "" {
-		if oci.ValidateName(from) != nil {
+		// A refused pull on from is a failed mount: the client gets a
+		// session, as for any mount that cannot be done.
+		if oci.ValidateName(from) != nil || !reg.allowed(r, from, ActionPull) {
 			return false, nil
 		}
 		size, err = reg.linkedSize(r, from, d)
@@ -352,7 +403,7 @@ func (reg *Registry) copyBody(w http.ResponseWriter, r *http.Request, dst io.Wri
 		limit = 0
 	}
 	if r.ContentLength > limit {
-		return 0, errorf(CodeSizeInvalid, http.StatusRequestEntityTooLarge, nil, "blob larger than the limit of %d bytes", reg.opts.MaxBlobBytes)
+		return 0, blobTooLarge(nil, reg.opts.MaxBlobBytes)
 	}
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
@@ -370,12 +421,19 @@ func (reg *Registry) copyBody(w http.ResponseWriter, r *http.Request, dst io.Wri
 	}
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		return n, errorf(CodeSizeInvalid, http.StatusRequestEntityTooLarge, err, "blob larger than the limit of %d bytes", reg.opts.MaxBlobBytes)
+		return n, blobTooLarge(err, reg.opts.MaxBlobBytes)
 	}
 	if err != nil {
 		return n, fmt.Errorf("storing request body: %w", err)
 	}
 	return n, nil
+}
+
+// blobTooLarge is the 413 of a blob over the limit.
+func blobTooLarge(cause error, limit int64) *Error {
+	e := errorf(CodeSizeInvalid, http.StatusRequestEntityTooLarge, cause, "the blob is larger than the limit of %d bytes", limit)
+	e.Message = "blob exceeds the registry's size limit"
+	return e
 }
 
 func blobCreated(w http.ResponseWriter, name string, d digest.Digest) error {
