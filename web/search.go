@@ -1,6 +1,7 @@
 package web
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -102,17 +103,19 @@ func (s *snapshot) search(q query, visible func(*item) *item) ([]hit, int) {
 		if q.Kind != "" && it.Kind != q.Kind {
 			continue
 		}
+		// Ranked on what the requester may see: a hidden build's name,
+		// tags or architectures must not make an app match (V14).
+		if visible != nil {
+			if it = visible(it); it == nil {
+				continue
+			}
+		}
 		if q.Arch != "" && !slices.Contains(it.Archs, q.Arch) {
 			continue
 		}
 		tier, sub, matched := rank(it, lq, terms)
 		if tier == noMatch {
 			continue
-		}
-		if visible != nil {
-			if it = visible(it); it == nil {
-				continue
-			}
 		}
 		hits = append(hits, hit{it: it, tier: tier, sub: sub, matched: matched})
 	}
@@ -206,6 +209,22 @@ type searchResponse struct {
 	PerPage int            `json:"per_page"`
 	Total   int            `json:"total"`
 	Results []searchResult `json:"results"`
+	// Truncated: the page's results did not all fit in
+	// Options.MaxAnswerBytes; the first ones that did are listed.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// searchAnswer is searchResponse as written: the results already
+// encoded, each counted against the byte cap.
+type searchAnswer struct {
+	Query     string            `json:"query"`
+	Kind      string            `json:"kind"`
+	Arch      string            `json:"arch"`
+	Page      int               `json:"page"`
+	PerPage   int               `json:"per_page"`
+	Total     int               `json:"total"`
+	Results   []json.RawMessage `json:"results"`
+	Truncated bool              `json:"truncated,omitempty"`
 }
 
 type searchResult struct {
@@ -249,19 +268,38 @@ func (h *Handler) apiSearch(w http.ResponseWriter, r *http.Request, s *snapshot)
 		h.jsonError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	hits, total := s.search(q, h.visibleItem(r))
-	resp := searchResponse{Query: q.Q, Kind: q.Kind, Arch: q.Arch, Page: q.Page, PerPage: q.PerPage, Total: total,
-		Results: make([]searchResult, 0, len(hits))}
+	hits, total := s.search(q, h.visibleItem(r, s))
+	resp := searchAnswer{Query: q.Q, Kind: q.Kind, Arch: q.Arch, Page: q.Page, PerPage: q.PerPage, Total: total,
+		Results: make([]json.RawMessage, 0, len(hits))}
+	// The answer is at most MaxAnswerBytes: each result is encoded on its
+	// own and counted (a result lists every readable repository of an
+	// app, which a pusher can make many), and the page stops at the
+	// first that would not fit. searchOverhead covers the other fields.
+	size := int64(searchOverhead + len(q.Q)*6)
 	for _, hi := range hits {
-		resp.Results = append(resp.Results, toResult(hi))
+		b, err := json.Marshal(toResult(hi))
+		if err != nil {
+			h.log.ErrorContext(r.Context(), "catalogue: encoding a search result", "err", err)
+			continue
+		}
+		if size+int64(len(b))+1 > h.opts.MaxAnswerBytes {
+			resp.Truncated = true
+			break
+		}
+		size += int64(len(b)) + 1
+		resp.Results = append(resp.Results, b)
 	}
 	h.writeJSON(w, r, http.StatusOK, resp)
 }
 
+// searchOverhead bounds the bytes of a search answer other than its
+// results and query (JSON escapes at most sextuple a byte of the query).
+const searchOverhead = 256
+
 // visibleItem returns the filter search applies when repositories are
 // access-controlled (V14): an item shows only if one of its repositories
 // is readable, and then lists only those. nil when everything is readable.
-func (h *Handler) visibleItem(r *http.Request) func(*item) *item {
+func (h *Handler) visibleItem(r *http.Request, s *snapshot) func(*item) *item {
 	if h.opts.CanRead == nil {
 		return nil
 	}
@@ -282,13 +320,11 @@ func (h *Handler) visibleItem(r *http.Request) func(*item) *item {
 			return it
 		}
 		// Some builds of the app are hidden: describe it from the others.
-		if s := h.current(); s != nil {
-			if av := s.appByID[it.ID]; av != nil {
-				if v := h.visibleApp(r.Context(), r, av); v != nil {
-					vi := appItem(v)
-					vi.order = it.order
-					return vi
-				}
+		if av := s.appByID[it.ID]; av != nil {
+			if v := h.visibleApp(r.Context(), r, av); v != nil {
+				vi := appItem(v)
+				vi.order = it.order
+				return vi
 			}
 		}
 		return nil

@@ -61,12 +61,20 @@ type Options struct {
 	// catalogue applies the same filter as the registry). nil: every
 	// repository is readable.
 	CanRead func(r *http.Request, repo string) bool
+	// MaxAnswerBytes caps the JSON of one /api/v1/search answer; a page
+	// whose results would pass it lists the first that fit and says
+	// "truncated": true. Default 4 MiB (the server passes
+	// limits.max_listing_bytes).
+	MaxAnswerBytes int64
 	// MaxConfigBytes bounds the config blob read for an image's history;
 	// larger configs are shown without history. Default 4 MiB.
 	MaxConfigBytes int64
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
 }
+
+// DefaultMaxAnswerBytes is Options.MaxAnswerBytes' default.
+const DefaultMaxAnswerBytes = 4 << 20
 
 // Handler serves the catalogue pages, its assets and the /api/v1/ search
 // API. It is safe for concurrent use.
@@ -98,6 +106,9 @@ func New(cat Catalog, blobs Blobs, opts Options, logger *slog.Logger) (*Handler,
 	}
 	if opts.MaxConfigBytes <= 0 {
 		opts.MaxConfigBytes = 4 << 20
+	}
+	if opts.MaxAnswerBytes <= 0 {
+		opts.MaxAnswerBytes = DefaultMaxAnswerBytes
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

@@ -133,8 +133,8 @@ func TestPages(t *testing.T) {
 		for _, want := range []string{
 			"<h1>Hello " + escaped + "</h1>", "Example Developers", "Paragraph &lt;img src=x onerror=alert(1)&gt;",
 			"GPL-3.0-or-later", "3.1", "3 Feb 2026", "123 MB", "45.7 MB", "amd64", "stable",
-			`href="/flatpakref/apps/hello/latest.flatpakref"`, "flatpak install --user berth org.example.Hello",
-			"flatpak remote-add --user --if-not-exists berth " + s.srv.URL + "/berth.flatpakrepo",
+			`href="/flatpakref/apps/hello/latest.flatpakref"`, "flatpak install --user " + htmlQ("berth") + " " + htmlQ("org.example.Hello"),
+			"flatpak remote-add --user --if-not-exists " + htmlQ("berth") + " " + htmlQ(s.srv.URL+"/berth.flatpakrepo"),
 			"Permissions", "rating-probably-safe", `href="https://example.org/org.example.Hello"`,
 			`class="app-icon" src="/icons/`, "org.example.Platform",
 			`href="/repositories/apps/hello/-/manifests/` + helloDigest.String(),
@@ -164,8 +164,8 @@ func TestPages(t *testing.T) {
 		noRawHTML(t, "repository", r.body)
 		for _, want := range []string{
 			"linux/amd64", "linux/arm64/v8", "Multi-platform", shortDigest(amd.String()), shortDigest(arm.String()), shortDigest(idx.String()),
-			"docker pull " + strings.TrimPrefix(s.srv.URL, "http://") + "/tools/multi:1.0",
-			"docker pull " + strings.TrimPrefix(s.srv.URL, "http://") + "/tools/multi@" + idx.String(),
+			"docker pull " + htmlQ(strings.TrimPrefix(s.srv.URL, "http://")+"/tools/multi:1.0"),
+			"docker pull " + htmlQ(strings.TrimPrefix(s.srv.URL, "http://")+"/tools/multi@"+idx.String()),
 		} {
 			if !strings.Contains(r.body, want) {
 				t.Errorf("repository page lacks %q", want)
