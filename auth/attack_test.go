@@ -522,7 +522,7 @@ func TestGeneratedKey(t *testing.T) {
 
 // TestThumbprint: RFC 7638 §3.1's example, and kid = thumbprint.
 func TestThumbprint(t *testing.T) {
-	n, _ := base64.RawURLEncoding.DecodeString("0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw")
+	n, _ := base64.RawURLEncoding.DecodeString(rfc7638N)
 	got, err := thumbprint(&rsa.PublicKey{N: bigFrom(n), E: 65537})
 	if err != nil {
 		t.Fatal(err)

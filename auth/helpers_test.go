@@ -47,7 +47,7 @@ func writeFile(t testing.TB, dir, name, data string) string {
 // fixture is a service with users alice, bob, carol, dave, eve, root, a
 // policy and the token service on.
 type fixture struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	htp  string
 	svc  *Service
@@ -89,7 +89,7 @@ func testConfig(dir, htp string) Config {
 	}
 }
 
-func newFixture(t *testing.T, mutate ...func(*Config)) *fixture {
+func newFixture(t testing.TB, mutate ...func(*Config)) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	pass := map[string]string{}
