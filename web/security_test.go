@@ -155,6 +155,9 @@ func TestAccessEveryEndpoint(t *testing.T) {
 		if r.status != http.StatusOK {
 			t.Errorf("anonymous GET %s: %d", p, r.status)
 		}
+		if c := r.header.Values("Set-Cookie"); len(c) > 0 {
+			t.Errorf("GET %s sets cookies: %q (the catalogue keeps no state)", p, c)
+		}
 		// The page echoes the query: that is no leak.
 		body := r.body
 		if u, err := url.Parse(p); err == nil {
