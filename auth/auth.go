@@ -318,13 +318,15 @@ func certUser(r *http.Request) (string, bool, error) {
 
 // validUserName: non-empty, at most 255 bytes, no ':' (the htpasswd
 // separator and the "group:" prefix), no '*' (the any-user key), no
-// spaces or control characters.
+// spaces, control or bidi-override characters (names end up in logs and
+// pages).
 func validUserName(u string) bool {
 	if u == "" || len(u) > 255 {
 		return false
 	}
 	for _, c := range u {
-		if c <= ' ' || c == 0x7f || c == ':' || c == '*' || c == '"' || c == '\\' || (c >= 0x80 && c <= 0x9f) || c == 0xfffd {
+		bidi := c == 0x200e || c == 0x200f || c >= 0x202a && c <= 0x202e || c >= 0x2066 && c <= 0x2069
+		if c <= ' ' || c == 0x7f || c == ':' || c == '*' || c == '"' || c == '\\' || (c >= 0x80 && c <= 0x9f) || c == 0xfffd || bidi {
 			return false
 		}
 	}

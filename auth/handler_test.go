@@ -290,9 +290,11 @@ func TestAuthenticate(t *testing.T) {
 	if p, err = f.svc.Authenticate(r); err != nil || !p.Anonymous() {
 		t.Fatalf("unverified certificate: %+v %v", p, err)
 	}
-	r.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{{Subject: pkix.Name{CommonName: "a:b"}}}}}
-	if _, err = f.svc.Authenticate(r); !errors.Is(err, ErrUnauthenticated) {
-		t.Fatalf("invalid CN accepted: %v", err)
+	for _, cn := range []string{"a:b", "", "a\u202eb", "a b", "a\x1bb"} {
+		r.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{{Subject: pkix.Name{CommonName: cn}}}}}
+		if _, err = f.svc.Authenticate(r); !errors.Is(err, ErrUnauthenticated) {
+			t.Fatalf("invalid CN %q accepted: %v", cn, err)
+		}
 	}
 	for name, h := range map[string]string{
 		"wrong password": basic("carol", "x"),
