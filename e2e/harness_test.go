@@ -341,11 +341,17 @@ func clip(b []byte, n int) string {
 // try runs a tool and returns what happened, whatever the exit status.
 func (r *toolRunner) try(t testing.TB, dir, name string, args ...string) result {
 	t.Helper()
+	return r.tryEnv(t, dir, nil, name, args...)
+}
+
+// tryEnv is try with more environment variables.
+func (r *toolRunner) tryEnv(t testing.TB, dir string, env []string, name string, args ...string) result {
+	t.Helper()
 	r.need(t, name)
 	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, r.paths[name], args...)
-	cmd.Env = append(toolEnv(), "HOME="+r.home)
+	cmd.Env = append(append(toolEnv(), "HOME="+r.home), env...)
 	cmd.Dir = dir
 	if cmd.Dir == "" {
 		cmd.Dir = r.home

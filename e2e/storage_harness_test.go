@@ -29,6 +29,32 @@ import (
 // new loopback port. env adds BERTH_* settings.
 func startServerOn(t testing.TB, data string, env ...string) *server {
 	t.Helper()
+	return startServerWith(t, serverOptions{Data: data, Env: env})
+}
+
+// serverOptions are the settings of startServerWith.
+type serverOptions struct {
+	// Data is the data directory (a fresh one when empty).
+	Data string
+	// Config is the YAML configuration (none when empty).
+	Config string
+	// Env adds BERTH_* settings.
+	Env []string
+	// HTTPS: berth serves TLS; Client (trusting its CA) is used to wait
+	// for it.
+	HTTPS  bool
+	Client *http.Client
+}
+
+// startServerWith starts `berth serve` on a new loopback port with opts,
+// and waits until GET /v2/ answers 200 (or 401, when authentication is on).
+func startServerWith(t testing.TB, opts serverOptions) *server {
+	t.Helper()
+	data := opts.Data
+	if data == "" {
+		data = t.TempDir()
+	}
+	env := opts.Env
 	bin := berthBinary(t)
 	addrFile := filepath.Join(t.TempDir(), "addr")
 	logPath := filepath.Join(outputDir(t, "e2e", "logs"), logName(t))
@@ -36,7 +62,15 @@ func startServerOn(t testing.TB, data string, env ...string) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--data", data, "--addr-file", addrFile)
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--addr-file", addrFile}
+	if opts.Config != "" {
+		cfgPath := filepath.Join(t.TempDir(), "berth.yaml")
+		if err := os.WriteFile(cfgPath, []byte(opts.Config), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--config", cfgPath)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(cleanEnv(), env...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
@@ -70,13 +104,19 @@ func startServerOn(t testing.TB, data string, env ...string) *server {
 			t.Fatalf("berth did not write its address within %s\n%s", startTimeout, tailFile(logPath, 4000))
 		}
 	}
-	client := httpClient()
+	client, scheme := httpClient(), "http"
+	if opts.Client != nil {
+		client = opts.Client
+	}
+	if opts.HTTPS {
+		scheme = "https"
+	}
 	for {
-		resp, err := client.Get("http://" + s.Addr + "/v2/")
+		resp, err := client.Get(scheme + "://" + s.Addr + "/v2/")
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
 				break
 			}
 		}

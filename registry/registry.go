@@ -212,10 +212,14 @@ func (reg *Registry) route(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Authorise before anything is looked up, so that a refusal is the
 	// same whether the repository, manifest, blob or upload exists.
-	if action := requiredAction(rt.kind, r.Method); action != "" {
-		if err := reg.authorize(w, r, rt.name, action); err != nil {
-			return err
+	if action := requiredAction(rt.kind, r.Method); action != "" && !reg.allowed(r, rt.name, action) {
+		scope := scopeFor(rt.name, action)
+		// A mount asks for pull on its source as well (as distribution
+		// does), so a token-flow client gets one token for both.
+		if from := r.URL.Query().Get("from"); rt.kind == kindUploadStart && r.URL.Query().Get("mount") != "" && oci.ValidateName(from) == nil {
+			scope += " " + scopeFor(from, ActionPull)
 		}
+		return reg.deny(w, r, scope)
 	}
 	switch rt.kind {
 	case kindTags:

@@ -24,6 +24,7 @@ GO_TOOLS=(
 	"oras oras.land/oras/cmd/oras@v1.3.6"
 	"regctl github.com/regclient/regclient/cmd/regctl@v0.11.7"
 	"gotestsum gotest.tools/gotestsum@v1.13.0"
+	"cosign github.com/sigstore/cosign/v3/cmd/cosign@v3.1.3"
 )
 
 APT_REQUIRED=(ca-certificates git jq curl skopeo chromium flatpak dbus busybox-static)

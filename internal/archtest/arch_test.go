@@ -26,6 +26,7 @@ var allowed = map[string][]string{
 	"meta/metatest": {"meta"},
 	"registry":      {"oci", "blob", "meta"},
 	"config":        {},
+	"auth":          {},
 	"gc":            {"blob", "meta", "oci"},
 	"fsck":          {"blob", "meta", "oci", "gc"},
 	"web":           {"meta", "flatpak", "oci"},
@@ -45,6 +46,7 @@ var thirdParty = map[string][]string{
 	"meta/sqlite": {"github.com/opencontainers/go-digest", "modernc.org/sqlite"},
 	"registry":    {"github.com/opencontainers/go-digest", "github.com/opencontainers/image-spec", "github.com/opencontainers/distribution-spec/specs-go"},
 	"config":      {"gopkg.in/yaml.v3"},
+	"auth":        {"github.com/golang-jwt/jwt/v5", "golang.org/x/crypto"},
 	"flatpak":     {"github.com/opencontainers/go-digest"},
 	"web":         {"github.com/opencontainers/go-digest"},
 }
