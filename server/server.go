@@ -169,6 +169,26 @@ func (s *Server) backfillIcons(ctx context.Context) {
 // background workers (the icon backfill, once; garbage collection every
 // gc.interval, unless 0) and returns.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	// HTTPS when a certificate is configured (reloaded by ReloadTLS and
+	// when its files change); HTTP/1.x connections are framed by Berth so
+	// hardenTransport can refuse ambiguous framing (see transport.go).
+	if s.cfg.HTTP.TLS.Enabled() {
+		tcfg, rl, err := serverTLSConfig(s.cfg.HTTP.TLS, s.log)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("tls: %w", err)
+		}
+		tlsReloaders.Store(s, rl)
+		defer tlsReloaders.Delete(s)
+		ln = newTLSListener(ln, tcfg, s.cfg.HTTP.ReadHeaderTimeout, s.log)
+		defer ln.Close()
+	} else {
+		ln = framingListener{ln}
+	}
+	handler := s.handler
+	if _, ok := handler.(*hardened); !ok {
+		handler = hardenTransport(handler, s.cfg.HTTP, s.log)
+	}
 	wctx, stopWorkers := context.WithCancel(ctx)
 	var workers sync.WaitGroup
 	workers.Go(func() { s.backfillIcons(wctx) })
@@ -182,11 +202,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		workers.Wait()
 	}()
 	hs := &http.Server{
-		Handler:           s.handler,
+		Handler:           handler,
 		ReadHeaderTimeout: s.cfg.HTTP.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.HTTP.IdleTimeout,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		// 431 past it (Go's default is 1 MiB, and HTTP/2 advertises it
+		// as SETTINGS_MAX_HEADER_LIST_SIZE).
+		MaxHeaderBytes: s.cfg.HTTP.MaxHeaderBytes,
+		// "OPTIONS *" reaches the handler (and its 400): every request
+		// net/http reads must, for the framing check to stay in step.
+		DisableGeneralOptionsHandler: true,
+		ConnContext:                  connContext,
+		HTTP2:                        http2Config(s.cfg.HTTP),
+		ErrorLog:                     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:                  func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
