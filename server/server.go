@@ -185,10 +185,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	} else {
 		ln = framingListener{ln}
 	}
-	handler := s.handler
-	if _, ok := handler.(*hardened); !ok {
-		handler = hardenTransport(handler, s.cfg.HTTP, s.log)
-	}
 	wctx, stopWorkers := context.WithCancel(ctx)
 	var workers sync.WaitGroup
 	workers.Go(func() { s.backfillIcons(wctx) })
@@ -202,7 +198,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		workers.Wait()
 	}()
 	hs := &http.Server{
-		Handler:           handler,
+		Handler:           s.handler, // hardenTransport is inside (see New)
 		ReadHeaderTimeout: s.cfg.HTTP.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.HTTP.IdleTimeout,
 		// 431 past it (Go's default is 1 MiB, and HTTP/2 advertises it

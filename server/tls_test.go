@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -133,7 +134,9 @@ func startTLS(t *testing.T, edit func(*config.TLS)) *tlsEnv {
 	}
 	e.srv = newServer(t, cfg, nil)
 	inner := e.srv.handler
-	e.srv.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// Inside hardenTransport, as New puts the handlers (the inner one
+	// sees the request already hardened and passes it on).
+	e.srv.handler = hardenTransport(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/whoami" {
 			inner.ServeHTTP(w, r)
 			return
@@ -143,7 +146,7 @@ func startTLS(t *testing.T, edit func(*config.TLS)) *tlsEnv {
 			who = r.TLS.PeerCertificates[0].Subject.CommonName
 		}
 		fmt.Fprintf(w, "%s %s tls=%v", who, r.Proto, r.TLS != nil)
-	})
+	}), cfg.HTTP, slog.New(slog.DiscardHandler))
 	e.addr = serveOn(t, e.srv)
 	return e
 }

@@ -16,8 +16,9 @@ import (
 	"github.com/berth-dev/berth/config"
 )
 
-// hardenTransport is the outermost handler: it refuses what must never
-// reach a handler and bounds how slowly a client may send or receive.
+// hardenTransport goes around every handler (New puts it inside the
+// request log, so refusals are logged): it refuses what must never reach
+// a handler and bounds how slowly a client may send or receive.
 //
 //   - A non-canonical path (a ".", ".." or empty segment, or an encoded
 //     slash) is answered 400, never redirected: Go's ServeMux would answer
@@ -41,15 +42,23 @@ func hardenTransport(next http.Handler, cfg config.HTTP, logger *slog.Logger) ht
 	return &hardened{next: next, cfg: cfg, log: logger}
 }
 
-// hardened is hardenTransport's handler; Serve recognises it so it does
-// not wrap a handler twice.
+// hardened is hardenTransport's handler.
 type hardened struct {
 	next http.Handler
 	cfg  config.HTTP
 	log  *slog.Logger
 }
 
+// hardenedKey marks a request hardenTransport has seen: wrapped twice, it
+// applies once (a second framing verdict would be another request's).
+type hardenedKey struct{}
+
 func (h *hardened) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Context().Value(hardenedKey{}) != nil {
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	r = r.WithContext(context.WithValue(r.Context(), hardenedKey{}, true))
 	fc, _ := r.Context().Value(framedConnKey{}).(*framedConn)
 	if fc != nil && r.ProtoMajor == 1 {
 		if fc.tlsState != nil && r.TLS == nil {
@@ -160,14 +169,13 @@ type rateReader struct {
 
 func (b *rateReader) Read(p []byte) (int, error) {
 	if b.err != nil {
-		return 0, b.err
+		return 0, b.cut(b.err)
 	}
 	now := time.Now()
 	if !b.started || b.got >= b.min {
 		b.started, b.got, b.end = true, 0, now.Add(b.window)
 	} else if !now.Before(b.end) {
-		b.err = errBodyTooSlow
-		return 0, b.err
+		return 0, b.cut(errBodyTooSlow)
 	}
 	if err := b.rc.SetReadDeadline(b.end); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return 0, err
@@ -183,11 +191,21 @@ func (b *rateReader) Read(p []byte) (int, error) {
 	if err != nil && err != io.EOF {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) || !time.Now().Before(b.end) {
-			b.err = fmt.Errorf("%w: %w", errBodyTooSlow, err)
-			return n, b.err
+			return n, b.cut(fmt.Errorf("%w: %w", errBodyTooSlow, err))
 		}
 	}
 	return n, err
+}
+
+// cut fails the body for good. The read deadline goes to the past: a
+// reader above this one (the registry's) may have pushed it back just
+// before calling Read, and net/http's discard of the unread body after
+// the handler must fail at once, closing the connection, rather than
+// wait on the trickle.
+func (b *rateReader) cut(err error) error {
+	b.err = err
+	_ = b.rc.SetReadDeadline(time.Unix(1, 0))
+	return err
 }
 
 func (b *rateReader) Close() error { return b.r.Close() }

@@ -96,8 +96,43 @@ func serve(ctx context.Context, cfg config.Config, addrFile string, logger *slog
 			return fmt.Errorf("addr-file: %w", err)
 		}
 	}
-	logger.Info("berth serving", "addr", ln.Addr().String(), "data", cfg.Storage.Dir, "version", buildVersion())
+	logger.Info("berth serving", "addr", ln.Addr().String(), "data", cfg.Storage.Dir, "version", buildVersion(), "tls", cfg.HTTP.TLS.Enabled())
+	stopHUP := reloadOnHUP(ctx, srv, cfg, logger)
+	defer stopHUP()
 	return srv.Serve(ctx, ln)
+}
+
+// reloadOnHUP reloads the TLS certificate on each SIGHUP until ctx ends or
+// the returned func is called. SIGHUP is caught even without TLS, so an
+// operator's reflex `kill -HUP` never stops the registry.
+func reloadOnHUP(ctx context.Context, srv *server.Server, cfg config.Config, logger *slog.Logger) func() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			case <-hup:
+				if !cfg.HTTP.TLS.Enabled() {
+					logger.Info("SIGHUP: nothing to reload (no TLS certificate configured)")
+					continue
+				}
+				if err := srv.ReloadTLS(); err != nil {
+					logger.Error("SIGHUP: TLS certificate not reloaded; serving the previous one", "err", err)
+					continue
+				}
+				logger.Info("SIGHUP: TLS certificate reloaded")
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }
 
 func writeFileAtomic(path, content string) error {
