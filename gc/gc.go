@@ -98,6 +98,11 @@ type Policy struct {
 	ClaimLease time.Duration
 }
 
+// Snapshot makes a private copy of the metadata store for a dry run: a
+// consistent image of the store at one moment, which the dry run changes
+// as a real run would change the store; discard closes and removes it.
+type Snapshot func(ctx context.Context) (md Meta, discard func() error, err error)
+
 // Report says what one run deleted (or, in a dry run, would delete).
 type Report struct {
 	DryRun      bool
@@ -167,7 +172,9 @@ type Collector struct {
 	pol   Policy
 	log   *slog.Logger
 	now   func() time.Time
-	mu    sync.Mutex
+	// snapshot copies the metadata store for dry runs (SetSnapshot).
+	snapshot Snapshot
+	mu       sync.Mutex
 	// retry is when the earliest tombstone the last run left (held by
 	// another run, or whose bytes failed to delete) can be claimed again
 	// (c.now's clock); zero if none. Guarded by mu.
@@ -184,6 +191,10 @@ func New(md Meta, blobs Blobs, pol Policy, logger *slog.Logger) *Collector {
 	}
 	return &Collector{meta: md, blobs: blobs, pol: pol, log: logger, now: time.Now}
 }
+
+// SetSnapshot gives the Collector a way to copy its metadata store, which
+// dry runs need. Call it before the first Run.
+func (c *Collector) SetSnapshot(snap Snapshot) { c.snapshot = snap }
 
 // pass is one Run or FinishTombstones: its claim token, its report, and
 // what it left behind.
@@ -208,28 +219,52 @@ func (p *pass) leave(t time.Time) {
 // end records what p left and returns its errors joined with the
 // per-blob failures.
 func (c *Collector) end(p *pass, errs []error) error {
-	if !p.r.DryRun {
-		c.retry = p.retry
-	}
 	if p.r.Failed > 0 {
 		errs = append(errs, fmt.Errorf("%d blob files not deleted, their tombstones stay for a later run (first: %w)", p.r.Failed, p.failed))
 	}
 	return errors.Join(errs...)
 }
 
-// Run collects once. With dryRun nothing is deleted and the report counts
-// what would be, phase by phase as the store is now: garbage that only a
-// deletion in the same run would free (the blobs of a manifest about to
-// go) is not counted. A phase that fails does not stop the others, nor
+// Run collects once. A phase that fails does not stop the others, nor
 // does a blob file that fails to delete (Report.Failed; its tombstone
 // stays for a later run); the error joins them all. What was deleted
 // stays deleted. Only the end of ctx stops the run early.
+//
+// With dryRun nothing is deleted and the report says what a run would
+// delete now, cascades included: deleting an index frees its children
+// for the next pass, a deleted subject orphans its referrers, the links
+// of deleted manifests go and then their blobs. A dry run is the real run
+// made on a snapshot of the metadata store (see SetSnapshot; without one
+// it fails) and on a blob store that only records deletions, so its
+// report is the real run's, as of the snapshot.
 func (c *Collector) Run(ctx context.Context, dryRun bool) (Report, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	began := time.Now() // Duration is real time, whatever c.now says
+	var (
+		r   Report
+		err error
+	)
+	if dryRun {
+		r, err = c.dryRun(ctx)
+	} else {
+		r, c.retry, err = c.collect(ctx)
+	}
+	r.DryRun = dryRun
+	r.Duration = time.Since(began)
+	if err != nil {
+		c.log.ErrorContext(ctx, "gc failed", "report", r, "err", err)
+		return r, fmt.Errorf("gc: %w", err)
+	}
+	c.log.InfoContext(ctx, "gc finished", "report", r)
+	return r, nil
+}
+
+// collect is one run over c's stores: every phase, deleting. It returns
+// when the tombstones it left can be claimed again (see Collector.retry).
+func (c *Collector) collect(ctx context.Context) (Report, time.Time, error) {
 	start := c.now()
-	r := Report{DryRun: dryRun}
+	var r Report
 	p := newPass(&r)
 	cut := start.Add(-c.pol.Grace)
 	var errs []error
@@ -241,24 +276,97 @@ func (c *Collector) Run(ctx context.Context, dryRun bool) (Report, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
 	}
-	phase("manifests", func() error { return c.manifests(ctx, start, dryRun, &r) })
-	phase("links", func() error { return c.links(ctx, cut, dryRun, &r) })
-	phase("blobs", func() error { return c.blobRows(ctx, p, cut, dryRun) })
-	phase("orphan files", func() error { return c.orphanFiles(ctx, p, cut, dryRun) })
+	phase("manifests", func() error { return c.manifests(ctx, start, &r) })
+	phase("links", func() error { return c.links(ctx, cut, &r) })
+	phase("blobs", func() error { return c.blobRows(ctx, p, cut) })
+	phase("orphan files", func() error { return c.orphanFiles(ctx, p, cut) })
 	if c.pol.UploadExpireAfter > 0 {
-		phase("uploads", func() error { return c.uploads(ctx, start.Add(-c.pol.UploadExpireAfter), dryRun, &r) })
+		phase("uploads", func() error { return c.uploads(ctx, start.Add(-c.pol.UploadExpireAfter), &r) })
 	}
 	if err := ctx.Err(); err != nil {
 		errs = append(errs, err)
 	}
 	err := c.end(p, errs)
-	r.Duration = time.Since(began)
-	if err != nil {
-		c.log.ErrorContext(ctx, "gc failed", "report", r, "err", err)
-		return r, fmt.Errorf("gc: %w", err)
+	return r, p.retry, err
+}
+
+// dryRun runs collect on a snapshot of the metadata store and on a blob
+// store that deletes nothing. The snapshot costs a copy of the metadata
+// (disk, not memory); the recorded deletions cost memory in proportion
+// to the garbage, not to the store.
+func (c *Collector) dryRun(ctx context.Context) (Report, error) {
+	if c.snapshot == nil {
+		return Report{}, errors.New("dry run: no snapshot of the metadata store to run on (Collector.SetSnapshot)")
 	}
-	c.log.InfoContext(ctx, "gc finished", "report", r)
-	return r, nil
+	md, discard, err := c.snapshot(ctx)
+	if err != nil {
+		return Report{}, fmt.Errorf("dry run: snapshot the metadata store: %w", err)
+	}
+	defer func() {
+		if err := discard(); err != nil {
+			c.log.WarnContext(ctx, "gc dry run: discarding the snapshot", "err", err)
+		}
+	}()
+	sim := &Collector{
+		meta:  md,
+		blobs: &dryBlobs{Blobs: c.blobs, deleted: map[digest.Digest]bool{}, aborted: map[string]bool{}},
+		pol:   c.pol,
+		log:   c.log.With("dry_run", true),
+		now:   c.now,
+	}
+	r, _, err := sim.collect(ctx)
+	return r, err
+}
+
+// dryBlobs is a blob store that records deletions instead of making them,
+// and hides what it recorded from later walks (as the real deletions
+// would be hidden).
+type dryBlobs struct {
+	Blobs
+	deleted map[digest.Digest]bool
+	aborted map[string]bool
+}
+
+// statter is the blob store's optional Stat, so a dry deletion of bytes
+// already gone reports blob.ErrNotFound as the real one would.
+type statter interface {
+	Stat(ctx context.Context, d digest.Digest) (blob.Info, error)
+}
+
+func (b *dryBlobs) Delete(ctx context.Context, d digest.Digest) error {
+	if b.deleted[d] {
+		return blob.ErrNotFound
+	}
+	if st, ok := b.Blobs.(statter); ok {
+		if _, err := st.Stat(ctx, d); err != nil {
+			return err
+		}
+	}
+	b.deleted[d] = true
+	return nil
+}
+
+func (b *dryBlobs) Walk(ctx context.Context, fn func(blob.Info) error) error {
+	return b.Blobs.Walk(ctx, func(i blob.Info) error {
+		if b.deleted[i.Digest] {
+			return nil
+		}
+		return fn(i)
+	})
+}
+
+func (b *dryBlobs) WalkUploads(ctx context.Context, fn func(id string, modTime time.Time) error) error {
+	return b.Blobs.WalkUploads(ctx, func(id string, mod time.Time) error {
+		if b.aborted[id] {
+			return nil
+		}
+		return fn(id, mod)
+	})
+}
+
+func (b *dryBlobs) AbortUpload(_ context.Context, id string) error {
+	b.aborted[id] = true
+	return nil
 }
 
 // FinishTombstones finishes the deletions that a crashed run, or a blob
@@ -275,10 +383,11 @@ func (c *Collector) FinishTombstones(ctx context.Context) (Report, error) {
 	var r Report
 	p := newPass(&r)
 	var errs []error
-	if err := c.blobRows(ctx, p, time.Time{}, false); err != nil {
+	if err := c.blobRows(ctx, p, time.Time{}); err != nil {
 		errs = append(errs, err)
 	}
 	err := c.end(p, errs)
+	c.retry = p.retry
 	r.Duration = time.Since(began)
 	switch {
 	case err != nil:
@@ -348,7 +457,7 @@ func eligible(rule meta.ManifestSweep, m meta.UntaggedManifest) bool {
 // manifests sweeps untagged manifests, in passes: deleting an index frees
 // its children, and deleting a subject orphans its referrers, for the next
 // pass.
-func (c *Collector) manifests(ctx context.Context, now time.Time, dryRun bool, r *Report) error {
+func (c *Collector) manifests(ctx context.Context, now time.Time, r *Report) error {
 	rule := c.rule(now)
 	for {
 		r.Passes++
@@ -365,9 +474,7 @@ func (c *Collector) manifests(ctx context.Context, now time.Time, dryRun bool, r
 					keys = append(keys, m.ManifestKey)
 				}
 			}
-			if dryRun {
-				r.Manifests += len(keys)
-			} else if err := chunks(keys, func(keys []meta.ManifestKey) error {
+			if err := chunks(keys, func(keys []meta.ManifestKey) error {
 				swept, err := c.meta.SweepManifests(ctx, keys, rule)
 				deleted += len(swept)
 				r.Manifests += len(swept)
@@ -383,22 +490,20 @@ func (c *Collector) manifests(ctx context.Context, now time.Time, dryRun bool, r
 			}
 			after = ms[len(ms)-1].ManifestKey
 		}
-		if dryRun || deleted == 0 {
+		if deleted == 0 {
 			return nil
 		}
 	}
 }
 
-func (c *Collector) links(ctx context.Context, cut time.Time, dryRun bool, r *Report) error {
+func (c *Collector) links(ctx context.Context, cut time.Time, r *Report) error {
 	var after meta.LinkKey
 	for {
 		ls, err := c.meta.UnreferencedLinks(ctx, cut, after, page)
 		if err != nil {
 			return err
 		}
-		if dryRun {
-			r.Links += len(ls)
-		} else if err := chunks(ls, func(ls []meta.LinkKey) error {
+		if err := chunks(ls, func(ls []meta.LinkKey) error {
 			n, err := c.meta.SweepLinks(ctx, ls, cut)
 			r.Links += n
 			return err
@@ -415,7 +520,7 @@ func (c *Collector) links(ctx context.Context, cut time.Time, dryRun bool, r *Re
 // blobRows deletes unlinked blobs' rows and bytes, and finishes
 // tombstones whose lease has ended. With a zero cut only tombstones are
 // listed.
-func (c *Collector) blobRows(ctx context.Context, p *pass, cut time.Time, dryRun bool) error {
+func (c *Collector) blobRows(ctx context.Context, p *pass, cut time.Time) error {
 	r := p.r
 	var after digest.Digest
 	for {
@@ -423,12 +528,7 @@ func (c *Collector) blobRows(ctx context.Context, p *pass, cut time.Time, dryRun
 		if err != nil {
 			return err
 		}
-		if dryRun {
-			for _, b := range bs {
-				r.Blobs++
-				r.BytesFreed += b.Size
-			}
-		} else if err := chunks(bs, func(bs []meta.BlobRecord) error {
+		if err := chunks(bs, func(bs []meta.BlobRecord) error {
 			n, freed, err := c.deleteBlobs(ctx, p, bs, cut)
 			r.Blobs += n
 			r.BytesFreed += freed
@@ -516,7 +616,7 @@ func (c *Collector) deleteBlobs(ctx context.Context, p *pass, cands []meta.BlobR
 // linking them, or bytes whose unsynced deletion a crash undid. They go
 // through tombstones like any other blob, a batch at a time, so a push
 // linking the same digest meanwhile is ordered against the deletion.
-func (c *Collector) orphanFiles(ctx context.Context, p *pass, cut time.Time, dryRun bool) error {
+func (c *Collector) orphanFiles(ctx context.Context, p *pass, cut time.Time) error {
 	r := p.r
 	var orphans []meta.BlobRecord
 	flush := func() error {
@@ -537,11 +637,6 @@ func (c *Collector) orphanFiles(ctx context.Context, p *pass, cut time.Time, dry
 		case !errors.Is(err, meta.ErrBlobNotFound):
 			return err
 		}
-		if dryRun {
-			r.OrphanFiles++
-			r.BytesFreed += info.Size
-			return nil
-		}
 		orphans = append(orphans, meta.BlobRecord{Digest: info.Digest, Size: info.Size})
 		if len(orphans) == batch {
 			return flush()
@@ -560,7 +655,7 @@ func (c *Collector) orphanFiles(ctx context.Context, p *pass, cut time.Time, dry
 // expiry, or one that has just resumed an old session, would lose its
 // session and data mid-request: a session whose data was written since
 // cut is not idle, and stays.
-func (c *Collector) uploads(ctx context.Context, cut time.Time, dryRun bool, r *Report) error {
+func (c *Collector) uploads(ctx context.Context, cut time.Time, r *Report) error {
 	after := ""
 	for {
 		ids, err := c.meta.ExpiredUploads(ctx, cut, after, page)
@@ -574,10 +669,6 @@ func (c *Collector) uploads(ctx context.Context, cut time.Time, dryRun bool, r *
 		for _, id := range ids {
 			if writing[id] {
 				c.log.DebugContext(ctx, "gc: upload session idle, but its data is being written: kept", "upload", id)
-				continue
-			}
-			if dryRun {
-				r.Uploads++
 				continue
 			}
 			ok, err := c.meta.ExpireUpload(ctx, id, cut)
@@ -606,9 +697,6 @@ func (c *Collector) uploads(ctx context.Context, cut time.Time, dryRun bool, r *
 			return err
 		}
 		r.UploadData++
-		if dryRun {
-			return nil
-		}
 		if err := c.blobs.AbortUpload(ctx, id); err != nil {
 			return fmt.Errorf("remove upload data %s: %w", id, err)
 		}

@@ -166,7 +166,8 @@ func TestPlans(t *testing.T) {
 			e.must("DELETE", "/v2/app/manifests/"+img1.digest.String(), nil, "", 202)
 		},
 		pol: Policy{Grace: time.Hour}, skew: 2 * time.Hour, dryRun: true,
-		want: Report{Links: 3},
+		// What the run would do: the links, then the blobs they freed.
+		want: Report{Links: 3, Blobs: 3, BytesFreed: img1.size()},
 		check: func(t *testing.T, e *env) {
 			if files, _ := e.files(); len(files) != 3 {
 				t.Errorf("%d files left, want 3", len(files))

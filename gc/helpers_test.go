@@ -2,12 +2,16 @@ package gc
 
 import (
 	"bytes"
+	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -27,6 +31,7 @@ var _ Blobs = (*fs.Store)(nil)
 // real HTTP server, with a Collector over the same stores.
 type env struct {
 	t     testing.TB
+	dir   string
 	blobs *fs.Store
 	meta  *sqlite.Store
 	srv   *httptest.Server
@@ -39,14 +44,41 @@ func newEnv(t testing.TB) *env {
 	blobs, md := testutil.Stores(t, dir, logger)
 	srv := httptest.NewServer(registry.New(blobs, md, registry.Options{}, logger))
 	t.Cleanup(srv.Close)
-	return &env{t: t, blobs: blobs, meta: md, srv: srv}
+	return &env{t: t, dir: dir, blobs: blobs, meta: md, srv: srv}
 }
 
 // collector returns a Collector whose clock runs ahead by skew.
 func (e *env) collector(pol Policy, skew time.Duration) *Collector {
 	c := New(e.meta, e.blobs, pol, nil)
 	c.now = func() time.Time { return time.Now().Add(skew) }
+	c.SetSnapshot(sqliteSnapshot(filepath.Join(e.dir, "meta.db")))
 	return c
+}
+
+// sqliteSnapshot copies the SQLite database at path with VACUUM INTO, as
+// berth gc --dry-run does (cmd/berth), and opens the copy.
+func sqliteSnapshot(path string) Snapshot {
+	return func(ctx context.Context) (Meta, func() error, error) {
+		dir, err := os.MkdirTemp(filepath.Dir(path), ".gc-dry-run-")
+		if err != nil {
+			return nil, nil, err
+		}
+		dst := filepath.Join(dir, "meta.db")
+		db, err := sql.Open("sqlite", path)
+		if err == nil {
+			_, err = db.ExecContext(ctx, "VACUUM INTO ?", dst)
+			db.Close()
+		}
+		var md *sqlite.Store
+		if err == nil {
+			md, err = sqlite.Open(ctx, dst, nil)
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, nil, err
+		}
+		return md, func() error { err := md.Close(); os.RemoveAll(dir); return err }, nil
+	}
 }
 
 func (e *env) run(c *Collector, dryRun bool) Report {

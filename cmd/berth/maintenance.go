@@ -53,7 +53,10 @@ func newGC() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			r, err := gc.New(st.Meta, st.Blobs, server.GCPolicy(cfg), logger.With("component", "gc")).Run(ctx, dryRun)
+			c := gc.New(st.Meta, st.Blobs, server.GCPolicy(cfg), logger.With("component", "gc"))
+			// The dry run is the real run on a copy of the metadata.
+			c.SetSnapshot(sqliteSnapshot(metaPath(cfg)))
+			r, err := c.Run(ctx, dryRun)
 			printGC(cmd.OutOrStdout(), r)
 			return err
 		},
