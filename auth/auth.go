@@ -276,7 +276,10 @@ func (s *Service) Authenticate(r *http.Request) (Principal, error) {
 	if len(hs) > 1 {
 		return Principal{}, unauthenticated("more than one Authorization header")
 	}
-	if len(hs) == 1 {
+	// containers/image (skopeo, podman, buildah) answers a Basic
+	// challenge without credentials with "Basic Og==" (an empty user and
+	// password): that is an anonymous request, not a failed login.
+	if len(hs) == 1 && !anonymousBasic(hs[0]) {
 		scheme, cred, err := parseAuthorization(hs[0])
 		if err != nil {
 			return Principal{}, err
@@ -302,6 +305,13 @@ func (s *Service) Authenticate(r *http.Request) (Principal, error) {
 		return Principal{Name: name, Method: MethodCert}, nil
 	}
 	return Principal{Method: MethodAnonymous}, nil
+}
+
+// anonymousBasic reports whether h is Basic auth with an empty user name
+// and an empty password.
+func anonymousBasic(h string) bool {
+	scheme, cred, ok := strings.Cut(strings.TrimSpace(h), " ")
+	return ok && strings.EqualFold(scheme, "basic") && strings.TrimSpace(cred) == "Og=="
 }
 
 // certUser is the CommonName of a verified client certificate.

@@ -275,6 +275,12 @@ func TestAuthenticate(t *testing.T) {
 	if err != nil || p.Name != "carol" || p.Method != MethodBasic {
 		t.Fatalf("basic: %+v %v", p, err)
 	}
+	// containers/image sends "Basic Og==" (empty user and password) when it
+	// has no credentials: anonymous, not a failed login.
+	p, err = f.svc.Authenticate(request(basic("", "")))
+	if err != nil || !p.Anonymous() || p.Method != MethodAnonymous {
+		t.Fatalf("empty Basic credentials: %+v %v", p, err)
+	}
 	// Scheme names are case-insensitive.
 	if _, err := f.svc.Authenticate(request("bAsIc " + strings.TrimPrefix(basic("carol", "carol-secret"), "Basic "))); err != nil {
 		t.Fatalf("lower-case scheme: %v", err)
@@ -430,5 +436,34 @@ func TestViewKey(t *testing.T) {
 	}
 	if tokA.ViewKey() != tokA2.ViewKey() || keys["bob"] != (Principal{Name: "bob", Method: MethodCert}).ViewKey() {
 		t.Error("same rights, different view keys")
+	}
+}
+
+// TestCatalogVisible: a token granted registry:catalog:* lists what the
+// rules let its subject pull, not only the repositories it names; a token
+// without that scope, and Basic principals, see what they may pull.
+func TestCatalogVisible(t *testing.T) {
+	f := newFixture(t)
+	a := f.get(basic("alice", "alice-secret"), "service=berth.test&scope=registry:catalog:*")
+	p, err := f.bearer(a.resp.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for repo, want := range map[string]bool{"team/a": true, "apps/x": true, "other/x": false, "shared/y": true} {
+		if got := f.svc.CatalogVisible(p, repo); got != want {
+			t.Errorf("catalog token: %s visible %v, want %v", repo, got, want)
+		}
+		if f.svc.Allowed(p, repo, Pull) {
+			t.Errorf("catalog token may pull %s: the catalog scope grants listing only", repo)
+		}
+	}
+	a = f.get(basic("alice", "alice-secret"), "service=berth.test&scope=repository:team/a:pull")
+	p, _ = f.bearer(a.resp.Token)
+	if !f.svc.CatalogVisible(p, "team/a") || f.svc.CatalogVisible(p, "apps/x") {
+		t.Error("a token without the catalog scope sees other than what it may pull")
+	}
+	b := Principal{Name: "dave", Method: MethodBasic}
+	if !f.svc.CatalogVisible(b, "other/x") || f.svc.CatalogVisible(b, "team/a") {
+		t.Error("basic principal: catalog differs from pull rights")
 	}
 }

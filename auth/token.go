@@ -223,6 +223,18 @@ func (s *Service) CatalogAllowed(p Principal) bool {
 	return false
 }
 
+// CatalogVisible reports whether the catalog listing shows repo to p:
+// what p may pull, except that a bearer token holding registry:catalog:*
+// (which CatalogAllowed requires of bearer principals) shows what the
+// rules let its subject pull, not only the repositories the token names —
+// listing the catalog is what that scope was granted for.
+func (s *Service) CatalogVisible(p Principal, repo string) bool {
+	if p.Method != MethodBearer || p.trustAccess || !s.CatalogAllowed(p) {
+		return s.Allowed(p, repo, Pull)
+	}
+	return validRepo(repo) && s.policy.rights(p.Name, repo).has(Pull)
+}
+
 // ViewKey names what p may see, for caches of filtered answers (the
 // Flatpak index): two principals with the same key see the same
 // repositories. The rules are fixed for the service's life, so a user
