@@ -11,6 +11,10 @@ type Access interface {
 	Allowed(r *http.Request, repo, action string) bool
 	// CatalogAllowed: may it list the catalog (entries are then filtered by pull)?
 	CatalogAllowed(r *http.Request) bool
+	// CatalogVisible: does the catalog listing show repo to it? (A token
+	// that may list the catalog sees what the rules let its subject pull,
+	// not only the repositories the token names.)
+	CatalogVisible(r *http.Request, repo string) bool
 	// Authenticated: does the request carry an identity (GET /v2/ answers 401 to anonymous requests when auth is on, so clients learn the scheme)?
 	Authenticated(r *http.Request) bool
 	// Deny sets the challenge header (if any) on w for scope ("repository:NAME:pull,push", "registry:catalog:*", or "" for /v2/) and returns 401 or 403.

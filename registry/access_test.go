@@ -26,6 +26,9 @@ func (f *fakeAccess) Allowed(r *http.Request, repo, action string) bool {
 }
 
 func (f *fakeAccess) CatalogAllowed(r *http.Request) bool { return f.catalog[r.Header.Get("X-User")] }
+func (f *fakeAccess) CatalogVisible(r *http.Request, repo string) bool {
+	return f.Allowed(r, repo, ActionPull)
+}
 
 func (f *fakeAccess) Authenticated(r *http.Request) bool { return r.Header.Get("X-User") != "" }
 

@@ -150,7 +150,7 @@ func (reg *Registry) visibleRepositories(r *http.Request, last string, want int)
 			return nil, fmt.Errorf("catalog: %w", err)
 		}
 		for _, repo := range batch {
-			if reg.allowed(r, repo, ActionPull) {
+			if reg.opts.Access.CatalogVisible(r, repo) {
 				out = append(out, repo)
 				if len(out) == want {
 					break

@@ -130,6 +130,10 @@ func (a registryAccess) CatalogAllowed(r *http.Request) bool {
 	return a.svc.CatalogAllowed(auth.FromContext(r.Context()))
 }
 
+func (a registryAccess) CatalogVisible(r *http.Request, repo string) bool {
+	return a.svc.CatalogVisible(auth.FromContext(r.Context()), repo)
+}
+
 func (a registryAccess) Authenticated(r *http.Request) bool {
 	return !auth.FromContext(r.Context()).Anonymous()
 }

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/auth"
 	"github.com/berth-dev/berth/blob/fs"
 	"github.com/berth-dev/berth/config"
 	"github.com/berth-dev/berth/flatpak"
@@ -33,6 +34,7 @@ type Server struct {
 	meta    *sqlite.Store
 	gc      *gc.Collector
 	icons   *flatpak.IconRecorder
+	auth    *auth.Service // nil when authentication is off
 	handler http.Handler
 	// inflight counts requests being served (see withMiddleware).
 	inflight sync.WaitGroup
@@ -87,6 +89,7 @@ func FlatpakOptions(cfg config.Config) flatpak.Options {
 		Title:                 cfg.Flatpak.Title,
 		RemoteName:            cfg.Flatpak.RemoteName,
 		CacheBytes:            cacheBytes,
+		MaxIndexBytes:         cfg.Limits.MaxListingBytes,
 	}
 }
 
@@ -109,6 +112,25 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	// Icons are recorded at every push, the Flatpak remote on or off: the
 	// catalogue shows them, and a remote turned on later has them.
 	icons := flatpak.NewIconRecorder(md, logger.With("component", "flatpak"))
+	// Access control: one auth service decides for the registry and every
+	// side door (Flatpak index, icons, catalogue, search).
+	var (
+		authSvc   *auth.Service
+		regAccess registry.Access
+		fpAccess  flatpak.Access
+		webFilter func(*http.Request, string) bool
+	)
+	if cfg.Auth.Enabled() {
+		authSvc, err = auth.New(authConfig(cfg), logger.With("component", "auth"))
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+		regAccess, fpAccess, webFilter = registryAccess{authSvc}, flatpakAccess{authSvc}, canPull(authSvc)
+	} else {
+		logger.Warn("authentication is off: anyone who can reach this address may pull, push and delete " +
+			"(set auth.htpasswd and auth.access to control access; see docs/security.md)")
+	}
 	reg := registry.New(blobs, md, registry.Options{
 		MaxManifestBytes: cfg.Limits.MaxManifestBytes,
 		MaxBlobBytes:     cfg.Limits.MaxBlobBytes,
@@ -116,14 +138,21 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		SparseManifests:  cfg.Validation.SparseManifests,
 		// Half the grace period: a link that gc could sweep soon is
 		// renewed when a pusher HEADs its blob (gc.grace 0 disables it).
-		LinkRefreshAfter: cfg.GC.Grace / 2,
-		Observers:        []registry.ManifestObserver{icons},
+		LinkRefreshAfter:        cfg.GC.Grace / 2,
+		Observers:               []registry.ManifestObserver{icons},
+		Access:                  regAccess,
+		ClientID:                clientID,
+		MaxListingBytes:         cfg.Limits.MaxListingBytes,
+		MaxUploadsPerRepository: capOption(cfg.Uploads.MaxPerRepository),
+		MaxUploadsPerClient:     capOption(cfg.Uploads.MaxPerClient),
 	}, logger.With("component", "registry"))
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", reg)
 	mux.Handle("/v2", reg)
 	if cfg.Flatpak.Enabled {
-		flatpak.New(md, FlatpakOptions(cfg), logger.With("component", "flatpak")).Register(mux)
+		fo := FlatpakOptions(cfg)
+		fo.Access = fpAccess
+		flatpak.New(md, fo, logger.With("component", "flatpak")).Register(mux)
 		if cfg.Flatpak.PublicURL == "" {
 			logger.Warn("flatpak.public_url is not set: the Flatpak index names the registry and icons relative to its own URL, "+
 				"but .flatpakrepo/.flatpakref files and install commands take the scheme and host from each request "+
@@ -137,6 +166,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		TrustForwardedHeaders: cfg.HTTP.TrustForwardedHeaders,
 		RemoteName:            cfg.Flatpak.RemoteName,
 		FlatpakDisabled:       !cfg.Flatpak.Enabled,
+		CanRead:               webFilter,
+		MaxAnswerBytes:        cfg.Limits.MaxListingBytes,
 	}, logger.With("component", "web"))
 	if err != nil {
 		st.Close()
@@ -144,8 +175,15 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	}
 	mux.Handle("/", catalogue)
 	mux.Handle("/api/v1/", catalogue)
-	srv := &Server{cfg: cfg, log: logger, meta: md, gc: collector, icons: icons}
-	srv.handler = withMiddleware(mux, logger, &srv.inflight)
+	var h http.Handler = mux
+	if authSvc != nil {
+		if cfg.Auth.Token.Enabled {
+			mux.Handle(tokenPath, authSvc.TokenHandler())
+		}
+		h = withAuth(mux, authSvc, logger.With("component", "auth"))
+	}
+	srv := &Server{cfg: cfg, log: logger, meta: md, gc: collector, icons: icons, auth: authSvc}
+	srv.handler = withMiddleware(hardenTransport(h, cfg.HTTP, logger), logger, &srv.inflight)
 	return srv, nil
 }
 
@@ -244,5 +282,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close closes the stores.
 func (s *Server) Close() error {
+	if s.auth != nil {
+		_ = s.auth.Close()
+	}
 	return s.meta.Close()
 }
