@@ -89,9 +89,12 @@ func TestAuthClients(t *testing.T) {
 				"oci:"+filepath.Join(work, "oci")+":app", "docker://"+addr+"/team/app:by-reader")
 			// A wrong password is refused at login.
 			tools.mustFail(t, "skopeo", "login", "--tls-verify=false", "--authfile", filepath.Join(work, "bad.json"), "-u", "writer", "-p", "wrong", addr)
-			// Anonymous pull of a public repository works without login.
-			tools.run(t, "skopeo", "inspect", "--tls-verify=false", "--authfile", filepath.Join(work, "none.json"), "--raw", "docker://"+addr+"/apps/app:skopeo")
-			tools.mustFail(t, "skopeo", "inspect", "--tls-verify=false", "--authfile", filepath.Join(work, "none.json"), "--raw", "docker://"+addr+"/team/app:1")
+			// Anonymous pull of a public repository works without login (a
+			// client with its own HOME: crane's login above is in this one's
+			// docker config, which skopeo would read).
+			anon := newToolRunner(t)
+			anon.run(t, "skopeo", "inspect", "--tls-verify=false", "--raw", "docker://"+addr+"/apps/app:skopeo")
+			anon.mustFail(t, "skopeo", "inspect", "--tls-verify=false", "--raw", "docker://"+addr+"/team/app:1")
 
 			// oras: login, push an artifact, attach a referrer, discover, pull.
 			tools.run(t, "oras", "login", "--plain-http", "-u", "writer", "-p", password("writer"), addr)
@@ -123,9 +126,17 @@ func TestAuthClients(t *testing.T) {
 
 			// podman: login, pull, push under a new name.
 			if findToolOptional(t, "podman") {
-				store := []string{"--root", filepath.Join(work, "podman", "root"), "--runroot", filepath.Join(work, "podman", "run"),
+				// podman refuses a runroot longer than 50 characters.
+				short, err := os.MkdirTemp("", "pm")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { os.RemoveAll(short) })
+				store := []string{"--root", filepath.Join(short, "root"), "--runroot", filepath.Join(short, "run"),
 					"--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none"}
-				pm := func(args ...string) result { return tools.run(t, "podman", append(append([]string{}, store...), args...)...) }
+				pm := func(args ...string) result {
+					return tools.run(t, "podman", append(append([]string{}, store...), args...)...)
+				}
 				pauth := filepath.Join(work, "podman-auth.json")
 				pm("login", "--tls-verify=false", "--authfile", pauth, "-u", "writer", "-p", password("writer"), addr)
 				pm("pull", "--tls-verify=false", "--authfile", pauth, addr+"/team/app:1")

@@ -197,7 +197,7 @@ auth:
 	work := t.TempDir()
 	tarPath := writeLayerTar(t, work, "layer.tar", map[string][]byte{"tls": []byte("over TLS\n")})
 	layout := filepath.Join(work, "oci")
-	if res := tools.tryEnv(t, "", []string{"SSL_CERT_FILE=" + caFile}, "crane", "append", "--oci-empty-base", "-f", tarPath, "-o", filepath.Join(work, "img.tar")); res.Err != nil {
+	if res := tools.tryEnv(t, "", []string{"SSL_CERT_FILE=" + caFile}, "crane", "append", "--oci-empty-base", "-f", tarPath, "-t", "localhost/tls:1", "-o", filepath.Join(work, "img.tar")); res.Err != nil {
 		t.Fatalf("%s", res)
 	}
 	tools.run(t, "skopeo", "copy", "--quiet", "docker-archive:"+filepath.Join(work, "img.tar"), "oci:"+layout+":img")
