@@ -30,6 +30,57 @@ type Config struct {
 	GC         GC         `yaml:"gc"`
 	Uploads    Uploads    `yaml:"uploads"`
 	Flatpak    Flatpak    `yaml:"flatpak"`
+	// Metrics: Prometheus /metrics and the health probes.
+	Metrics Metrics `yaml:"metrics"`
+	// Notifications: webhooks fed from the events outbox.
+	Notifications Notifications `yaml:"notifications"`
+}
+
+// Metrics configures /metrics (Prometheus) and where the probes /livez
+// and /readyz are also served.
+type Metrics struct {
+	// Enabled serves /metrics.
+	Enabled bool `yaml:"enabled"`
+	// Addr, when set, is a separate listener (host:port) for /metrics,
+	// /livez and /readyz; /metrics then leaves the main listener. Empty:
+	// all on the main listener.
+	Addr string `yaml:"addr"`
+	// Access is who may read /metrics on the main listener when
+	// authentication is on: "anonymous", "authenticated" or "admin"
+	// (auth.admins). The separate listener (Addr) is not authenticated.
+	Access string `yaml:"access"`
+}
+
+// Notifications configures webhook delivery.
+type Notifications struct {
+	// Endpoints receive the events that match their filters.
+	Endpoints []Endpoint `yaml:"endpoints"`
+	// Backlog bounds the undelivered events kept per endpoint; past it
+	// the oldest are dropped (and counted in a metric).
+	Backlog int `yaml:"backlog"`
+}
+
+// Endpoint is one webhook receiver.
+type Endpoint struct {
+	// Name identifies the endpoint in logs and metrics.
+	Name string `yaml:"name"`
+	// URL is the http(s) URL events are POSTed to. Redirects are not
+	// followed.
+	URL string `yaml:"url"`
+	// Secret keys the HMAC-SHA256 signature header; SecretFile reads it
+	// from a file instead.
+	Secret     string `yaml:"secret"`
+	SecretFile string `yaml:"secret_file"`
+	// Events to send (manifest.push, tag.update, manifest.delete,
+	// tag.delete, blob.delete, gc.run); empty: all.
+	Events []string `yaml:"events"`
+	// Repositories: patterns as in auth.access; empty: all.
+	Repositories []string `yaml:"repositories"`
+	// Timeout bounds one delivery attempt.
+	Timeout time.Duration `yaml:"timeout"`
+	// AllowPrivate allows targets on loopback, private, link-local and
+	// other non-public addresses (refused by default).
+	AllowPrivate bool `yaml:"allow_private"`
 }
 
 // Flatpak configures the Flatpak remote: the registry index (/index/static,
@@ -241,6 +292,18 @@ type Limits struct {
 	// catalog, referrers, the Flatpak index, search): a page ends early,
 	// with a Link to the next, when it would pass this.
 	MaxListingBytes int64 `yaml:"max_listing_bytes"`
+	// RateLimit is an optional per-client request rate limit (the client
+	// is its user name, else its address): 429 TOOMANYREQUESTS with
+	// Retry-After past it.
+	RateLimit RateLimit `yaml:"rate_limit"`
+}
+
+// RateLimit is a token bucket per client.
+type RateLimit struct {
+	// RequestsPerSecond refills the bucket; 0 disables the limit.
+	RequestsPerSecond float64 `yaml:"requests_per_second"`
+	// Burst is the bucket's size.
+	Burst int `yaml:"burst"`
 }
 
 // Default returns the configuration used when nothing is set.
@@ -265,10 +328,13 @@ func Default() Config {
 			MaxBlobBytes:     64 << 30,
 			PageMax:          1000,
 			MaxListingBytes:  4 << 20,
+			RateLimit:        RateLimit{Burst: 100},
 		},
-		GC:      GC{Interval: time.Hour, Grace: time.Hour},
-		Uploads: Uploads{ExpireAfter: 24 * time.Hour, MaxPerRepository: 1000, MaxPerClient: 100},
-		Flatpak: Flatpak{Enabled: true, Title: "Berth", RemoteName: "berth", IndexCacheBytes: 64 << 20},
+		GC:            GC{Interval: time.Hour, Grace: time.Hour},
+		Uploads:       Uploads{ExpireAfter: 24 * time.Hour, MaxPerRepository: 1000, MaxPerClient: 100},
+		Flatpak:       Flatpak{Enabled: true, Title: "Berth", RemoteName: "berth", IndexCacheBytes: 64 << 20},
+		Metrics:       Metrics{Enabled: true, Access: "admin"},
+		Notifications: Notifications{Backlog: 100_000},
 	}
 }
 
@@ -367,6 +433,46 @@ func (c Config) Validate() error {
 	errs = append(errs, c.HTTP.TLS.validate()...)
 	errs = append(errs, c.Auth.validate()...)
 	errs = append(errs, c.Flatpak.validate()...)
+	switch c.Metrics.Access {
+	case "anonymous", "authenticated", "admin":
+	default:
+		errs = append(errs, fmt.Errorf("metrics.access: %q is not one of anonymous, authenticated, admin", c.Metrics.Access))
+	}
+	if c.Limits.RateLimit.RequestsPerSecond < 0 || c.Limits.RateLimit.Burst < 0 ||
+		(c.Limits.RateLimit.RequestsPerSecond > 0 && c.Limits.RateLimit.Burst < 1) {
+		errs = append(errs, errors.New("limits.rate_limit: requests_per_second and burst must not be negative, and burst at least 1 when the limit is on"))
+	}
+	if c.Notifications.Backlog < 1 {
+		errs = append(errs, errors.New("notifications.backlog: must be at least 1"))
+	}
+	for i, e := range c.Notifications.Endpoints {
+		key := fmt.Sprintf("notifications.endpoints[%d]", i)
+		u, err := url.Parse(e.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			errs = append(errs, fmt.Errorf("%s.url: %q is not an absolute http(s) URL without credentials", key, e.URL))
+		}
+		if e.Name == "" {
+			errs = append(errs, fmt.Errorf("%s.name: required", key))
+		}
+		if e.Secret != "" && e.SecretFile != "" {
+			errs = append(errs, fmt.Errorf("%s: secret and secret_file are exclusive", key))
+		}
+		for _, ev := range e.Events {
+			switch ev {
+			case "manifest.push", "tag.update", "manifest.delete", "tag.delete", "blob.delete", "gc.run":
+			default:
+				errs = append(errs, fmt.Errorf("%s.events: %q is not one of manifest.push, tag.update, manifest.delete, tag.delete, blob.delete, gc.run", key, ev))
+			}
+		}
+		for _, p := range e.Repositories {
+			if err := ValidatePattern(p); err != nil {
+				errs = append(errs, fmt.Errorf("%s.repositories: %w", key, err))
+			}
+		}
+		if e.Timeout < 0 {
+			errs = append(errs, fmt.Errorf("%s.timeout: must not be negative", key))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -452,6 +558,12 @@ func setField(f reflect.Value, s string) error {
 		f.SetInt(int64(d))
 	case string:
 		f.SetString(s)
+	case float64:
+		x, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return err
+		}
+		f.SetFloat(x)
 	case int, int64:
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
