@@ -1,131 +1,134 @@
 package config
 
 import (
-	"errors"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 )
 
 // Actions are the rights an access rule can grant.
 var Actions = []string{"pull", "push", "overwrite", "delete"}
 
-func (t TLS) validate() []error {
-	var errs []error
+func (t TLS) validate() problems {
+	var ps problems
+	tls := path{"http", "tls"}
 	if (t.CertFile == "") != (t.KeyFile == "") {
-		errs = append(errs, errors.New("http.tls: cert_file and key_file go together"))
+		if t.CertFile == "" {
+			ps.add(tls.with("key_file"), "needs http.tls.cert_file (they go together)")
+		} else {
+			ps.add(tls.with("cert_file"), "needs http.tls.key_file (they go together)")
+		}
 	}
 	switch t.ClientAuth {
 	case "none", "":
 	case "verify_if_given", "require":
 		if t.ClientCAFile == "" {
-			errs = append(errs, fmt.Errorf("http.tls.client_auth: %q needs http.tls.client_ca_file", t.ClientAuth))
+			ps.add(tls.with("client_auth"), "%q needs http.tls.client_ca_file", t.ClientAuth)
 		}
 		if !t.Enabled() {
-			errs = append(errs, errors.New("http.tls.client_auth: needs http.tls.cert_file and key_file"))
+			ps.add(tls.with("client_auth"), "needs http.tls.cert_file and key_file")
 		}
 	default:
-		errs = append(errs, fmt.Errorf("http.tls.client_auth: %q is not one of none, verify_if_given, require", t.ClientAuth))
+		ps.add(tls.with("client_auth"), "%q is not one of none, verify_if_given, require", t.ClientAuth)
 	}
 	switch t.MinVersion {
 	case "1.2", "1.3", "":
 	default:
-		errs = append(errs, fmt.Errorf("http.tls.min_version: %q is not one of 1.2, 1.3", t.MinVersion))
+		ps.add(tls.with("min_version"), "%q is not one of 1.2, 1.3", t.MinVersion)
 	}
-	return errs
+	return ps
 }
 
-func (a Auth) validate() []error {
-	var errs []error
-	validActions := func(key string, acts []string) {
-		for _, act := range acts {
-			ok := false
-			for _, k := range Actions {
-				ok = ok || act == k
-			}
-			if !ok {
-				errs = append(errs, fmt.Errorf("%s: %q is not one of %s", key, act, strings.Join(Actions, ", ")))
+func (a Auth) validate() problems {
+	var ps problems
+	validActions := func(key path, acts []string) {
+		for j, act := range acts {
+			if !slices.Contains(Actions, act) {
+				ps.add(key.with(j), "%q is not one of %s", act, strings.Join(Actions, ", "))
 			}
 		}
 	}
-	for g, users := range a.Groups {
+	for _, g := range slices.Sorted(maps.Keys(a.Groups)) {
 		if g == "" || strings.ContainsAny(g, ":*") {
-			errs = append(errs, fmt.Errorf("auth.groups: %q is not a valid group name", g))
+			ps.add(path{"auth", "groups", g}, "%q is not a valid group name", g)
 		}
-		for _, u := range users {
+		for j, u := range a.Groups[g] {
 			if u == "" || strings.ContainsAny(u, ":*") {
-				errs = append(errs, fmt.Errorf("auth.groups.%s: %q is not a valid user name", g, u))
+				ps.add(path{"auth", "groups", g, j}, "%q is not a valid user name", u)
 			}
 		}
 	}
-	for _, adm := range a.Admins {
+	for j, adm := range a.Admins {
 		if g, ok := strings.CutPrefix(adm, "group:"); ok {
 			if _, known := a.Groups[g]; !known {
-				errs = append(errs, fmt.Errorf("auth.admins: no group %q in auth.groups", g))
+				ps.add(path{"auth", "admins", j}, "no group %q in auth.groups", g)
 			}
 		} else if adm == "" || strings.ContainsAny(adm, ":*") {
-			errs = append(errs, fmt.Errorf("auth.admins: %q is not a valid user name", adm))
+			ps.add(path{"auth", "admins", j}, "%q is not a valid user name", adm)
 		}
 	}
 	for i, r := range a.Access {
-		key := fmt.Sprintf("auth.access[%d]", i)
+		key := path{"auth", "access", i}
 		if len(r.Repositories) == 0 {
-			errs = append(errs, fmt.Errorf("%s.repositories: at least one pattern is required", key))
+			ps.add(key.with("repositories"), "at least one pattern is required")
 		}
-		for _, p := range r.Repositories {
+		for j, p := range r.Repositories {
 			if err := ValidatePattern(p); err != nil {
-				errs = append(errs, fmt.Errorf("%s.repositories: %w", key, err))
+				ps.addErr(key.with("repositories", j), err)
 			}
 		}
-		validActions(key+".anonymous", r.Anonymous)
-		for u, acts := range r.Users {
-			validActions(key+".users."+u, acts)
+		validActions(key.with("anonymous"), r.Anonymous)
+		for _, u := range slices.Sorted(maps.Keys(r.Users)) {
+			validActions(key.with("users", u), r.Users[u])
 		}
-		for g, acts := range r.Groups {
+		for _, g := range slices.Sorted(maps.Keys(r.Groups)) {
 			if _, known := a.Groups[g]; !known {
-				errs = append(errs, fmt.Errorf("%s.groups: no group %q in auth.groups", key, g))
+				ps.add(key.with("groups", g), "no group %q in auth.groups", g)
 			}
-			validActions(key+".groups."+g, acts)
+			validActions(key.with("groups", g), r.Groups[g])
 		}
 	}
+	tok := path{"auth", "token"}
 	if a.Token.Realm != "" {
 		u, err := url.Parse(a.Token.Realm)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("auth.token.realm: %q is not an absolute http(s) URL", a.Token.Realm))
+			ps.add(tok.with("realm"), "%q is not an absolute http(s) URL", a.Token.Realm)
 		}
 	}
 	if a.Token.Service == "" || strings.ContainsAny(a.Token.Service, "\",\\ \t\r\n") {
-		errs = append(errs, errors.New("auth.token.service: required, without spaces, quotes or commas"))
+		ps.add(tok.with("service"), "required, without spaces, quotes or commas")
 	}
 	if a.Token.Issuer == "" {
-		errs = append(errs, errors.New("auth.token.issuer: required"))
+		ps.add(tok.with("issuer"), "required")
 	}
 	if a.Token.Expiry <= 0 {
-		errs = append(errs, errors.New("auth.token.expiry: must be positive"))
+		ps.add(tok.with("expiry"), "must be positive")
 	}
 	for i, is := range a.External {
-		key := fmt.Sprintf("auth.external[%d]", i)
+		key := path{"auth", "external", i}
 		if is.Issuer == "" {
-			errs = append(errs, fmt.Errorf("%s.issuer: required", key))
+			ps.add(key.with("issuer"), "required")
 		}
 		if is.Audience == "" {
-			errs = append(errs, fmt.Errorf("%s.audience: required", key))
+			ps.add(key.with("audience"), "required")
 		}
 		if len(is.Keys) == 0 && is.JWKSFile == "" {
-			errs = append(errs, fmt.Errorf("%s: keys or jwks_file is required", key))
+			ps.add(key, "keys or jwks_file is required")
 		}
 		for j, k := range is.Keys {
 			if k.KID == "" || k.PublicKeyFile == "" {
-				errs = append(errs, fmt.Errorf("%s.keys[%d]: kid and public_key_file are required", key, j))
+				ps.add(key.with("keys", j), "kid and public_key_file are required")
 			}
 			switch k.Alg {
 			case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA":
 			default:
-				errs = append(errs, fmt.Errorf("%s.keys[%d].alg: %q is not an asymmetric JWS algorithm (RS256, PS256, ES256, EdDSA, …)", key, j, k.Alg))
+				ps.add(key.with("keys", j, "alg"), "%q is not an asymmetric JWS algorithm (RS256, PS256, ES256, EdDSA, …)", k.Alg)
 			}
 		}
 	}
-	return errs
+	return ps
 }
 
 // ValidatePattern checks a repository pattern: path segments of name

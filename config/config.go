@@ -8,10 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"os"
-	"reflect"
-	"strconv"
 	"strings"
 	"time"
 
@@ -339,23 +338,41 @@ func Default() Config {
 }
 
 // Load reads the YAML file at path (none if path is empty) over the
-// defaults, then applies the BERTH_* variables of env (os.Environ form),
-// then validates.
-func Load(path string, env []string) (Config, error) {
-	cfg := Default()
+// defaults, applies the BERTH_* variables of env (os.Environ form), reads
+// the secrets given as files, then validates. Every error is a *KeyError
+// (joined with errors.Join) that names its key and where it was set: the
+// file's line and column, or the variable. Variables that name no key do
+// not fail the load; they come back as Warnings.
+func Load(path string, env []string) (Config, Warnings, error) {
+	var data []byte
 	if path != "" {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return cfg, fmt.Errorf("config: %w", err)
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return Default(), Warnings{}, fmt.Errorf("config: %w", err)
+		}
+	}
+	return load(path, data, env)
+}
+
+// load is Load on the file's contents (data is ignored when file is "").
+func load(file string, data []byte, env []string) (Config, Warnings, error) {
+	cfg := Default()
+	var root *yaml.Node
+	if file != "" {
+		root = new(yaml.Node)
+		if err := yaml.Unmarshal(data, root); err != nil {
+			return cfg, Warnings{}, yamlErrors(file, nil, err)
 		}
 		if err := Decode(data, &cfg); err != nil {
-			return cfg, fmt.Errorf("config %s: %w", path, err)
+			return cfg, Warnings{}, yamlErrors(file, root, err)
 		}
 	}
-	if err := applyEnv(&cfg, env); err != nil {
-		return cfg, err
+	fromEnv, warnings, ps := applyEnv(&cfg, env)
+	if len(ps) > 0 {
+		return cfg, warnings, ps.err()
 	}
-	return cfg, cfg.Validate()
+	ps = append(resolveSecretFiles(&cfg), cfg.validate()...)
+	return cfg, warnings, place(ps, file, root, fromEnv).err()
 }
 
 // Decode decodes YAML strictly into cfg: unknown keys are errors.
@@ -368,224 +385,140 @@ func Decode(data []byte, cfg *Config) error {
 	return nil
 }
 
-// Validate returns every problem, each with its key path.
-func (c Config) Validate() error {
-	var errs []error
+// Validate returns every problem, each a *KeyError naming its key path.
+// (Load also checks that a secret and its file are not both given, and
+// that the file can be read.)
+func (c Config) Validate() error { return c.validate().err() }
+
+func (c Config) validate() problems {
+	var ps problems
 	if c.HTTP.Addr == "" {
-		errs = append(errs, errors.New("http.addr: required"))
+		ps.add(path{"http", "addr"}, "required")
 	}
 	if c.Storage.Dir == "" {
-		errs = append(errs, errors.New("storage.dir: required"))
+		ps.add(path{"storage", "dir"}, "required")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		errs = append(errs, fmt.Errorf("log.level: %q is not one of debug, info, warn, error", c.Log.Level))
+		ps.add(path{"log", "level"}, "%q is not one of debug, info, warn, error", c.Log.Level)
 	}
 	switch c.Log.Format {
 	case "text", "json":
 	default:
-		errs = append(errs, fmt.Errorf("log.format: %q is not one of text, json", c.Log.Format))
+		ps.add(path{"log", "format"}, "%q is not one of text, json", c.Log.Format)
 	}
 	if c.Limits.MaxManifestBytes < 4<<20 {
-		errs = append(errs, fmt.Errorf("limits.max_manifest_bytes: %d is below the 4 MiB the spec requires", c.Limits.MaxManifestBytes))
+		ps.add(path{"limits", "max_manifest_bytes"}, "%d is below the 4 MiB the spec requires", c.Limits.MaxManifestBytes)
 	}
 	if c.Limits.MaxBlobBytes <= 0 {
-		errs = append(errs, errors.New("limits.max_blob_bytes: must be positive"))
+		ps.add(path{"limits", "max_blob_bytes"}, "must be positive")
 	}
 	if c.Limits.PageMax <= 0 {
-		errs = append(errs, errors.New("limits.page_max: must be positive"))
+		ps.add(path{"limits", "page_max"}, "must be positive")
 	}
 	for _, d := range []struct {
-		key string
+		key path
 		v   time.Duration
-	}{{"http.shutdown_timeout", c.HTTP.ShutdownTimeout}, {"http.read_header_timeout", c.HTTP.ReadHeaderTimeout}, {"http.idle_timeout", c.HTTP.IdleTimeout}, {"uploads.expire_after", c.Uploads.ExpireAfter}} {
+	}{{path{"http", "shutdown_timeout"}, c.HTTP.ShutdownTimeout}, {path{"http", "read_header_timeout"}, c.HTTP.ReadHeaderTimeout},
+		{path{"http", "idle_timeout"}, c.HTTP.IdleTimeout}, {path{"uploads", "expire_after"}, c.Uploads.ExpireAfter},
+		{path{"http", "write_stall_timeout"}, c.HTTP.WriteStallTimeout}} {
 		if d.v <= 0 {
-			errs = append(errs, fmt.Errorf("%s: must be positive", d.key))
+			ps.add(d.key, "must be positive")
 		}
 	}
 	for _, d := range []struct {
-		key string
+		key path
 		v   time.Duration
-	}{{"gc.interval", c.GC.Interval}, {"gc.grace", c.GC.Grace}, {"gc.untagged_after", c.GC.UntaggedAfter}} {
+	}{{path{"gc", "interval"}, c.GC.Interval}, {path{"gc", "grace"}, c.GC.Grace}, {path{"gc", "untagged_after"}, c.GC.UntaggedAfter}} {
 		if d.v < 0 {
-			errs = append(errs, fmt.Errorf("%s: must not be negative", d.key))
+			ps.add(d.key, "must not be negative")
 		}
 	}
 	if c.HTTP.MaxHeaderBytes < 4096 {
-		errs = append(errs, fmt.Errorf("http.max_header_bytes: %d is below 4096", c.HTTP.MaxHeaderBytes))
+		ps.add(path{"http", "max_header_bytes"}, "%d is below 4096", c.HTTP.MaxHeaderBytes)
 	}
 	if c.HTTP.MinBodyRate < 0 {
-		errs = append(errs, errors.New("http.min_body_rate: must not be negative"))
+		ps.add(path{"http", "min_body_rate"}, "must not be negative")
 	}
 	if c.HTTP.MinBodyRate > 0 && c.HTTP.BodyRateWindow <= 0 {
-		errs = append(errs, errors.New("http.body_rate_window: must be positive when http.min_body_rate is set"))
-	}
-	if c.HTTP.WriteStallTimeout <= 0 {
-		errs = append(errs, errors.New("http.write_stall_timeout: must be positive"))
+		ps.add(path{"http", "body_rate_window"}, "must be positive when http.min_body_rate is set")
 	}
 	if c.Limits.MaxListingBytes < 64<<10 {
-		errs = append(errs, fmt.Errorf("limits.max_listing_bytes: %d is below 64 KiB", c.Limits.MaxListingBytes))
+		ps.add(path{"limits", "max_listing_bytes"}, "%d is below 64 KiB", c.Limits.MaxListingBytes)
 	}
-	if c.Uploads.MaxPerRepository < 0 || c.Uploads.MaxPerClient < 0 {
-		errs = append(errs, errors.New("uploads.max_per_repository, uploads.max_per_client: must not be negative"))
+	if c.Uploads.MaxPerRepository < 0 {
+		ps.add(path{"uploads", "max_per_repository"}, "must not be negative")
 	}
-	errs = append(errs, c.HTTP.TLS.validate()...)
-	errs = append(errs, c.Auth.validate()...)
-	errs = append(errs, c.Flatpak.validate()...)
+	if c.Uploads.MaxPerClient < 0 {
+		ps.add(path{"uploads", "max_per_client"}, "must not be negative")
+	}
+	ps = append(ps, c.HTTP.TLS.validate()...)
+	ps = append(ps, c.Auth.validate()...)
+	ps = append(ps, c.Flatpak.validate()...)
 	switch c.Metrics.Access {
 	case "anonymous", "authenticated", "admin":
 	default:
-		errs = append(errs, fmt.Errorf("metrics.access: %q is not one of anonymous, authenticated, admin", c.Metrics.Access))
+		ps.add(path{"metrics", "access"}, "%q is not one of anonymous, authenticated, admin", c.Metrics.Access)
 	}
-	if c.Limits.RateLimit.RequestsPerSecond < 0 || c.Limits.RateLimit.Burst < 0 ||
-		(c.Limits.RateLimit.RequestsPerSecond > 0 && c.Limits.RateLimit.Burst < 1) {
-		errs = append(errs, errors.New("limits.rate_limit: requests_per_second and burst must not be negative, and burst at least 1 when the limit is on"))
+	rl := c.Limits.RateLimit
+	if rl.RequestsPerSecond < 0 || math.IsNaN(rl.RequestsPerSecond) || math.IsInf(rl.RequestsPerSecond, 0) {
+		ps.add(path{"limits", "rate_limit", "requests_per_second"}, "must be a finite number, not negative (0 disables the limit)")
+	}
+	if rl.Burst < 0 || (rl.RequestsPerSecond > 0 && rl.Burst < 1) {
+		ps.add(path{"limits", "rate_limit", "burst"}, "must be at least 1 when the limit is on (requests_per_second > 0)")
 	}
 	if c.Notifications.Backlog < 1 {
-		errs = append(errs, errors.New("notifications.backlog: must be at least 1"))
+		ps.add(path{"notifications", "backlog"}, "must be at least 1")
 	}
 	for i, e := range c.Notifications.Endpoints {
-		key := fmt.Sprintf("notifications.endpoints[%d]", i)
+		key := path{"notifications", "endpoints", i}
 		u, err := url.Parse(e.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-			errs = append(errs, fmt.Errorf("%s.url: %q is not an absolute http(s) URL without credentials", key, e.URL))
+			// The URL is not quoted: it may carry credentials.
+			ps.add(key.with("url"), "not an absolute http(s) URL without credentials")
 		}
 		if e.Name == "" {
-			errs = append(errs, fmt.Errorf("%s.name: required", key))
+			ps.add(key.with("name"), "required")
 		}
-		if e.Secret != "" && e.SecretFile != "" {
-			errs = append(errs, fmt.Errorf("%s: secret and secret_file are exclusive", key))
-		}
-		for _, ev := range e.Events {
+		for j, ev := range e.Events {
 			switch ev {
 			case "manifest.push", "tag.update", "manifest.delete", "tag.delete", "blob.delete", "gc.run":
 			default:
-				errs = append(errs, fmt.Errorf("%s.events: %q is not one of manifest.push, tag.update, manifest.delete, tag.delete, blob.delete, gc.run", key, ev))
+				ps.add(key.with("events", j), "%q is not one of manifest.push, tag.update, manifest.delete, tag.delete, blob.delete, gc.run", ev)
 			}
 		}
-		for _, p := range e.Repositories {
+		for j, p := range e.Repositories {
 			if err := ValidatePattern(p); err != nil {
-				errs = append(errs, fmt.Errorf("%s.repositories: %w", key, err))
+				ps.addErr(key.with("repositories", j), err)
 			}
 		}
 		if e.Timeout < 0 {
-			errs = append(errs, fmt.Errorf("%s.timeout: must not be negative", key))
+			ps.add(key.with("timeout"), "must not be negative")
 		}
 	}
-	return errors.Join(errs...)
+	return ps
 }
 
-func (f Flatpak) validate() []error {
-	var errs []error
+func (f Flatpak) validate() problems {
+	var ps problems
 	if f.PublicURL != "" {
 		u, err := url.Parse(f.PublicURL)
 		switch {
 		case err != nil:
-			errs = append(errs, fmt.Errorf("flatpak.public_url: %v", err))
+			ps.addErr(path{"flatpak", "public_url"}, err)
 		case u.Scheme != "http" && u.Scheme != "https", u.Host == "", u.RawQuery != "", u.Fragment != "", u.User != nil:
-			errs = append(errs, fmt.Errorf("flatpak.public_url: %q is not an absolute http(s) URL without query, fragment or credentials", f.PublicURL))
+			ps.add(path{"flatpak", "public_url"}, "%q is not an absolute http(s) URL without query, fragment or credentials", f.PublicURL)
 		}
 	}
 	if f.Title == "" || strings.ContainsAny(f.Title, "\r\n") {
-		errs = append(errs, errors.New("flatpak.title: required, on one line"))
+		ps.add(path{"flatpak", "title"}, "required, on one line")
 	}
 	if f.RemoteName == "" || strings.Trim(f.RemoteName, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "" {
-		errs = append(errs, fmt.Errorf("flatpak.remote_name: %q must be letters, digits, '.', '_' or '-'", f.RemoteName))
+		ps.add(path{"flatpak", "remote_name"}, "%q must be letters, digits, '.', '_' or '-'", f.RemoteName)
 	}
 	if f.IndexCacheBytes < 0 {
-		errs = append(errs, errors.New("flatpak.index_cache_bytes: must not be negative"))
+		ps.add(path{"flatpak", "index_cache_bytes"}, "must not be negative")
 	}
-	return errs
-}
-
-// applyEnv sets every field whose variable BERTH_<SECTION>_<KEY> (the yaml
-// keys, upper-cased) is present in env.
-func applyEnv(cfg *Config, env []string) error {
-	vars := map[string]string{}
-	for _, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "BERTH_") {
-			vars[k] = v
-		}
-	}
-	if len(vars) == 0 {
-		return nil
-	}
-	var errs []error
-	walk(reflect.ValueOf(cfg).Elem(), "BERTH", "", func(name, path string, f reflect.Value) {
-		s, ok := vars[name]
-		if !ok {
-			return
-		}
-		delete(vars, name)
-		if err := setField(f, s); err != nil {
-			errs = append(errs, fmt.Errorf("%s (%s): %w", name, path, err))
-		}
-	})
-	for k := range vars {
-		switch k {
-		case "BERTH_E2E", "BERTH_TEST_POSTGRES_DSN", "BERTH_TEST_S3_ENDPOINT":
-			continue // test switches, not configuration
-		}
-		errs = append(errs, fmt.Errorf("%s: no such configuration key", k))
-	}
-	return errors.Join(errs...)
-}
-
-func walk(v reflect.Value, env, path string, fn func(env, path string, f reflect.Value)) {
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		key := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
-		e, p := env+"_"+strings.ToUpper(key), key
-		if path != "" {
-			p = path + "." + key
-		}
-		if f := v.Field(i); f.Kind() == reflect.Struct {
-			walk(f, e, p, fn)
-		} else {
-			fn(e, p, f)
-		}
-	}
-}
-
-func setField(f reflect.Value, s string) error {
-	switch f.Interface().(type) {
-	case time.Duration:
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return err
-		}
-		f.SetInt(int64(d))
-	case string:
-		f.SetString(s)
-	case float64:
-		x, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return err
-		}
-		f.SetFloat(x)
-	case int, int64:
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return err
-		}
-		f.SetInt(n)
-	case []string:
-		var list []string
-		for _, e := range strings.Split(s, ",") {
-			if e = strings.TrimSpace(e); e != "" {
-				list = append(list, e)
-			}
-		}
-		f.Set(reflect.ValueOf(list))
-	case bool:
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			return err
-		}
-		f.SetBool(b)
-	default:
-		return fmt.Errorf("unsupported type %s", f.Type())
-	}
-	return nil
+	return ps
 }

@@ -12,8 +12,8 @@ func TestDefaultIsValid(t *testing.T) {
 	if err := Default().Validate(); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := Load("", nil)
-	if err != nil || cfg.HTTP.Addr != ":5000" || cfg.Storage.Dir != "./berth-data" {
+	cfg, w, err := Load("", nil)
+	if err != nil || len(w.UnknownEnv) != 0 || cfg.HTTP.Addr != ":5000" || cfg.Storage.Dir != "./berth-data" {
 		t.Fatalf("Load with nothing: %+v, %v", cfg, err)
 	}
 }
@@ -24,7 +24,7 @@ func TestLoadFileAndEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := Load(path, []string{"BERTH_HTTP_ADDR=:7000", "BERTH_LIMITS_PAGE_MAX=50", "PATH=/bin", "BERTH_TEST_POSTGRES_DSN=x"})
+	cfg, _, err := Load(path, []string{"BERTH_HTTP_ADDR=:7000", "BERTH_LIMITS_PAGE_MAX=50", "PATH=/bin"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,15 +42,15 @@ func TestTrustForwardedHeaders(t *testing.T) {
 	if err := os.WriteFile(path, []byte("http:\n  trust_forwarded_headers: true\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := Load(path, nil)
+	cfg, _, err := Load(path, nil)
 	if err != nil || !cfg.HTTP.TrustForwardedHeaders {
 		t.Errorf("from YAML: %v, %v", cfg.HTTP.TrustForwardedHeaders, err)
 	}
-	cfg, err = Load("", []string{"BERTH_HTTP_TRUST_FORWARDED_HEADERS=true"})
+	cfg, _, err = Load("", []string{"BERTH_HTTP_TRUST_FORWARDED_HEADERS=true"})
 	if err != nil || !cfg.HTTP.TrustForwardedHeaders {
 		t.Errorf("from the environment: %v, %v", cfg.HTTP.TrustForwardedHeaders, err)
 	}
-	if _, err := Load("", []string{"BERTH_HTTP_TRUST_FORWARDED_HEADERS=maybe"}); err == nil || !strings.Contains(err.Error(), "http.trust_forwarded_headers") {
+	if _, _, err := Load("", []string{"BERTH_HTTP_TRUST_FORWARDED_HEADERS=maybe"}); err == nil || !strings.Contains(err.Error(), "http.trust_forwarded_headers") {
 		t.Errorf("a non-boolean value: err = %v", err)
 	}
 }
@@ -61,15 +61,15 @@ func TestErrors(t *testing.T) {
 		env        []string
 		want       []string
 	}{
-		{name: "unknown key", yaml: "http:\n  adr: x\n", want: []string{"adr"}},
-		{name: "wrong type", yaml: "limits:\n  page_max: many\n", want: []string{"line 2", "many"}},
+		{name: "unknown key", yaml: "http:\n  adr: x\n", want: []string{":2:3: http.adr: unknown key \"adr\""}},
+		{name: "wrong type", yaml: "limits:\n  page_max: many\n", want: []string{":2:3: limits.page_max: ", "many"}},
 		{name: "every problem at once", yaml: "log:\n  level: loud\n  format: xml\nlimits:\n  max_manifest_bytes: 10\n  page_max: 0\n",
 			want: []string{"log.level", "log.format", "limits.max_manifest_bytes", "limits.page_max"}},
 		{name: "bad env value", env: []string{"BERTH_HTTP_SHUTDOWN_TIMEOUT=soon"}, want: []string{"BERTH_HTTP_SHUTDOWN_TIMEOUT", "http.shutdown_timeout"}},
 		{name: "gc and uploads", yaml: "gc:\n  interval: -1s\n  grace: -1h\n  untagged_after: -1h\nuploads:\n  expire_after: 0s\n",
 			want: []string{"gc.interval: must not be negative", "gc.grace", "gc.untagged_after", "uploads.expire_after: must be positive"}},
 		{name: "gc env", env: []string{"BERTH_GC_GRACE=never"}, want: []string{"BERTH_GC_GRACE", "gc.grace"}},
-		{name: "unknown env key", env: []string{"BERTH_HTTP_PORT=1"}, want: []string{"BERTH_HTTP_PORT: no such configuration key"}},
+		{name: "env list of sections", env: []string{"BERTH_AUTH_ACCESS=x"}, want: []string{"BERTH_AUTH_ACCESS", "auth.access", "configuration file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := ""
@@ -79,7 +79,7 @@ func TestErrors(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			_, err := Load(path, tc.env)
+			_, _, err := Load(path, tc.env)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -102,5 +102,7 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		_ = cfg.Validate() // must not panic on anything that decodes
+		// Nor may locating the errors of any file.
+		_, _, _ = load("fuzz.yaml", data, nil)
 	})
 }

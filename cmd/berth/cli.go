@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -53,7 +54,7 @@ func newServe() *cobra.Command {
 		Short: "Serve the registry (default: :5000, data in ./berth-data)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(cfgFile, os.Environ())
+			cfg, warnings, err := config.Load(cfgFile, os.Environ())
 			if err != nil {
 				return err
 			}
@@ -64,6 +65,12 @@ func newServe() *cobra.Command {
 				cfg.Storage.Dir = data
 			}
 			logger := newLogger(cmd.ErrOrStderr(), cfg.Log)
+			if len(warnings.UnknownEnv) > 0 {
+				// Names only: a value may be a secret.
+				logger.Warn("ignoring BERTH_* environment variables that are not configuration keys "+
+					"(Kubernetes sets BERTH_PORT, BERTH_SERVICE_HOST… for a Service named berth; see docs/configuration.md)",
+					"vars", strings.Join(warnings.UnknownEnv, ","))
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			// After the first signal starts the graceful shutdown, a
@@ -195,11 +202,24 @@ func newConfig() *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Configuration tools"}
 	var file string
 	check := &cobra.Command{
-		Use:   "check",
+		Use:   "check [FILE]",
 		Short: "Validate a configuration file and the BERTH_* environment",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := config.Load(file, os.Environ()); err != nil {
+		Long: "Validate a configuration file (FILE or --config) and the BERTH_* environment over it. " +
+			"Each error names the file, line and column of its key, or the variable that set it; " +
+			"BERTH_* variables that are not configuration keys are listed as warnings.",
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				if file != "" && file != args[0] {
+					return errors.New("config check: give the file once (FILE or --config)")
+				}
+				file = args[0]
+			}
+			_, warnings, err := config.Load(file, os.Environ())
+			for _, m := range warnings.Messages() {
+				fmt.Fprintln(cmd.OutOrStdout(), "warning: environment", m)
+			}
+			if err != nil {
 				return errors.New("configuration is invalid:\n" + err.Error())
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "configuration is valid")

@@ -26,7 +26,7 @@ func TestGCDryRunMatchesTheRun(t *testing.T) {
 	cfgFile := filepath.Join(dir, "berth.yaml")
 	data := filepath.Join(dir, "data")
 	os.WriteFile(cfgFile, []byte("storage:\n  dir: "+data+"\ngc:\n  grace: 0s\n  untagged_after: 1ns\n"), 0o600)
-	cfg, err := config.Load(cfgFile, nil)
+	cfg, _, err := config.Load(cfgFile, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,9 +20,12 @@ import (
 // loadFor loads the configuration for a maintenance command, with --data
 // overriding storage.dir.
 func loadFor(cmd *cobra.Command, cfgFile, data string) (config.Config, error) {
-	cfg, err := config.Load(cfgFile, os.Environ())
+	cfg, warnings, err := config.Load(cfgFile, os.Environ())
 	if err != nil {
 		return cfg, err
+	}
+	for _, m := range warnings.Messages() {
+		fmt.Fprintln(cmd.ErrOrStderr(), "berth: warning: environment", m)
 	}
 	if cmd.Flags().Changed("data") {
 		cfg.Storage.Dir = data
