@@ -3,7 +3,7 @@
 #
 #   apt:  skopeo, podman (best effort), ca-certificates, git, jq, curl,
 #         chromium, flatpak, dbus, busybox-static (the Flatpak fixtures and
-#         e2e/flatpak_test.go)
+#         e2e/flatpak_test.go), rpm (packaging/: rpm -qpl on the built .rpm)
 #   Go:   pinned tools built into <repo>/.tools/bin, one version stamp per
 #         tool in <repo>/.tools/stamps, so a machine that keeps its disk
 #         builds each tool once.
@@ -25,9 +25,10 @@ GO_TOOLS=(
 	"regctl github.com/regclient/regclient/cmd/regctl@v0.11.7"
 	"gotestsum gotest.tools/gotestsum@v1.13.0"
 	"cosign github.com/sigstore/cosign/v3/cmd/cosign@v3.1.3"
+	"nfpm github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0"
 )
 
-APT_REQUIRED=(ca-certificates git jq curl skopeo chromium flatpak dbus busybox-static)
+APT_REQUIRED=(ca-certificates git jq curl skopeo chromium flatpak dbus busybox-static rpm)
 APT_OPTIONAL=(podman)
 
 log() { printf 'install-deps: %s\n' "$*"; }
