@@ -179,6 +179,29 @@ type Collector struct {
 	// another run, or whose bytes failed to delete) can be claimed again
 	// (c.now's clock); zero if none. Guarded by mu.
 	retry time.Time
+	// observers are told of every run (OnRun). Guarded by mu.
+	observers []func(Report, error)
+}
+
+// OnRun registers fn to be told of every Run that deletes (not dry runs,
+// nor FinishTombstones, which finishes an earlier run's work): its report
+// and its error, after it ends. fn runs in the run (under
+// the Collector's lock), so it must be quick and must not call the
+// Collector. For metrics; nil fn is ignored.
+func (c *Collector) OnRun(fn func(Report, error)) {
+	if fn == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.observers = append(c.observers, fn)
+}
+
+// observe tells the observers of r. Called with mu held.
+func (c *Collector) observe(r Report, err error) {
+	for _, fn := range c.observers {
+		fn(r, err)
+	}
 }
 
 // New returns a Collector over the stores. A nil logger discards.
@@ -252,6 +275,9 @@ func (c *Collector) Run(ctx context.Context, dryRun bool) (Report, error) {
 	}
 	r.DryRun = dryRun
 	r.Duration = time.Since(began)
+	if !dryRun {
+		c.observe(r, err)
+	}
 	if err != nil {
 		c.log.ErrorContext(ctx, "gc failed", "report", r, "err", err)
 		return r, fmt.Errorf("gc: %w", err)
