@@ -175,12 +175,14 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	}
 	mux.Handle("/", catalogue)
 	mux.Handle("/api/v1/", catalogue)
-	var h http.Handler = mux
+	// The rate limit runs after authentication (a user is limited by
+	// name, wherever it connects from) and before the handlers.
+	var h http.Handler = withRateLimit(mux, cfg.Limits.RateLimit)
 	if authSvc != nil {
 		if cfg.Auth.Token.Enabled {
 			mux.Handle(tokenPath, authSvc.TokenHandler())
 		}
-		h = withAuth(mux, authSvc, logger.With("component", "auth"))
+		h = withAuth(h, authSvc, logger.With("component", "auth"))
 	}
 	srv := &Server{cfg: cfg, log: logger, meta: md, gc: collector, icons: icons, auth: authSvc}
 	srv.handler = withMiddleware(hardenTransport(h, cfg.HTTP, logger), logger, &srv.inflight)
