@@ -245,8 +245,10 @@ func cleanEnv() []string {
 			continue
 		}
 		// The tests' own switches (BERTH_E2E, BERTH_CRASH_SEED, …) are not
-		// berth configuration, and berth refuses BERTH_* keys it does not
-		// know; tests pass the settings they mean explicitly.
+		// berth configuration: berth would warn about them (it ignores
+		// BERTH_* variables that name no key), and a setting left in the
+		// parent's environment would change every server. Tests pass the
+		// settings they mean explicitly (serverOptions.Env).
 		if strings.HasPrefix(k, "BERTH_") {
 			continue
 		}
