@@ -69,7 +69,9 @@ func TestKubernetesEnvAndRateLimit(t *testing.T) {
 	if ra, err := strconv.Atoi(hdr.Get("Retry-After")); err != nil || ra < 900 || ra > 1000 {
 		t.Errorf("Retry-After %q, want about 1000 (s until a token at 0.001/s)", hdr.Get("Retry-After"))
 	}
-	var e struct{ Errors []struct{ Code, Message string } }
+	var e struct {
+		Errors []struct{ Code, Message string }
+	}
 	if json.Unmarshal(body, &e) != nil || len(e.Errors) != 1 {
 		t.Errorf("429 body is not the spec's error JSON: %s", body)
 	}
