@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 
 	"github.com/berth-dev/berth/auth"
@@ -134,8 +135,12 @@ func (a registryAccess) CatalogVisible(r *http.Request, repo string) bool {
 	return a.svc.CatalogVisible(auth.FromContext(r.Context()), repo)
 }
 
+// Authenticated: a user, or any verified bearer token (an anonymous
+// token too: the client did the token flow, and GET /v2/ must not send it
+// round again).
 func (a registryAccess) Authenticated(r *http.Request) bool {
-	return !auth.FromContext(r.Context()).Anonymous()
+	p := auth.FromContext(r.Context())
+	return !p.Anonymous() || p.Method == auth.MethodBearer
 }
 
 func (a registryAccess) Deny(w http.ResponseWriter, r *http.Request, scope string) int {
@@ -167,7 +172,22 @@ func clientID(r *http.Request) string {
 	if p := auth.FromContext(r.Context()); !p.Anonymous() {
 		return "user:" + p.Name
 	}
-	return "addr:" + clientHost(r)
+	return "addr:" + addrClient(clientHost(r))
+}
+
+// addrClient is the address that counts as one anonymous client: the
+// IPv4 address, or the /64 of an IPv6 one (a host gets a whole /64, so
+// counting single IPv6 addresses would cap nothing).
+func addrClient(host string) string {
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.Unmap().Is4() {
+		return host
+	}
+	p, err := ip.Prefix(64)
+	if err != nil {
+		return host
+	}
+	return p.String()
 }
 
 // tokenKeyPath is where the token service keeps the signing key it

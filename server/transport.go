@@ -336,6 +336,16 @@ func (c *framedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// CloseWrite half-closes the connection when the one underneath can
+// (TCP, TLS), as net/http does before closing after an error answer, so a
+// client still sending reads the answer instead of a reset.
+func (c *framedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 func (c *framedConn) ReadFrom(r io.Reader) (int64, error) {
 	if rf, ok := c.Conn.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)
@@ -382,7 +392,8 @@ type h1Framer struct {
 	teVal   string
 	cl      int // Content-Length fields
 	clVal   string
-	last    string // the last header field name (obs-fold continues it)
+	last    string // the last header field name
+	folded  bool   // an obs-fold line was seen in this header block
 
 	remain int64 // body or chunk bytes still to skip
 
@@ -455,7 +466,10 @@ func (f *h1Framer) feed(p []byte) {
 				return
 			}
 			p = p[i+1:]
-			line := strings.TrimRight(string(f.line), " \t\r")
+			// Only the CR goes: a line of spaces or tabs is not the empty
+			// line that ends a header block (net/http reads it as an
+			// obs-fold continuation), so it must not look like one here.
+			line := strings.TrimSuffix(string(f.line), "\r")
 			f.line, f.overlong = f.line[:0], false
 			f.onLine(line)
 		}
@@ -476,6 +490,7 @@ func (f *h1Framer) onLine(line string) {
 	case fsHeader:
 		f.headerLine(line)
 	case fsChunkSize:
+		line = strings.TrimRight(line, " \t")
 		if j := strings.IndexByte(line, ';'); j >= 0 {
 			line = strings.TrimRight(line[:j], " \t")
 		}
@@ -510,12 +525,10 @@ func (f *h1Framer) headerLine(line string) {
 	}
 	if line != "" {
 		if line[0] == ' ' || line[0] == '\t' {
-			// obs-fold continues the previous field: a folded
-			// Transfer-Encoding value is no longer "chunked", which
-			// net/http refuses (501, close).
-			if f.last == "transfer-encoding" {
-				f.teVal += " " + strings.TrimSpace(line)
-			}
+			// obs-fold continues the previous field. RFC 9112 §5.2 lets a
+			// server refuse it, and Berth does: a proxy in front may
+			// have read the fold differently.
+			f.folded = true
 			return
 		}
 		name, val, ok := strings.Cut(line, ":")
@@ -545,10 +558,14 @@ func (f *h1Framer) headerLine(line string) {
 		verdict = "both Content-Length and Transfer-Encoding (RFC 9112 §6.1)"
 	case f.cl > 1:
 		verdict = "more than one Content-Length"
+	case f.folded:
+		verdict = "a folded header line (obs-fold, RFC 9112 §5.2)"
+	case f.te > 0 && f.http10:
+		verdict = "Transfer-Encoding in an HTTP/1.0 request (RFC 9112 §6.1)"
 	}
 	f.verdicts = append(f.verdicts, verdict)
 	te, cl, clVal, http10 := f.te, f.cl, f.clVal, f.http10
-	f.reqLine, f.http10, f.te, f.teVal, f.cl, f.clVal, f.last = false, false, 0, "", 0, "", ""
+	f.reqLine, f.http10, f.te, f.teVal, f.cl, f.clVal, f.last, f.folded = false, false, 0, "", 0, "", "", false
 	switch {
 	case te > 0 && !http10:
 		// net/http accepts one field reading "chunked", nothing else.

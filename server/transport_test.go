@@ -228,6 +228,30 @@ func TestRequestSmugglingRefused(t *testing.T) {
 			}
 		})
 	}
+	// Review findings: a whitespace-only folded line must not end the
+	// header block in the framer's eyes (it would hide the CL+TE pair and
+	// shift every later verdict); folded lines and HTTP/1.0 with
+	// Transfer-Encoding are refused and closed.
+	for name, req := range map[string]string{
+		"space-only fold hides CL+TE": "POST /v2/r/blobs/uploads/ HTTP/1.1\r\nHost: registry\r\nFoo: bar\r\n \r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"tab-only fold":               "GET /v2/ HTTP/1.1\r\nHost: registry\r\nFoo: bar\r\n\t\r\nX: y\r\n\r\n",
+		"folded value":                "GET /v2/ HTTP/1.1\r\nHost: registry\r\nFoo: bar\r\n  baz\r\n\r\n",
+		"HTTP/1.0 with TE":            "POST /v2/r/blobs/uploads/ HTTP/1.0\r\nHost: registry\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := rawConn(t, addr)
+			io.WriteString(c, req+smuggled)
+			br := bufio.NewReader(c)
+			res, _ := readResponse(t, br)
+			if res.StatusCode != http.StatusBadRequest {
+				t.Errorf("status %d, want 400", res.StatusCode)
+			}
+			rest, _ := io.ReadAll(br)
+			if bytes.Contains(rest, []byte("HTTP/1.1")) {
+				t.Errorf("the smuggled request was answered: %q", rest)
+			}
+		})
+	}
 	// What net/http already refuses, and closes.
 	for name, tc := range map[string]struct {
 		head string
