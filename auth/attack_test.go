@@ -441,6 +441,24 @@ func TestExternalTokenRights(t *testing.T) {
 	if f.svc.Allowed(p, "secret/x", Overwrite) {
 		t.Error("trust_access token: push stood for overwrite (the claim must say overwrite)")
 	}
+	// "*" in an external claim stands for every action (as the token
+	// endpoint reads it), still within the rules unless trust_access.
+	c = f.extClaims(idpIss, "berth.test", "bob", repoScope("team/a", "*"))
+	p, err = f.bearer(sign(t, jwt.SigningMethodES256, "idp-1", c, f.idpKey, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.svc.Allowed(p, "team/a", Pull) || f.svc.Allowed(p, "team/a", Delete) {
+		t.Error("idp token with *: not every action within bob's rules")
+	}
+	c = f.extClaims(otherIss, "berth-other", "nobody", repoScope("secret/x", "*"))
+	p, err = f.bearer(sign(t, jwt.SigningMethodRS256, "other-1", c, f.otherKey, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.svc.Allowed(p, "secret/x", Delete) || !f.svc.Allowed(p, "secret/x", Overwrite) || f.svc.Allowed(p, "secret/y", Pull) {
+		t.Error("trust_access token with *: not every action on exactly its repository")
+	}
 	// Alg pinned per key: the RSA key under PS256 is refused.
 	mustRefuse(t, f.fixture, "RS key with PS256", sign(t, jwt.SigningMethodPS256, "other-1", c, f.otherKey, nil))
 }

@@ -179,7 +179,7 @@ func (p Principal) tokenGrants(repo string, a Action) bool {
 		if sc.Type != "repository" || sc.Name != repo {
 			continue
 		}
-		if slices.Contains(sc.Actions, a) {
+		if slices.Contains(sc.Actions, a) || slices.Contains(sc.Actions, "*") {
 			return true
 		}
 		if a == Overwrite && !p.trustAccess && slices.Contains(sc.Actions, Push) {

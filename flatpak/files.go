@@ -31,15 +31,21 @@ func (h *Handler) serveIcon(w http.ResponseWriter, r *http.Request, name string)
 	d := digest.NewDigestFromEncoded(digest.SHA256, hexPart)
 	tag := `"` + hexPart + `"`
 	hdr := w.Header()
+	cacheControl := "public, max-age=31536000, immutable"
+	_, canPull := h.view(r)
+	if canPull != nil {
+		// Not for shared caches: another client may not see it.
+		cacheControl = "private, max-age=31536000, immutable"
+	}
 	if etagMatch(r.Header.Get("If-None-Match"), tag) {
-		// The bytes of a digest never change: no need to look.
+		// The bytes of a digest never change: no need to look (the client
+		// names the bytes it holds, so the answer reveals nothing).
 		hdr.Set("ETag", tag)
-		hdr.Set("Cache-Control", "public, max-age=31536000, immutable")
+		hdr.Set("Cache-Control", cacheControl)
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	cacheControl := "public, max-age=31536000, immutable"
-	if _, canPull := h.view(r); canPull != nil {
+	if canPull != nil {
 		// Served only if a repository the requester may pull shows it;
 		// otherwise exactly as an unknown icon is.
 		visible := false
@@ -55,8 +61,6 @@ func (h *Handler) serveIcon(w http.ResponseWriter, r *http.Request, name string)
 			http.NotFound(w, r)
 			return
 		}
-		// Not for shared caches: another client may not see it.
-		cacheControl = "private, max-age=31536000, immutable"
 	}
 	png, ok, err := h.md.Icon(r.Context(), d)
 	if err != nil {

@@ -30,7 +30,9 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, name, ref s
 	if err != nil {
 		return fmt.Errorf("blob %s in %s: %w", d, name, err)
 	}
-	if r.Method == http.MethodHead && reg.opts.LinkRefreshAfter > 0 {
+	// Only a pusher's HEAD renews (the race it closes is a push's): a
+	// puller must not keep garbage alive.
+	if r.Method == http.MethodHead && reg.opts.LinkRefreshAfter > 0 && reg.allowed(r, name, ActionPush) {
 		// Pushers HEAD a blob to decide whether to upload it.
 		err := reg.meta.RefreshLink(ctx, name, d, time.Now().Add(-reg.opts.LinkRefreshAfter))
 		if err != nil && !errors.Is(err, meta.ErrBlobNotFound) {
