@@ -402,6 +402,9 @@ func (s *matrixSite) checkUser(t *testing.T, user string) {
 
 	// GET /v2/: anonymous requests are told how to authenticate.
 	a := c.do("GET", "/v2/", nil)
+	if user == "" {
+		a = c.send("GET", "/v2/", nil, "") // as the first request of a client
+	}
 	if want := map[bool]int{true: 401, false: 200}[user == ""]; a.Status != want {
 		t.Errorf("GET /v2/: %d, want %d", a.Status, want)
 	}
@@ -412,6 +415,14 @@ func (s *matrixSite) checkUser(t *testing.T, user string) {
 		}
 		if !strings.HasPrefix(a.Challenge, want) {
 			t.Errorf("GET /v2/ challenge %q, want %s…", a.Challenge, want)
+		}
+		// A client that did the token flow anonymously is not sent round
+		// again by GET /v2/.
+		if s.bearer {
+			tok := c.token(challengeParams(a.Challenge)["realm"], "berth")
+			if a := c.send("GET", "/v2/", nil, "Bearer "+tok); a.Status != http.StatusOK {
+				t.Errorf("GET /v2/ with an anonymous token: %d %s", a.Status, a.Body)
+			}
 		}
 	}
 
