@@ -205,3 +205,31 @@ func writeFile(t *testing.T, name, content string) string {
 	}
 	return p
 }
+
+// FuzzEnv: any BERTH_* variable either names a key (and fails only on its
+// own bad value, naming itself) or is ignored with a warning, changing
+// nothing.
+func FuzzEnv(f *testing.F) {
+	f.Add("HTTP_ADDR", ":1")
+	f.Add("LIMITS_RATE_LIMIT_BURST", "x")
+	f.Add("PORT", "tcp://10.0.0.1:5000")
+	f.Add("AUTH_ADMINS", "a,,b")
+	f.Add("GC_GRACE", "-1h")
+	f.Fuzz(func(t *testing.T, name, value string) {
+		if strings.ContainsAny(name, "=\x00") {
+			return
+		}
+		v := EnvPrefix + name
+		cfg, w, err := Load("", []string{v + "=" + value})
+		if slices.Contains(w.UnknownEnv, v) {
+			if err != nil || !reflect.DeepEqual(cfg, Default()) {
+				t.Fatalf("unknown %s: err %v, or the configuration changed", v, err)
+			}
+			return
+		}
+		var ke *KeyError
+		if err != nil && (!errors.As(err, &ke) || !strings.Contains(err.Error(), "environment "+v+": ")) {
+			t.Fatalf("%s=%q: error does not name the variable: %v", v, value, err)
+		}
+	})
+}
