@@ -62,13 +62,23 @@ func (s *Store) BlobLink(ctx context.Context, repo string, d digest.Digest) (int
 }
 
 // UnlinkBlob implements meta.BlobLinker. The global blob row stays for GC.
+// The link's removal and its blob.delete event are one transaction.
 func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
-	n, err := rowsAffected(s.w.exec(ctx, qDeleteLink, repo, string(d)))
+	err := s.write(ctx, func(tx txn) error {
+		n, err := rowsAffected(tx.exec(ctx, qDeleteLink, repo, string(d)))
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return sql.ErrNoRows
+		}
+		return insertEvent(ctx, tx, meta.EventBlobDelete, repo, meta.BlobDeletePayload{Digest: d}, now())
+	})
 	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("unlink blob %s from %s: %w", d, repo, meta.ErrBlobNotFound)
 	case err != nil:
 		return fmt.Errorf("sqlite: unlink blob %s from %s: %w", d, repo, err)
-	case n == 0:
-		return fmt.Errorf("unlink blob %s from %s: %w", d, repo, meta.ErrBlobNotFound)
 	}
 	return nil
 }

@@ -63,6 +63,7 @@ func putManifest(ctx context.Context, tx txn, m *meta.Manifest, tags []string, a
 	if err != nil {
 		return err
 	}
+	sorted := sortedTags(tags)
 	if n > 0 { // new: record its references
 		for i, r := range m.Refs {
 			if _, err := tx.exec(ctx, qInsertRef, repoID, string(m.Digest), i,
@@ -70,9 +71,29 @@ func putManifest(ctx context.Context, tx txn, m *meta.Manifest, tags []string, a
 				return err
 			}
 		}
+		if err := insertEvent(ctx, tx, meta.EventManifestPush, m.Repo, meta.ManifestPushPayload{
+			Digest: m.Digest, MediaType: m.MediaType, Size: int64(len(m.Content)), TotalSize: m.TotalSize, Tags: sorted,
+		}, t); err != nil {
+			return err
+		}
 	}
-	for _, tag := range tags {
+	for _, tag := range sorted {
+		// A tag that already points here changes nothing and reports
+		// nothing.
+		var prev string
+		err := tx.queryRow(ctx, qTagDigest, repoID, tag).Scan(&prev)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if prev == string(m.Digest) {
+			continue
+		}
 		if _, err := tx.exec(ctx, qUpsertTag, repoID, tag, string(m.Digest), t); err != nil {
+			return err
+		}
+		if err := insertEvent(ctx, tx, meta.EventTagUpdate, m.Repo, meta.TagUpdatePayload{
+			Tag: tag, Digest: m.Digest, Previous: digest.Digest(prev),
+		}, t); err != nil {
 			return err
 		}
 	}
@@ -187,6 +208,10 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 		if err := tx.queryRow(ctx, qRepoID, repo).Scan(&repoID); err != nil {
 			return err
 		}
+		tags, err := tagsOf(ctx, tx, repoID, d)
+		if err != nil {
+			return err
+		}
 		if _, err := tx.exec(ctx, qDeleteTagsOf, repoID, string(d)); err != nil {
 			return err
 		}
@@ -197,7 +222,11 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 		if err == nil && n == 0 {
 			err = sql.ErrNoRows
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return insertEvent(ctx, tx, meta.EventManifestDelete, repo,
+			meta.ManifestDeletePayload{Digest: d, Tags: tags}, now())
 	})
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -208,14 +237,48 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 	return nil
 }
 
-// DeleteTag implements meta.ManifestStore.
+// tagsOf returns the tags pointing at a manifest, in byte order, never
+// nil.
+func tagsOf(ctx context.Context, tx txn, repoID int64, d digest.Digest) ([]string, error) {
+	rows, err := tx.query(ctx, qTagsOf, repoID, string(d))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	tags := []string{}
+	for rows.Next() {
+		var tag string
+		if err := rows.Scan(&tag); err != nil {
+			return nil, err
+		}
+		tags = append(tags, tag)
+	}
+	return tags, rows.Err()
+}
+
+// DeleteTag implements meta.ManifestStore. The tag.delete event names the
+// digest the tag pointed at, read in the deleting transaction.
 func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
-	n, err := rowsAffected(s.w.exec(ctx, qDeleteTag, repo, tag))
+	err := s.write(ctx, func(tx txn) error {
+		var repoID int64
+		if err := tx.queryRow(ctx, qRepoID, repo).Scan(&repoID); err != nil {
+			return err
+		}
+		var d string
+		if err := tx.queryRow(ctx, qTagDigest, repoID, tag).Scan(&d); err != nil {
+			return err
+		}
+		if _, err := tx.exec(ctx, qDeleteTag, repo, tag); err != nil {
+			return err
+		}
+		return insertEvent(ctx, tx, meta.EventTagDelete, repo,
+			meta.TagDeletePayload{Tag: tag, Digest: digest.Digest(d)}, now())
+	})
 	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("delete tag %s:%s: %w", repo, tag, meta.ErrTagNotFound)
 	case err != nil:
 		return fmt.Errorf("sqlite: delete tag %s:%s: %w", repo, tag, err)
-	case n == 0:
-		return fmt.Errorf("delete tag %s:%s: %w", repo, tag, meta.ErrTagNotFound)
 	}
 	return nil
 }

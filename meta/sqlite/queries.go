@@ -193,6 +193,7 @@ var (
 		qLinks, qBlobRefs, qExpiredUploads, qUploadExists, qBlobRecord,
 		qIndexGeneration, qCatalogTags, qCatalogChildren, qManifestSizes, qLinkCreated,
 		qLinkingRepos,
+		qEvents, qLastEventSeq,
 	}
 	writeQueries = []string{
 		qEnsureRepo, qRepoID, qInsertBlob, qInsertLink, qLinked, qDeleteLink, qTouchLink,
@@ -201,5 +202,6 @@ var (
 		qBlobDeleting, qSweepManifestFacts, qSweepLinks, qInsertTombstones,
 		qMarkDeleting, qClaimed, qDropBlobs, qExpireUpload,
 		qCountRepoUploads, qCountClientUploads,
+		qInsertEvent, qInitCursor, qCursor, qSetCursor, qPruneEvents, qTagDigest, qTagsOf,
 	}
 )
