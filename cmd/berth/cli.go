@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -19,9 +18,6 @@ import (
 	"github.com/berth-dev/berth/config"
 	"github.com/berth-dev/berth/server"
 )
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = ""
 
 // Main runs the CLI with os.Args and returns the exit status.
 func Main() int {
@@ -44,6 +40,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newServe(), newGC(), newFsck(), newVersion(), newConfig())
+	setVersionFlag(root) // berth --version, as berth version (version.go)
 	return root
 }
 
@@ -167,35 +164,6 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-func newVersion() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "berth", buildVersion())
-		},
-	}
-}
-
-func buildVersion() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		v := bi.Main.Version
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				v += " " + s.Value[:12]
-			}
-		}
-		if v != "" {
-			return v
-		}
-	}
-	return "(devel)"
 }
 
 func newConfig() *cobra.Command {
