@@ -3,12 +3,10 @@ package server
 import (
 	"math"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/berth-dev/berth/auth"
 	"github.com/berth-dev/berth/config"
 )
 
@@ -22,8 +20,9 @@ const maxRateBuckets = 1 << 16
 const rateSweepEvery = time.Minute
 
 // withRateLimit answers 429 TOOMANYREQUESTS, with Retry-After, to a client
-// past limits.rate_limit. It runs after authentication (the client is its
-// user name when it has one) and before the handlers; the probes are
+// past limits.rate_limit. It runs after authentication (the client is
+// clientID's: its user name when it has one, else its address, an IPv6
+// one by its /64) and before the handlers; the probes are
 // never limited (a busy client must not make its node look dead).
 func withRateLimit(next http.Handler, rl config.RateLimit) http.Handler {
 	if rl.RequestsPerSecond <= 0 {
@@ -36,7 +35,7 @@ func withRateLimit(next http.Handler, rl config.RateLimit) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if ok, wait := l.allow(rateKey(r)); !ok {
+		if ok, wait := l.allow(clientID(r)); !ok {
 			secs := retryAfterSeconds(wait)
 			w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 			writeJSONError(w, http.StatusTooManyRequests, "TOOMANYREQUESTS",
@@ -51,25 +50,6 @@ func withRateLimit(next http.Handler, rl config.RateLimit) http.Handler {
 func retryAfterSeconds(wait time.Duration) int64 {
 	s := int64(math.Ceil(wait.Seconds()))
 	return max(s, 1)
-}
-
-// rateKey names the client: its user name when authenticated, else its
-// address; an IPv6 address by its /64, which one host usually holds whole
-// (a limit per address would give it 2^64 buckets).
-func rateKey(r *http.Request) string {
-	if p := auth.FromContext(r.Context()); !p.Anonymous() {
-		return "user:" + p.Name
-	}
-	host := clientHost(r)
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return "addr:" + host
-	}
-	ip = ip.Unmap().WithZone("")
-	if ip.Is6() {
-		ip = netip.PrefixFrom(ip, 64).Masked().Addr()
-	}
-	return "addr:" + ip.String()
 }
 
 // rateLimiter is a token bucket per client.

@@ -97,23 +97,32 @@ func TestRateLimiterEvictsAndStaysBounded(t *testing.T) {
 	}
 }
 
-func TestRateKey(t *testing.T) {
-	key := func(remote string) string {
+// TestRateLimitClients: the limiter's client is clientID's, so an IPv6
+// host cannot get a bucket per address of its /64.
+func TestRateLimitClients(t *testing.T) {
+	ok := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	h := withRateLimit(ok, config.RateLimit{RequestsPerSecond: 0.001, Burst: 1})
+	get := func(remote string) int {
 		r := httptest.NewRequest("GET", "/v2/", nil)
 		r.RemoteAddr = remote
-		return rateKey(r)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec.Code
 	}
-	if a, b := key("[2001:db8::1]:1000"), key("[2001:db8::ffff]:2000"); a != b || a != "addr:2001:db8::" {
-		t.Errorf("one /64: %q, %q", a, b)
-	}
-	if a, b := key("[2001:db8::1]:1000"), key("[2001:db8:0:1::1]:1000"); a == b {
-		t.Errorf("two /64s share a bucket: %q", a)
-	}
-	if got := key("[::ffff:10.0.0.1]:5"); got != "addr:10.0.0.1" {
-		t.Errorf("IPv4-mapped: %q", got)
-	}
-	if a, b := key("10.0.0.1:1"), key("10.0.0.2:1"); a == b {
-		t.Errorf("two IPv4 addresses share a bucket: %q", a)
+	for _, step := range []struct {
+		remote string
+		want   int
+	}{
+		{"[2001:db8::1]:1000", 200},
+		{"[2001:db8::ffff]:2000", 429}, // the same /64
+		{"[2001:db8:0:1::1]:1000", 200},
+		{"10.0.0.1:1", 200},
+		{"10.0.0.2:1", 200},
+		{"10.0.0.1:2", 429},
+	} {
+		if got := get(step.remote); got != step.want {
+			t.Errorf("%s: %d, want %d", step.remote, got, step.want)
+		}
 	}
 }
 
