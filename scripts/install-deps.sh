@@ -26,6 +26,7 @@ GO_TOOLS=(
 	"gotestsum gotest.tools/gotestsum@v1.13.0"
 	"cosign github.com/sigstore/cosign/v3/cmd/cosign@v3.1.3"
 	"nfpm github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0"
+	"helm helm.sh/helm/v3/cmd/helm@v3.21.4"
 )
 
 APT_REQUIRED=(ca-certificates git jq curl skopeo chromium flatpak dbus busybox-static rpm)
