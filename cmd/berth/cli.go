@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -90,9 +89,9 @@ func serve(ctx context.Context, cfg config.Config, addrFile string, logger *slog
 		return err
 	}
 	defer srv.Close()
-	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	ln, err := listen(cfg.HTTP.Addr, logger) // or systemd's socket (systemd.go)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
 	if addrFile != "" {
 		if err := writeFileAtomic(addrFile, ln.Addr().String()+"\n"); err != nil {
@@ -103,6 +102,8 @@ func serve(ctx context.Context, cfg config.Config, addrFile string, logger *slog
 	logger.Info("berth serving", "addr", ln.Addr().String(), "data", cfg.Storage.Dir, "version", buildVersion(), "tls", cfg.HTTP.TLS.Enabled())
 	stopHUP := reloadOnHUP(ctx, srv, cfg, logger)
 	defer stopHUP()
+	stopNotify := notifySystemd(ctx, srv, ln, logger) // READY=1, watchdog, STOPPING=1
+	defer stopNotify()
 	return srv.Serve(ctx, ln)
 }
 
