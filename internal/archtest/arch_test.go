@@ -31,6 +31,7 @@ var allowed = map[string][]string{
 	"fsck":          {"blob", "meta", "oci", "gc"},
 	"web":           {"meta", "flatpak", "oci"},
 	"flatpak":       {"oci", "meta"},
+	"notify":        {"meta"},
 	"server":        {"*"},
 	"cmd/berth":     {"*"},
 	"e2e":           {"*"},
