@@ -57,14 +57,7 @@ func withAuth(next http.Handler, svc *auth.Service, logger *slog.Logger) http.Ha
 		}
 		p, err := svc.Authenticate(r)
 		if err != nil {
-			logger.LogAttrs(r.Context(), slog.LevelWarn, "audit: authentication failed",
-				slog.String("remote", clientHost(r)),
-				slog.String("method", r.Method),
-				slog.String("path", r.URL.Path),
-				slog.String("user", basicUser(r)),
-				slog.String("reason", err.Error()),
-				slog.String("request_id", w.Header().Get("X-Request-Id")),
-			)
+			auditAuthFailed(logger, r, w.Header().Get("X-Request-Id"), err.Error())
 			w.Header().Set("WWW-Authenticate", svc.Challenge(r, "", true))
 			writeJSONError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required: the credentials sent are not valid")
 			return

@@ -38,6 +38,10 @@ type Server struct {
 	handler http.Handler
 	// inflight counts requests being served (see withMiddleware).
 	inflight sync.WaitGroup
+	// metrics is nil when metrics.enabled is false; ready answers
+	// /readyz (both also on the metrics.addr listener: serveOps).
+	metrics *Metrics
+	ready   *readiness
 }
 
 // Stores are the embedded stores (filesystem blobs, SQLite metadata) in
@@ -109,6 +113,13 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	// Tombstones a crashed gc left refuse pushes of their blobs: finish
 	// them before serving (errors are logged; the next run retries).
 	_, _ = collector.FinishTombstones(ctx)
+	var metrics *Metrics
+	if cfg.Metrics.Enabled {
+		metrics = NewMetrics(md, ReadBuildInfo(), logger.With("component", "metrics"))
+		collector.OnRun(metrics.GCRun)
+	}
+	ready := newReadiness(logger.With("component", "health"), metaCheck(md), blobCheck(blobs))
+	auditLog := logger.With("component", "audit")
 	// Icons are recorded at every push, the Flatpak remote on or off: the
 	// catalogue shows them, and a remote turned on later has them.
 	icons := flatpak.NewIconRecorder(md, logger.With("component", "flatpak"))
@@ -175,17 +186,27 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	}
 	mux.Handle("/", catalogue)
 	mux.Handle("/api/v1/", catalogue)
+	// The probes answer anyone; /metrics stays here unless metrics.addr
+	// moves it to its own listener, and obeys metrics.access.
+	mux.HandleFunc(livezPath, livez)
+	mux.Handle(readyzPath, ready)
+	if metrics != nil && cfg.Metrics.Addr == "" {
+		mux.Handle(metricsPath, metricsAccess(metrics.Handler(), cfg.Metrics.Access, authSvc))
+	}
 	// The rate limit runs after authentication (a user is limited by
 	// name, wherever it connects from) and before the handlers.
-	var h http.Handler = withRateLimit(mux, cfg.Limits.RateLimit)
+	var h http.Handler = withRateLimit(withAudit(mux, auditLog), cfg.Limits.RateLimit)
 	if authSvc != nil {
 		if cfg.Auth.Token.Enabled {
 			mux.Handle(tokenPath, authSvc.TokenHandler())
 		}
-		h = withAuth(h, authSvc, logger.With("component", "auth"))
+		h = withAuth(h, authSvc, auditLog)
 	}
-	srv := &Server{cfg: cfg, log: logger, meta: md, gc: collector, icons: icons, auth: authSvc}
+	srv := &Server{cfg: cfg, log: logger, meta: md, gc: collector, icons: icons, auth: authSvc, metrics: metrics, ready: ready}
 	srv.handler = withMiddleware(hardenTransport(h, cfg.HTTP, logger), logger, &srv.inflight)
+	if metrics != nil {
+		srv.handler = metrics.instrument(srv.handler)
+	}
 	return srv, nil
 }
 
@@ -237,6 +258,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		stopWorkers()
 		workers.Wait()
 	}()
+	if s.cfg.Metrics.Addr != "" {
+		stopOps, err := s.serveOps(ctx)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopOps()
+	}
 	hs := &http.Server{
 		Handler:           s.handler, // hardenTransport is inside (see New)
 		ReadHeaderTimeout: s.cfg.HTTP.ReadHeaderTimeout,
