@@ -277,6 +277,7 @@ func (c *Collector) Run(ctx context.Context, dryRun bool) (Report, error) {
 	r.Duration = time.Since(began)
 	if !dryRun {
 		c.observe(r, err)
+		c.recordRun(ctx, r, err)
 	}
 	if err != nil {
 		c.log.ErrorContext(ctx, "gc failed", "report", r, "err", err)
