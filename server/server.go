@@ -22,6 +22,7 @@ import (
 	"github.com/berth-dev/berth/flatpak"
 	"github.com/berth-dev/berth/gc"
 	"github.com/berth-dev/berth/meta/sqlite"
+	"github.com/berth-dev/berth/notify"
 	"github.com/berth-dev/berth/registry"
 	"github.com/berth-dev/berth/web"
 )
@@ -42,6 +43,9 @@ type Server struct {
 	// /readyz (both also on the metrics.addr listener: serveOps).
 	metrics *Metrics
 	ready   *readiness
+	// notify delivers the events outbox to the webhook endpoints (and
+	// prunes it, endpoints or not).
+	notify *notify.Notifier
 }
 
 // Stores are the embedded stores (filesystem blobs, SQLite metadata) in
@@ -119,6 +123,13 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		collector.OnRun(metrics.GCRun)
 	}
 	ready := newReadiness(logger.With("component", "health"), metaCheck(md), blobCheck(blobs))
+	// Webhooks: each endpoint's cursor is read (or made) now, so every
+	// event written from here on is delivered.
+	notifier, err := notify.New(ctx, md, notifyOptions(cfg, metrics), logger.With("component", "notify"))
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("notifications: %w", err)
+	}
 	auditLog := logger.With("component", "audit")
 	// Icons are recorded at every push, the Flatpak remote on or off: the
 	// catalogue shows them, and a remote turned on later has them.
@@ -200,9 +211,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		if cfg.Auth.Token.Enabled {
 			mux.Handle(tokenPath, authSvc.TokenHandler())
 		}
-		h = withAuth(h, authSvc, auditLog)
+		h = withAuth(withActor(h), authSvc, auditLog)
 	}
-	srv := &Server{cfg: cfg, log: logger, meta: md, gc: collector, icons: icons, auth: authSvc, metrics: metrics, ready: ready}
+	srv := &Server{cfg: cfg, log: logger, meta: md, gc: collector, icons: icons, auth: authSvc, metrics: metrics, ready: ready, notify: notifier}
 	srv.handler = withMiddleware(hardenTransport(h, cfg.HTTP, logger), logger, &srv.inflight)
 	if metrics != nil {
 		srv.handler = metrics.instrument(srv.handler)
@@ -249,6 +260,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	wctx, stopWorkers := context.WithCancel(ctx)
 	var workers sync.WaitGroup
 	workers.Go(func() { s.backfillIcons(wctx) })
+	workers.Go(func() { s.notify.Run(wctx) })
 	workers.Go(func() {
 		if iv := s.cfg.GC.Interval; iv > 0 {
 			s.gc.RunEvery(wctx, iv)
