@@ -455,3 +455,41 @@ func TestMetricsOwnListener(t *testing.T) {
 		t.Errorf("main-listener /metrics 404s counted: %v", v)
 	}
 }
+
+// FuzzRoutePattern: whatever the path, the route label is one of a fixed
+// set (so a client cannot mint series), and the audit fields of a /v2/
+// path put back together give the path.
+func FuzzRoutePattern(f *testing.F) {
+	for _, p := range []string{"/v2/", "/v2/a/b/manifests/v1", "/v2/x/blobs/uploads/", "/v2/x/blobs/uploads/id", "/icons/x", "/repositories/a/b", "/v2//manifests/", "/v2/blobs/uploads/"} {
+		f.Add(p)
+	}
+	allowed := map[string]bool{
+		routeV2Base: true, routeCatalog: true, routeManifest: true, routeBlob: true, routeUploadStart: true,
+		routeUpload: true, routeTags: true, routeReferrers: true, routeOther: true,
+		"/": true, "/search": true, "/repositories": true, "/api/v1/search": true, tokenPath: true,
+		"/index/static": true, "/index/dynamic": true, "/berth.flatpakrepo": true,
+		metricsPath: true, livezPath: true, readyzPath: true,
+		"/apps/<path>": true, "/repositories/<path>": true, "/static/<path>": true, "/icons/<path>": true, "/flatpakref/<path>": true,
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		got := routePattern(p)
+		if !allowed[got] {
+			t.Fatalf("routePattern(%q) = %q, not a fixed label", p, got)
+		}
+		v := parseV2(p)
+		var rebuilt string
+		switch v.pattern {
+		case routeManifest:
+			rebuilt = "/v2/" + v.name + "/manifests/" + v.ref
+		case routeBlob:
+			rebuilt = "/v2/" + v.name + "/blobs/" + v.ref
+		case routeUpload:
+			rebuilt = "/v2/" + v.name + "/blobs/uploads/" + v.ref
+		default:
+			return
+		}
+		if rebuilt != p {
+			t.Fatalf("parseV2(%q) = %+v, which names %q", p, v, rebuilt)
+		}
+	})
+}
