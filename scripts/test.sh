@@ -24,6 +24,7 @@ cd "$ROOT"
 export PATH="$ROOT/.tools/bin:$PATH"
 # Fetch the module's dependencies while any proxy settings still apply.
 go mod download
+(cd "$ROOT/deploy/helm/test" && go mod download) # the Helm chart's tests: a module of their own
 # Everything the tests talk to is on loopback.
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 # Missing e2e tools fail the tests instead of skipping them.
@@ -51,6 +52,15 @@ gotestsum \
 	--junitfile "$OUT/junit.xml" \
 	-- -race -count=1 -timeout "${TEST_TIMEOUT:-40m}" ./... || status=1
 echo "==> go test took $((SECONDS - start))s"
+
+# --- the Helm chart (deploy/helm/test: its own module, so Berth's does not
+# take on the Kubernetes API packages). Its results count in the summary.
+echo "==> deploy/helm/test: helm lint --strict, helm template, strict decoding, the pod's environment (JSON in test-output/go-test-helm.json)"
+(cd "$ROOT/deploy/helm/test" && gotestsum \
+	--format pkgname-and-test-fails \
+	--jsonfile "$OUT/go-test-helm.json" \
+	--junitfile "$OUT/junit-helm.xml" \
+	-- -race -count=1 -timeout "${TEST_TIMEOUT:-40m}" ./...) || status=1
 
 # --- fuzz targets ------------------------------------------------------------
 fuzz_passed=0
@@ -125,7 +135,7 @@ fi
 # --- summary ---------------------------------------------------------------
 # Test-level results (subtests included) from gotestsum's JSON, then one
 # closing line over everything that ran.
-count() { jq -r --arg a "$1" 'select(.Test != null and .Action == $a) | .Test' "$OUT/go-test.json" 2>/dev/null | wc -l; }
+count() { cat "$OUT/go-test.json" "$OUT/go-test-helm.json" 2>/dev/null | jq -r --arg a "$1" 'select(.Test != null and .Action == $a) | .Test' 2>/dev/null | wc -l; }
 go_passed=$(count pass)
 go_failed=$(count fail)
 go_skipped=$(count skip)
