@@ -13,6 +13,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -209,7 +210,7 @@ func buildPackages(t *testing.T) build {
 	cmd.Dir = src
 	// GOFLAGS from a test run (-race) never reach the package build;
 	// build.sh clears it itself too.
-	cmd.Env = append(os.Environ(), "NFPM="+nfpm, "GOFLAGS=", "ARCH=amd64")
+	cmd.Env = append(os.Environ(), "NFPM="+nfpm, "GOFLAGS=", "ARCH="+runtime.GOARCH)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()
@@ -234,7 +235,7 @@ func buildPackages(t *testing.T) build {
 	if strings.HasSuffix(b.describe, "-dirty") {
 		t.Fatalf("a fresh clone is dirty: %s", b.describe)
 	}
-	bin, err := os.ReadFile(filepath.Join(out, "stage-linux-amd64", "berth"))
+	bin, err := os.ReadFile(filepath.Join(out, "stage-linux-"+runtime.GOARCH, "berth"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +268,7 @@ func TestPackages(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("installing the .deb needs root (the test command runs as root)")
 	}
-	for _, tool := range []string{"dpkg", "dpkg-deb", "rpm", "systemd-analyze", "runuser"} {
+	for _, tool := range []string{"dpkg", "dpkg-deb", "rpm", "systemd-analyze"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is needed (scripts/install-deps.sh): %v", tool, err)
 		}
@@ -285,7 +286,7 @@ func TestPackages(t *testing.T) {
 	}
 
 	b := buildPackages(t)
-	pkgVersion := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(b.deb), "berth_"), "_amd64.deb")
+	pkgVersion := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(b.deb), "berth_"), "_"+runtime.GOARCH+".deb")
 	if strings.Contains(pkgVersion, "dirty") || !regexp.MustCompile(`^[0-9]`).MatchString(pkgVersion) {
 		t.Errorf("package version %q", pkgVersion)
 	}
@@ -301,7 +302,8 @@ func checkRPM(t *testing.T, b build, pkgVersion string) {
 			t.Errorf("rpm lacks %s; has %v", f, files)
 		}
 	}
-	if got := mustRun(t, "rpm", "-qp", "--qf", "%{NAME} %{VERSION} %{ARCH}", b.rpm); got != "berth "+pkgVersion+" x86_64" {
+	rpmArch := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[runtime.GOARCH]
+	if got := mustRun(t, "rpm", "-qp", "--qf", "%{NAME} %{VERSION} %{ARCH}", b.rpm); got != "berth "+pkgVersion+" "+rpmArch {
 		t.Errorf("rpm: %q", got)
 	}
 	// Flags, modes and digests of what it would install.
@@ -482,6 +484,12 @@ func checkDeb(t *testing.T, b build, pkgVersion string) {
 	if err := os.WriteFile("/etc/berth/config.yaml", []byte("http:\n  addr: \":5001\"\nstorage:\n  dir: /var/lib/berth\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Chown("/etc/berth/config.yaml", 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod("/etc/berth/config.yaml", 0o600); err != nil {
+		t.Fatal(err)
+	}
 	dpkg(t, append(env, "DPKG_FORCE=confold"), "-i", b.deb)
 	if c, _ := os.ReadFile("/etc/berth/config.yaml"); !strings.Contains(string(c), ":5001") {
 		t.Errorf("reinstall replaced the changed configuration:\n%s", c)
@@ -506,14 +514,22 @@ func checkDeb(t *testing.T, b build, pkgVersion string) {
 // installed configuration (on a free loopback port) until /v2/ answers.
 func serveAsBerth(t *testing.T, u *user.User) {
 	t.Helper()
-	run := t.TempDir()
+	// Not under t.TempDir, whose parent only root may enter.
+	run, err := os.MkdirTemp("", "berth-pkg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(run) })
 	if err := os.Chmod(run, 0o777); err != nil {
 		t.Fatal(err)
 	}
 	addrFile := filepath.Join(run, "addr")
-	cmd := exec.Command("runuser", "-u", "berth", "--", "/usr/bin/berth", "serve",
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	cmd := exec.Command("/usr/bin/berth", "serve",
 		"--config", "/etc/berth/config.yaml", "--addr", "127.0.0.1:0", "--addr-file", addrFile)
 	cmd.Dir = "/var/lib/berth"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {

@@ -53,6 +53,15 @@ gotestsum \
 	-- -race -count=1 -timeout "${TEST_TIMEOUT:-40m}" ./... || status=1
 echo "==> go test took $((SECONDS - start))s"
 
+# --- the systemd unit's rating, shown on every run ---------------------------
+# packaging.TestUnitSecurity (above) fails when it is over 2.0 and counts in
+# the summary; this prints systemd-analyze's verdict so the rating is seen.
+echo "==> systemd-analyze security --offline=true packaging/berth.service (at most 2.0)"
+if ! systemd-analyze security --offline=true --no-pager "$ROOT/packaging/berth.service" 2>&1 |
+	grep 'Overall exposure level'; then
+	echo "systemd-analyze security: no rating (packaging.TestUnitSecurity reports why)"
+fi
+
 # --- the Helm chart (deploy/helm/test: its own module, so Berth's does not
 # take on the Kubernetes API packages). Its results count in the summary.
 echo "==> deploy/helm/test: helm lint --strict, helm template, strict decoding, the pod's environment (JSON in test-output/go-test-helm.json)"
