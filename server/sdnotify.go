@@ -140,10 +140,15 @@ func (n *Notifier) watchdog(ctx context.Context, ticks <-chan time.Time, checkTi
 }
 
 // WatchdogCheck is what the systemd watchdog asks before each ping: the
-// metadata store answers a query and the storage directory a stat.
+// checks /readyz runs (the metadata store answers a query, the blob store
+// a stat), and the storage directory is still there.
 func (s *Server) WatchdogCheck(ctx context.Context) error {
-	if _, err := s.meta.Repositories(ctx, "", 1); err != nil {
-		return fmt.Errorf("metadata: %w", err)
+	if s.ready != nil {
+		for _, c := range s.ready.checks {
+			if err := c.fn(ctx); err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+		}
 	}
 	if _, err := os.Stat(s.cfg.Storage.Dir); err != nil {
 		return fmt.Errorf("storage dir: %w", err)
