@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		out       = fs.String("out", "", "OCI layout directory to write (replaced)")
 		dir       = fs.String("C", ".", "the Berth module's directory")
 		platforms = fs.String("platforms", "linux/amd64,linux/arm64", "comma-separated platforms")
-		version   = fs.String("version", "", "release version (default: git describe --tags --always --dirty)")
+		version   = fs.String("version", "", "release version (default: git describe --tags --always --dirty --match v[0-9]*, as scripts/build.sh)")
 		revision  = fs.String("revision", "", "source revision (default: git rev-parse HEAD)")
 		created   = fs.String("created", "", "creation time, RFC 3339 (default: $SOURCE_DATE_EPOCH, else the commit's time)")
 		source    = fs.String("source", "https://github.com/berth-dev/berth", "source repository URL")
@@ -160,7 +160,7 @@ func resolveInfo(ctx context.Context, dir, version, revision, created, sourceDat
 	var bi buildInfo
 	var err error
 	if bi.Version = version; bi.Version == "" {
-		if bi.Version, err = git(ctx, dir, "describe", "--tags", "--always", "--dirty"); err != nil {
+		if bi.Version, err = git(ctx, dir, "describe", "--tags", "--always", "--dirty", "--match", "v[0-9]*"); err != nil {
 			return bi, fmt.Errorf("version (give -version): %w", err)
 		}
 	}
