@@ -22,8 +22,11 @@ var (
 	ErrRepoNotFound     = errors.New("repository not found")
 	ErrManifestNotFound = errors.New("manifest not found")
 	ErrTagNotFound      = errors.New("tag not found")
-	ErrBlobNotFound     = errors.New("blob not linked")
-	ErrUploadNotFound   = errors.New("upload not found")
+	// ErrTagExists: PutManifest with Manifest.KeepTags would have moved a
+	// tag that points at another digest; nothing changed.
+	ErrTagExists      = errors.New("tag exists and points at another manifest")
+	ErrBlobNotFound   = errors.New("blob not linked")
+	ErrUploadNotFound = errors.New("upload not found")
 	// ErrUploadConflict: the upload's recorded offset is not the one the
 	// caller expected (a concurrent or out-of-order write).
 	ErrUploadConflict = errors.New("upload offset conflict")
@@ -115,6 +118,11 @@ type Manifest struct {
 	TotalSize int64
 	Refs      []Ref
 	Pushed    time.Time // set by the store when first stored
+	// KeepTags: PutManifest must not move a tag that already points at
+	// another digest (the pusher may create tags, not overwrite them); it
+	// fails with ErrTagExists instead, in the same transaction that would
+	// have moved it, so a tag created concurrently is never overwritten.
+	KeepTags bool
 }
 
 // Descriptor is a manifest summary as the referrers API lists it.

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/meta"
 )
 
 // fakeAccess grants actions per user (the X-User header; none is
@@ -373,4 +376,39 @@ func TestAccessCatalogFiltered(t *testing.T) {
 	if pages != (len(visible)+1)/2 {
 		t.Fatalf("%d pages for %d entries of 2", pages, len(visible))
 	}
+}
+
+// staleTags answers ResolveTag as if the tag did not exist yet: the
+// pre-check of a push that races another push creating the tag.
+type staleTags struct{ Meta }
+
+func (staleTags) ResolveTag(context.Context, string, string) (digest.Digest, error) {
+	return "", meta.ErrTagNotFound
+}
+
+// TestAccessTagOverwriteRace (review finding): the tag a pusher without
+// overwrite read as absent may exist by the time its manifest is stored;
+// the store's own check in the write transaction refuses to move it.
+func TestAccessTagOverwriteRace(t *testing.T) {
+	tr, f := accessRegistry(t)
+	one, two := newImage(t, "one"), newImage(t, "two")
+	tr.pushAs("writer", "app", "latest", one)
+	for _, b := range [][]byte{two.config, two.layer} {
+		tr.expect(tr.doAs("writer", "POST", "/v2/app/blobs/uploads/?digest="+digest.FromBytes(b).String(), b), 201, "")
+	}
+	real := tr.reg.meta
+	tr.reg.meta = staleTags{real}
+	for _, ref := range []string{"latest", two.digest.String() + "?tag=latest"} {
+		tr.expect(tr.doAs("writer", "PUT", "/v2/app/manifests/"+ref, two.manifest, "Content-Type", ociManifest), 403, "DENIED")
+		if !strings.Contains(f.lastDenied(), "overwrite") {
+			t.Fatalf("refusal scope %q", f.lastDenied())
+		}
+	}
+	tr.reg.meta = real
+	r := tr.doAs("reader", "GET", "/v2/app/manifests/latest", nil)
+	if r.header.Get("Docker-Content-Digest") != one.digest.String() {
+		t.Fatalf("latest moved to %s", r.header.Get("Docker-Content-Digest"))
+	}
+	// The overwriter still moves it.
+	tr.expect(tr.doAs("overwriter", "PUT", "/v2/app/manifests/latest", two.manifest, "Content-Type", ociManifest), 201, "")
 }

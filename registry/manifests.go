@@ -133,7 +133,14 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, name, r
 	if err != nil {
 		return err
 	}
+	// Without overwrite, the store re-checks in its transaction that no
+	// tag moves: authorizeTagMoves read the tags before, and another push
+	// may have created one since.
+	m.KeepTags = reg.opts.Access != nil && len(tags) > 0 && !reg.allowed(r, name, ActionOverwrite)
 	if err := reg.meta.PutManifest(ctx, m, tags...); err != nil {
+		if errors.Is(err, meta.ErrTagExists) {
+			return reg.deny(w, r, scopeFor(name, ActionOverwrite))
+		}
 		return fmt.Errorf("store manifest %s@%s: %w", name, d, err)
 	}
 	for _, o := range reg.opts.Observers {

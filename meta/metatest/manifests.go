@@ -1,6 +1,7 @@
 package metatest
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -265,6 +266,40 @@ func testTagRepointed(t *testing.T, s meta.Store) {
 		t.Errorf("latest = %s, want %s", d, m1.Digest)
 	}
 	checkStrings(t, "Tags", tags(t, s, "app"), []string{"latest", "v1"})
+}
+
+// testKeepTags: with KeepTags, PutManifest creates tags and leaves tags
+// already at the digest alone, but refuses (ErrTagExists, nothing
+// changed, the new manifest not stored) to move a tag that points at
+// another digest — the check a pusher without overwrite relies on.
+func testKeepTags(t *testing.T, s meta.Store) {
+	ctx := context.Background()
+	ds := link(t, s, "app", "config")
+	m1 := image("app", "one", ds[0])
+	m2 := image("app", "two", ds[0])
+	put(t, s, m1, "latest")
+	keep := *m2
+	keep.KeepTags = true
+	if err := s.PutManifest(ctx, &keep, "new", "latest"); !errors.Is(err, meta.ErrTagExists) {
+		t.Fatalf("moving latest with KeepTags: %v, want ErrTagExists", err)
+	}
+	if d := resolve(t, s, "app", "latest"); d != m1.Digest {
+		t.Errorf("latest = %s after a refused move, want %s", d, m1.Digest)
+	}
+	checkStrings(t, "Tags", tags(t, s, "app"), []string{"latest"})
+	if _, err := s.GetManifest(ctx, "app", m2.Digest); !errors.Is(err, meta.ErrManifestNotFound) {
+		t.Errorf("the refused manifest was stored: %v", err)
+	}
+	// New tags, and a tag already at the digest, are fine.
+	if err := s.PutManifest(ctx, &keep, "new"); err != nil {
+		t.Fatal(err)
+	}
+	one := *m1
+	one.KeepTags = true
+	if err := s.PutManifest(ctx, &one, "latest"); err != nil {
+		t.Fatalf("re-pushing latest's own digest with KeepTags: %v", err)
+	}
+	checkStrings(t, "Tags", tags(t, s, "app"), []string{"latest", "new"})
 }
 
 func testGetManifestNotFound(t *testing.T, s meta.Store) {

@@ -36,6 +36,7 @@ func Run(t *testing.T, newStore func(t *testing.T) meta.Store) {
 		{"PutManifest/RePut", testPutManifestRePut},
 		{"PutManifest/TwoRepos", testPutManifestTwoRepos},
 		{"PutManifest/TagRepointed", testTagRepointed},
+		{"PutManifest/KeepTags", testKeepTags},
 		{"GetManifest/NotFound", testGetManifestNotFound},
 		{"RefreshLink", testRefreshLink},
 		{"ManifestSizes", testManifestSizes},

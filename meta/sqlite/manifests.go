@@ -88,6 +88,9 @@ func putManifest(ctx context.Context, tx txn, m *meta.Manifest, tags []string, a
 		if prev == string(m.Digest) {
 			continue
 		}
+		if prev != "" && m.KeepTags {
+			return fmt.Errorf("tag %s: %w", tag, meta.ErrTagExists)
+		}
 		if _, err := tx.exec(ctx, qUpsertTag, repoID, tag, string(m.Digest), t); err != nil {
 			return err
 		}
