@@ -295,3 +295,35 @@ func TestActivationListeners(t *testing.T) {
 		t.Fatalf("read %q %v", b, err)
 	}
 }
+
+// FuzzSystemdEnv: whatever systemd (or anyone) puts in the variables,
+// parsing them never panics, and a watchdog interval is either an error
+// or a positive duration that round-trips to the microseconds given.
+func FuzzSystemdEnv(f *testing.F) {
+	for _, s := range []string{"30000000", "0", "-1", "", "@sock", "/run/systemd/notify", "vsock:2:3", "18446744073709551615", "1e6"} {
+		f.Add(s, "4242")
+	}
+	f.Fuzz(func(t *testing.T, v, pid string) {
+		env := envOf(map[string]string{"WATCHDOG_USEC": v, "WATCHDOG_PID": pid, "NOTIFY_SOCKET": v})
+		d, err := WatchdogInterval(env, 4242)
+		switch {
+		case err != nil:
+			if d != 0 {
+				t.Fatalf("%q: error %v with interval %v", v, err, d)
+			}
+		case d < 0:
+			t.Fatalf("%q: negative interval %v", v, d)
+		case d > 0:
+			if pid != "" && pid != "4242" {
+				t.Fatalf("%q: interval for WATCHDOG_PID=%q", v, pid)
+			}
+			if u, perr := strconv.ParseUint(v, 10, 64); perr != nil || time.Duration(u)*time.Microsecond != d {
+				t.Fatalf("%q: interval %v", v, d)
+			}
+		}
+		n, err := NotifierFromEnv(env)
+		if err == nil && v != "" && (n == nil || (v[0] != '/' && v[0] != '@')) {
+			t.Fatalf("NOTIFY_SOCKET=%q accepted as %v", v, n)
+		}
+	})
+}
