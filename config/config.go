@@ -471,8 +471,14 @@ func (c Config) validate() problems {
 	if c.Notifications.Backlog < 1 {
 		ps.add(path{"notifications", "backlog"}, "must be at least 1")
 	}
+	names := map[string]bool{}
 	for i, e := range c.Notifications.Endpoints {
 		key := path{"notifications", "endpoints", i}
+		if e.Name != "" && names[e.Name] {
+			// The name keys the endpoint's delivery cursor.
+			ps.add(key.with("name"), "duplicate endpoint name %q", e.Name)
+		}
+		names[e.Name] = true
 		u, err := url.Parse(e.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 			// The URL is not quoted: it may carry credentials.

@@ -61,6 +61,8 @@ func TestErrors(t *testing.T) {
 		env        []string
 		want       []string
 	}{
+		{name: "duplicate webhook name", yaml: "notifications:\n  endpoints:\n    - {name: ci, url: \"https://ci.example/hook\"}\n    - {name: ci, url: \"https://other.example/hook\"}\n",
+			want: []string{"notifications.endpoints[1].name: duplicate endpoint name \"ci\""}},
 		{name: "unknown key", yaml: "http:\n  adr: x\n", want: []string{":2:3: http.adr: unknown key \"adr\""}},
 		{name: "wrong type", yaml: "limits:\n  page_max: many\n", want: []string{":2:3: limits.page_max: ", "many"}},
 		{name: "every problem at once", yaml: "log:\n  level: loud\n  format: xml\nlimits:\n  max_manifest_bytes: 10\n  page_max: 0\n",
