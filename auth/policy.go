@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	pat "github.com/berth-dev/berth/internal/pattern"
 )
 
 // policy is the access rules, compiled once at New.
@@ -78,21 +80,8 @@ func newPolicy(cfg Config) (*policy, error) {
 	return p, nil
 }
 
-// validPattern: non-empty segments; "**" only as a whole segment.
-func validPattern(p string) error {
-	if p == "" || len(p) > 255 {
-		return fmt.Errorf("pattern %q: empty or longer than 255 characters", p)
-	}
-	for _, seg := range strings.Split(p, "/") {
-		if seg == "" {
-			return fmt.Errorf("pattern %q: empty path segment", p)
-		}
-		if strings.Contains(seg, "**") && seg != "**" {
-			return fmt.Errorf("pattern %q: ** must be a whole path segment", p)
-		}
-	}
-	return nil
-}
+// validPattern: the configuration's pattern grammar (internal/pattern).
+func validPattern(p string) error { return pat.Validate(p) }
 
 // isAdmin: the user is named in Admins, directly or through a group.
 func (p *policy) isAdmin(user string) bool {
@@ -216,65 +205,6 @@ func validRepo(repo string) bool {
 	return true
 }
 
-// Match reports whether repo matches pattern. Both are split into
-// '/'-separated segments. A pattern segment "**" matches ONE OR MORE whole
-// segments: "apps/**" matches "apps/x" and "apps/x/y" but not "apps"
-// itself (name "apps" too when it is meant), and "**" alone matches every
-// repository. Within any other segment "*" matches any run of characters
-// (possibly empty) without '/', and every other character matches itself.
-func Match(pattern, repo string) bool {
-	ps := strings.Split(pattern, "/")
-	rs := strings.Split(repo, "/")
-	// ok[j]: the pattern segments consumed so far match rs[:j]. One pass
-	// per pattern segment keeps this O(len(ps)·len(rs)) whatever the
-	// number of "**".
-	ok := make([]bool, len(rs)+1)
-	next := make([]bool, len(rs)+1)
-	ok[0] = true
-	for _, p := range ps {
-		clear(next)
-		if p == "**" {
-			// next[j] when some i < j has ok[i].
-			seen := false
-			for j := 0; j <= len(rs); j++ {
-				if seen {
-					next[j] = true
-				}
-				seen = seen || ok[j]
-			}
-		} else {
-			for j := 1; j <= len(rs); j++ {
-				next[j] = ok[j-1] && matchSegment(p, rs[j-1])
-			}
-		}
-		ok, next = next, ok
-	}
-	return ok[len(rs)]
-}
-
-// matchSegment matches one segment against a pattern whose only
-// metacharacter is "*" (greedy with one backtrack point: linear).
-func matchSegment(p, s string) bool {
-	pi, si := 0, 0
-	star, mark := -1, 0
-	for si < len(s) {
-		switch {
-		case pi < len(p) && p[pi] == '*':
-			star, mark = pi, si
-			pi++
-		case pi < len(p) && p[pi] == s[si]:
-			pi++
-			si++
-		case star >= 0:
-			pi = star + 1
-			mark++
-			si = mark
-		default:
-			return false
-		}
-	}
-	for pi < len(p) && p[pi] == '*' {
-		pi++
-	}
-	return pi == len(p)
-}
+// Match reports whether repo matches pattern (internal/pattern: "*"
+// within one segment, a "**" segment for one or more whole segments).
+func Match(pattern, repo string) bool { return pat.Match(pattern, repo) }

@@ -1,11 +1,12 @@
 package config
 
 import (
-	"fmt"
 	"maps"
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/berth-dev/berth/internal/pattern"
 )
 
 // Actions are the rights an access rule can grant.
@@ -133,22 +134,4 @@ func (a Auth) validate() problems {
 
 // ValidatePattern checks a repository pattern: path segments of name
 // characters, "*" and "**" (a whole segment).
-func ValidatePattern(p string) error {
-	if p == "" || len(p) > 255 {
-		return fmt.Errorf("pattern %q: empty or longer than 255 characters", p)
-	}
-	for _, seg := range strings.Split(p, "/") {
-		if seg == "" {
-			return fmt.Errorf("pattern %q: empty path segment", p)
-		}
-		if strings.Contains(seg, "**") && seg != "**" {
-			return fmt.Errorf("pattern %q: ** must be a whole path segment", p)
-		}
-		for _, c := range seg {
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == '*') {
-				return fmt.Errorf("pattern %q: %q is not allowed (lowercase letters, digits, . _ - * and /)", p, c)
-			}
-		}
-	}
-	return nil
-}
+func ValidatePattern(p string) error { return pattern.Validate(p) }

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/internal/pattern"
 	"github.com/berth-dev/berth/meta"
 )
 
@@ -311,7 +312,7 @@ func (w *worker) wants(ev meta.Event) bool {
 		return true
 	}
 	for _, p := range w.ep.Repositories {
-		if match(p, ev.Repo) {
+		if pattern.Match(p, ev.Repo) {
 			return true
 		}
 	}

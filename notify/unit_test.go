@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/auth"
 	"github.com/berth-dev/berth/meta"
 )
 
@@ -34,39 +33,6 @@ func TestSign(t *testing.T) {
 			t.Errorf("Verify accepts a signature with %s", name)
 		}
 	}
-}
-
-// TestMatchAgreesWithAuth: the repository filter has the semantics of
-// auth.access patterns.
-func TestMatchAgreesWithAuth(t *testing.T) {
-	patterns := []string{"**", "*", "apps/**", "apps/*", "apps", "a*/b", "*/*", "**/x", "a/**/b", "team-*/**", "*a*b*", "a/*/**"}
-	repos := []string{"apps", "apps/x", "apps/x/y", "a/b", "ab/b", "team-1/app", "team/app", "x", "q/x", "a/x/b", "a/b/c/b", "aXb", "ba"}
-	for _, p := range patterns {
-		for _, r := range repos {
-			if got, want := match(p, r), auth.Match(p, r); got != want {
-				t.Errorf("match(%q, %q) = %v, auth.Match = %v", p, r, got, want)
-			}
-		}
-	}
-	// A few fixed points, so that both agreeing on a bug is caught too.
-	for _, c := range []struct {
-		p, r string
-		want bool
-	}{{"apps/**", "apps", false}, {"apps/**", "apps/x/y", true}, {"apps/*", "apps/x/y", false}, {"**", "x/y/z", true}, {"team-*/**", "team-1/app", true}} {
-		if got := match(c.p, c.r); got != c.want {
-			t.Errorf("match(%q, %q) = %v, want %v", c.p, c.r, got, c.want)
-		}
-	}
-}
-
-func FuzzMatch(f *testing.F) {
-	f.Add("apps/**", "apps/x")
-	f.Add("*a*/**/b", "xa/y/b")
-	f.Fuzz(func(t *testing.T, p, r string) {
-		if got, want := match(p, r), auth.Match(p, r); got != want {
-			t.Errorf("match(%q, %q) = %v, auth.Match = %v", p, r, got, want)
-		}
-	})
 }
 
 func TestWants(t *testing.T) {
