@@ -172,7 +172,7 @@ func Build(s Spec) (v1.ImageIndex, error) {
 			return nil, fmt.Errorf("image %s: %w", b.Platform.String(), err)
 		}
 		p := b.Platform
-		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
+		adds = append(adds, mutate.IndexAddendum{Add: plainImage{img}, Descriptor: v1.Descriptor{Platform: &p}})
 	}
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	idx = mutate.AppendManifests(idx, adds...)
@@ -230,6 +230,15 @@ func buildImage(s Spec, ann map[string]string, base v1.Layer, b Binary) (v1.Imag
 	}
 	return mutate.Annotations(img, ann).(v1.Image), nil
 }
+
+// plainImage is an image whose index descriptor carries no artifactType.
+// go-containerregistry fills it with the config's media type unless the
+// image says otherwise; image-spec reserves it for artifacts, and
+// containers/image (skopeo, podman) drops it on copy, which would change
+// the index's bytes and digest between the layout and the registry.
+type plainImage struct{ v1.Image }
+
+func (plainImage) ArtifactType() (string, error) { return "", nil }
 
 // WriteLayout writes idx as an OCI image layout at dir, replacing what was
 // there. The layout's index.json names the image index once, tagged

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -124,6 +125,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if err == nil {
 				log.Info("berth binary", "platform", p.String(), "cached", hit, "took", time.Since(start).Round(time.Millisecond))
 				data, err = os.ReadFile(path)
+				if *cache == "" {
+					os.RemoveAll(filepath.Dir(path)) // compile's temporary directory
+				}
 			}
 		}
 		if err != nil {
