@@ -80,10 +80,14 @@ func compile(ctx context.Context, dir, cache string, p v1.Platform, bi buildInfo
 	if err != nil {
 		return "", false, err
 	}
-	final := filepath.Join(cache, key[:32], p.OS+"-"+p.Architecture+p.Variant, "berth")
+	entry := filepath.Join(cache, key[:32])
+	final := filepath.Join(entry, p.OS+"-"+p.Architecture+p.Variant, "berth")
 	if fi, err := os.Stat(final); err == nil && fi.Mode().IsRegular() {
+		now := time.Now()
+		os.Chtimes(entry, now, now) // recently used: pruned last
 		return final, true, nil
 	}
+	defer pruneCache(cache, keepCacheEntries)
 	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
 		return "", false, err
 	}
@@ -95,6 +99,33 @@ func compile(ctx context.Context, dir, cache string, p v1.Platform, bi buildInfo
 	// Rename is atomic: a concurrent build of the same key writes the same
 	// bytes, and a reader never sees half a binary.
 	return final, false, os.Rename(tmp, final)
+}
+
+// keepCacheEntries bounds the cache: each source change adds an entry of
+// one binary per platform, and a machine that keeps .tools would otherwise
+// collect them forever.
+const keepCacheEntries = 8
+
+// pruneCache removes all but the keep most recently used entries.
+func pruneCache(cache string, keep int) {
+	des, err := os.ReadDir(cache)
+	if err != nil {
+		return
+	}
+	type aged struct {
+		path string
+		mod  time.Time
+	}
+	var entries []aged
+	for _, de := range des {
+		if fi, err := de.Info(); err == nil && de.IsDir() {
+			entries = append(entries, aged{filepath.Join(cache, de.Name()), fi.ModTime()})
+		}
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].mod.After(entries[j].mod) })
+	for i := keep; i < len(entries); i++ {
+		os.RemoveAll(entries[i].path)
+	}
 }
 
 func goBuild(ctx context.Context, dir string, env, args []string) error {

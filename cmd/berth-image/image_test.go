@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -472,5 +473,27 @@ func TestSourceKey(t *testing.T) {
 	amd := targetEnv(v1.Platform{OS: "linux", Architecture: "amd64"})
 	if c, _ := sourceKey(ctx, root, append(os.Environ(), amd...), amd, []string{"build"}); c == a {
 		t.Error("the target does not change the key")
+	}
+}
+
+func TestPruneCache(t *testing.T) {
+	dir := t.TempDir()
+	base := time.Now().Add(-time.Hour)
+	for i := 0; i < 5; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("k%d", i))
+		if err := os.MkdirAll(filepath.Join(p, "linux-amd64"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		ts := base.Add(time.Duration(i) * time.Minute)
+		os.Chtimes(p, ts, ts)
+	}
+	pruneCache(dir, 2)
+	des, _ := os.ReadDir(dir)
+	var left []string
+	for _, de := range des {
+		left = append(left, de.Name())
+	}
+	if !reflect.DeepEqual(left, []string{"k3", "k4"}) {
+		t.Errorf("left %v; want the two most recent", left)
 	}
 }
