@@ -234,7 +234,7 @@ func (m *Metrics) instrument(next http.Handler) http.Handler {
 		route, method := routePattern(r.URL.Path), methodLabel(r.Method)
 		start := time.Now()
 		m.inflight.Inc()
-		mw := &meteredWriter{ResponseWriter: w, status: http.StatusOK}
+		mw := &responseWriter{ResponseWriter: w, status: http.StatusOK}
 		var body *countingBody
 		if r.Body != nil && r.Body != http.NoBody {
 			body = &countingBody{rc: r.Body}
@@ -271,45 +271,6 @@ func (b *countingBody) Read(p []byte) (int, error) {
 
 func (b *countingBody) Close() error { return b.rc.Close() }
 
-// meteredWriter records a response's status and body size. Like
-// responseWriter (middleware.go) it keeps io.ReaderFrom (sendfile) and
-// Unwrap (http.ResponseController) working.
-type meteredWriter struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-	wrote  bool
-}
-
-func (w *meteredWriter) WriteHeader(code int) {
-	if !w.wrote {
-		w.status = code
-		w.wrote = code >= 200
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *meteredWriter) Write(p []byte) (int, error) {
-	w.wrote = true
-	n, err := w.ResponseWriter.Write(p)
-	w.bytes += int64(n)
-	return n, err
-}
-
-func (w *meteredWriter) ReadFrom(r io.Reader) (int64, error) {
-	w.wrote = true
-	var n int64
-	var err error
-	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
-		n, err = rf.ReadFrom(r)
-	} else {
-		n, err = io.Copy(w.ResponseWriter, r)
-	}
-	w.bytes += n
-	return n, err
-}
-
-func (w *meteredWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // methodLabel keeps the method label to the methods Berth serves.
 func methodLabel(m string) string {
