@@ -12,21 +12,7 @@ import (
 // CreateUpload implements meta.UploadStore. Zero Created and Updated are set
 // to now. An id already in use is an error. The repository is not created.
 func (s *Store) CreateUpload(ctx context.Context, u meta.Upload) error {
-	if u.ID == "" || u.Repo == "" {
-		return errors.New("sqlite: create upload: id and repository are required")
-	}
-	t := now()
-	created, updated := nullTime(u.Created), nullTime(u.Updated)
-	if created == nil {
-		created = t
-	}
-	if updated == nil {
-		updated = created
-	}
-	if _, err := s.w.exec(ctx, qCreateUpload, u.ID, u.Repo, u.Offset, u.State, created, updated, u.Client); err != nil {
-		return fmt.Errorf("sqlite: create upload %s in %s: %w", u.ID, u.Repo, err)
-	}
-	return nil
+	return s.CreateUploadCapped(ctx, u, meta.UploadCaps{})
 }
 
 // CreateUploadCapped implements meta.UploadStore. The counts and the insert
