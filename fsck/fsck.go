@@ -1,24 +1,60 @@
 // Package fsck checks that Berth's metadata and blob bytes agree: every
 // blob file hashes to its name and has its recorded size, every link and
-// every manifest's blob reference has bytes, and every file has a row.
-// With repair it removes what nothing references (orphan files, links and
-// rows whose bytes are missing, interrupted gc deletions), through the same
-// tombstone protocol as package gc, with claims of its own, so it is safe
-// while the registry serves and gc runs. It never deletes a blob a manifest references, and reports what
-// it cannot repair.
+// every manifest's blob reference has bytes.
+//
+// # Damage and pending collection
+//
+// Some states are what serve and gc leave in flight, or after a crash, and
+// gc collects them: a blob file without a row (a push between its commit
+// and its link, or one killed there), upload data without a session, a gc
+// tombstone whose run crashed (its lease ended). fsck reports these as
+// "pending collection" (Problem.Pending) and does not count them
+// (Report.Unrepaired), so a check after a kill -9 exits 0. A tombstone
+// within its lease and the upload data of a live session are in flight
+// and not reported at all. A check re-reads the metadata before it calls
+// a missing file damage, so a gc or a push running meanwhile is not
+// reported either.
+//
+// # Repair
+//
+// With repair, fsck removes what nothing references (orphan files, upload
+// data without a session, links and rows whose bytes are missing,
+// interrupted gc deletions), through the same tombstone protocol as package
+// gc, with claims of its own, so it is safe while the registry serves and
+// gc runs. While serve may run it leaves leftovers younger than
+// Options.Grace alone (a push may be about to link them). With
+// Options.Exclusive (the caller holds berth serve's lock, so nothing
+// serves) it removes leftovers of any age.
+//
+// A blob a manifest references whose bytes are missing or corrupt cannot
+// be repaired in place: the bytes exist nowhere else. Only with Exclusive
+// and a Options.Quarantine directory, fsck moves the corrupt bytes to
+// quarantine/blobs/<algorithm>/<hex>, saves each manifest that references
+// the blob as quarantine/manifests/<repo>/<algorithm>-<hex>.json (its
+// repository, digest, media type and exact bytes) and deletes those
+// manifests (their tags go with them; the manifest.delete event lists
+// them), then the blob's links and row. The store is consistent again
+// (a pull of such a tag answers MANIFEST_UNKNOWN instead of serving bytes
+// that fail verification), nothing is destroyed, and pushing the image
+// again restores it. Without Exclusive such a blob is reported and left.
 package fsck
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -39,6 +75,15 @@ type Meta interface {
 	ClaimBlob(ctx context.Context, d digest.Digest, size int64, before time.Time, claim meta.Claim) (bool, error)
 	// DropBlob removes d's tombstone if the run with token holds it.
 	DropBlob(ctx context.Context, token string, d digest.Digest) error
+	// BlobLink re-checks a link (meta.ErrBlobNotFound if it is gone).
+	BlobLink(ctx context.Context, repo string, d digest.Digest) (int64, error)
+	LinkingRepositories(ctx context.Context, d digest.Digest, after string, n int) ([]string, error)
+	GetManifest(ctx context.Context, repo string, d digest.Digest) (*meta.Manifest, error)
+	// DeleteManifest is used only to quarantine a manifest whose blob is
+	// lost (Options.Exclusive).
+	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error
+	// UploadKnown reports whether an upload session exists.
+	UploadKnown(ctx context.Context, id string) (bool, error)
 }
 
 // Blobs is what fsck needs of the blob store.
@@ -46,6 +91,8 @@ type Blobs interface {
 	blob.Provider
 	Walk(ctx context.Context, fn func(blob.Info) error) error
 	Delete(ctx context.Context, d digest.Digest) error
+	WalkUploads(ctx context.Context, fn func(id string, modTime time.Time) error) error
+	AbortUpload(ctx context.Context, id string) error
 }
 
 // Kind classifies a problem.
@@ -55,11 +102,12 @@ type Kind string
 const (
 	Corrupt      Kind = "corrupt"       // bytes do not hash to their digest
 	WrongSize    Kind = "wrong-size"    // file size differs from the row's
-	OrphanFile   Kind = "orphan-file"   // bytes with no row
+	OrphanFile   Kind = "orphan-file"   // bytes with no row (pending collection)
+	UploadData   Kind = "upload-data"   // upload data with no session (pending collection)
 	MissingBytes Kind = "missing-bytes" // a row whose bytes are missing
 	DanglingLink Kind = "dangling-link" // a link to missing bytes
 	MissingBlob  Kind = "missing-blob"  // a manifest references missing bytes
-	Tombstone    Kind = "tombstone"     // an interrupted gc deletion (its lease ended)
+	Tombstone    Kind = "tombstone"     // an interrupted gc deletion, its lease ended (pending collection)
 )
 
 // Problem is one inconsistency.
@@ -70,6 +118,9 @@ type Problem struct {
 	Manifest digest.Digest // MissingBlob
 	Detail   string
 	Repaired bool
+	// Pending marks garbage gc collects (a crash's or a push's leftover),
+	// not damage: reported, never counted by Unrepaired.
+	Pending bool
 }
 
 func (p Problem) String() string {
@@ -83,8 +134,11 @@ func (p Problem) String() string {
 	if p.Detail != "" {
 		s += ": " + p.Detail
 	}
-	if p.Repaired {
+	switch {
+	case p.Repaired:
 		s += " [repaired]"
+	case p.Pending:
+		s += " [pending collection]"
 	}
 	return s
 }
@@ -97,11 +151,11 @@ type Report struct {
 	Duration time.Duration
 }
 
-// Unrepaired counts the problems left.
+// Unrepaired counts the problems left: damage, not pending collection.
 func (r Report) Unrepaired() int {
 	n := 0
 	for _, p := range r.Problems {
-		if !p.Repaired {
+		if !p.Repaired && !p.Pending {
 			n++
 		}
 	}
@@ -112,9 +166,17 @@ func (r Report) Unrepaired() int {
 type Options struct {
 	// Repair removes what nothing references.
 	Repair bool
-	// Grace leaves orphan files younger than this alone (a push between
-	// its commit and its link).
+	// Grace leaves orphan files and upload data younger than this alone
+	// (a push between its commit and its link), unless Exclusive.
 	Grace time.Duration
+	// Exclusive says no server uses the stores (the caller holds berth
+	// serve's lock): leftovers of any age are a crash's, and repair
+	// removes them; a referenced blob whose bytes are lost is quarantined
+	// (see the package doc) if Quarantine is set.
+	Exclusive bool
+	// Quarantine is the directory repairs move lost blobs' bytes and
+	// manifests to ("" leaves them, reported).
+	Quarantine string
 	// Progress, if not nil, receives a progress line now and then (a
 	// terminal: lines start with \r).
 	Progress io.Writer
@@ -151,8 +213,12 @@ func (c *Checker) Check(ctx context.Context, opts Options) (Report, error) {
 	if opts.ClaimLease <= 0 {
 		opts.ClaimLease = meta.DefaultClaimLease
 	}
-	run := &run{c: c, opts: opts, r: &r, cut: start.Add(-opts.Grace), buf: make([]byte, 1<<20), token: rand.Text()}
+	run := &run{c: c, opts: opts, r: &r, cut: start.Add(-opts.Grace), buf: make([]byte, 1<<20), token: rand.Text(),
+		leftAlone: fmt.Sprintf("younger than the grace (%s) and berth serve may be running (its lock is held): left for gc", opts.Grace)}
 	err := run.files(ctx)
+	if err == nil {
+		err = run.uploads(ctx)
+	}
 	if err == nil {
 		err = run.links(ctx)
 	}
@@ -180,10 +246,16 @@ type run struct {
 	buf   []byte
 	last  time.Time
 	token string // the claim token of this check's repairs
+	// leftAlone explains why a recent leftover is not removed.
+	leftAlone string
 }
 
 func (x *run) add(p Problem) {
 	x.r.Problems = append(x.r.Problems, p)
+	if p.Pending {
+		x.c.log.Info("fsck: pending collection: "+string(p.Kind), "digest", p.Digest, "detail", p.Detail, "repaired", p.Repaired)
+		return
+	}
 	x.c.log.Warn("fsck: "+string(p.Kind), "digest", p.Digest, "repo", p.Repo, "detail", p.Detail, "repaired", p.Repaired)
 }
 
@@ -220,19 +292,63 @@ func (x *run) files(ctx context.Context) error {
 		switch {
 		case got != info.Digest:
 			p := Problem{Kind: Corrupt, Digest: info.Digest, Detail: fmt.Sprintf("%d bytes hash to %s", n, got)}
-			x.removeUnreferenced(ctx, &p, info.Size, future, notClaimed)
+			if norow || rec.Deleting {
+				x.removeUnreferenced(ctx, &p, info.Size, future, notClaimed)
+			} else {
+				x.removeLost(ctx, &p, rec.Size, true)
+			}
 			x.add(p)
 		case !norow && !rec.Deleting && rec.Size != n:
 			x.add(Problem{Kind: WrongSize, Digest: info.Digest, Detail: fmt.Sprintf("file has %d bytes, row says %d", n, rec.Size)})
 		case norow:
-			p := Problem{Kind: OrphanFile, Digest: info.Digest, Detail: fmt.Sprintf("%d bytes", n)}
-			if info.ModTime.After(x.cut) {
-				p.Detail += ", recent (a push in progress?): left alone"
-			} else {
+			// A push between its commit and its link, or one a crash
+			// stopped there: garbage gc collects, not damage.
+			p := Problem{Kind: OrphanFile, Digest: info.Digest, Detail: fmt.Sprintf("%d bytes", n), Pending: true}
+			switch {
+			case !x.opts.Repair:
+			case x.recent(info.ModTime):
+				p.Detail += "; " + x.leftAlone
+			case x.opts.Exclusive:
+				x.removeUnreferenced(ctx, &p, info.Size, future, notClaimed)
+			default:
 				x.removeUnreferenced(ctx, &p, info.Size, x.cut, notClaimed)
 			}
 			x.add(p)
 		}
+		return nil
+	})
+}
+
+// recent reports whether a leftover modified at t may still be a push's
+// (its commit before its link): never when no server runs.
+func (x *run) recent(t time.Time) bool {
+	return !x.opts.Exclusive && t.After(x.cut)
+}
+
+// uploads reports upload data without a session (a crash between the two,
+// or a session expired meanwhile): pending collection, which repair
+// removes as orphan files. The data of a live session is an upload in
+// progress, resumable across a restart: not reported, never removed (gc
+// expires idle sessions).
+func (x *run) uploads(ctx context.Context) error {
+	return x.c.blobs.WalkUploads(ctx, func(id string, mod time.Time) error {
+		known, err := x.c.meta.UploadKnown(ctx, id)
+		if err != nil || known {
+			return err
+		}
+		p := Problem{Kind: UploadData, Digest: "", Detail: "upload " + id + " has data but no session", Pending: true}
+		switch {
+		case !x.opts.Repair:
+		case x.recent(mod):
+			p.Detail += "; " + x.leftAlone
+		default:
+			if err := x.c.blobs.AbortUpload(ctx, id); err != nil {
+				p.Detail += "; repair failed: " + err.Error()
+			} else {
+				p.Repaired = true
+			}
+		}
+		x.add(p)
 		return nil
 	})
 }
@@ -320,8 +436,34 @@ func (x *run) exists(ctx context.Context, d digest.Digest) (bool, error) {
 	return false, err
 }
 
+// lost reports whether d's bytes are missing while held says what
+// needs them (a link, a manifest, a row) still exists. A missing file is
+// damage only if it stays missing: it is checked as stat, row, stat, then
+// held. gc deletes bytes only under a tombstone and after the links and
+// manifests are gone, and a push commits the file before it links it, so
+// neither in flight meanwhile is reported.
+func (x *run) lost(ctx context.Context, d digest.Digest, held func() (bool, error)) (bool, error) {
+	if ok, err := x.exists(ctx, d); err != nil || ok {
+		return false, err
+	}
+	rec, err := x.c.meta.BlobRecord(ctx, d)
+	switch {
+	case errors.Is(err, meta.ErrBlobNotFound):
+		// Dropped by gc meanwhile, or lost with its bytes: held decides.
+	case err != nil:
+		return false, err
+	case rec.Deleting:
+		return false, nil // gc is deleting it (or finishes a crashed run's deletion)
+	}
+	if ok, err := x.exists(ctx, d); err != nil || ok {
+		return false, err
+	}
+	return held()
+}
+
 // links reports links to missing bytes; repair removes those no manifest
-// of the repository references.
+// of the repository references (and, with Exclusive, quarantines those a
+// manifest references: see removeLost).
 func (x *run) links(ctx context.Context) error {
 	var after meta.LinkKey
 	for {
@@ -330,11 +472,17 @@ func (x *run) links(ctx context.Context) error {
 			return err
 		}
 		for _, l := range ls {
-			ok, err := x.exists(ctx, l.Digest)
-			if err != nil || ok {
-				if err != nil {
-					return err
+			lost, err := x.lost(ctx, l.Digest, func() (bool, error) {
+				_, err := x.c.meta.BlobLink(ctx, l.Repo, l.Digest)
+				if errors.Is(err, meta.ErrBlobNotFound) {
+					return false, nil // swept meanwhile
 				}
+				return err == nil, err
+			})
+			if err != nil {
+				return err
+			}
+			if !lost {
 				continue
 			}
 			p := Problem{Kind: DanglingLink, Digest: l.Digest, Repo: l.Repo}
@@ -346,7 +494,12 @@ func (x *run) links(ctx context.Context) error {
 				case swept:
 					p.Repaired = true
 				default:
-					p.Detail = "not repaired: a manifest references it; push the blob again"
+					p.Detail = "a manifest references it"
+					var size int64
+					if rec, err := x.c.meta.BlobRecord(ctx, l.Digest); err == nil {
+						size = rec.Size
+					}
+					x.removeLost(ctx, &p, size, false)
 				}
 			}
 			x.add(p)
@@ -361,7 +514,8 @@ func (x *run) links(ctx context.Context) error {
 // rows reports rows whose bytes are missing; repair removes those nothing
 // links or references, and finishes interrupted gc deletions. A tombstone
 // within its lease is a deletion in progress (or one whose run crashed
-// moments ago, which a later run finishes), not a problem.
+// moments ago, which a later run finishes), not a problem; one whose lease
+// ended is a crashed run's, pending collection.
 func (x *run) rows(ctx context.Context) error {
 	var after digest.Digest
 	for {
@@ -370,20 +524,29 @@ func (x *run) rows(ctx context.Context) error {
 			return err
 		}
 		for _, b := range bs {
-			ok, err := x.exists(ctx, b.Digest)
-			if err != nil {
-				return err
-			}
 			switch {
 			case b.Deleting && !b.ClaimExpires.Before(time.Now()):
 				x.c.log.InfoContext(ctx, "fsck: blob being deleted by gc", "digest", b.Digest, "lease_until", b.ClaimExpires)
+				continue
 			case b.Deleting:
-				p := Problem{Kind: Tombstone, Digest: b.Digest, Detail: "gc deletion interrupted"}
+				p := Problem{Kind: Tombstone, Digest: b.Digest, Detail: "gc deletion interrupted", Pending: true}
 				x.removeUnreferenced(ctx, &p, b.Size, future, "another run took it over")
 				x.add(p)
-			case !ok:
+				continue
+			}
+			lost, err := x.lost(ctx, b.Digest, func() (bool, error) {
+				rec, err := x.c.meta.BlobRecord(ctx, b.Digest)
+				if errors.Is(err, meta.ErrBlobNotFound) {
+					return false, nil
+				}
+				return err == nil && !rec.Deleting, err
+			})
+			if err != nil {
+				return err
+			}
+			if lost {
 				p := Problem{Kind: MissingBytes, Digest: b.Digest}
-				x.removeUnreferenced(ctx, &p, b.Size, future, notClaimed)
+				x.removeLost(ctx, &p, b.Size, false)
 				x.add(p)
 			}
 		}
@@ -394,30 +557,30 @@ func (x *run) rows(ctx context.Context) error {
 	}
 }
 
-// refs reports manifests whose RefBlob references have no bytes. These are
-// never repaired: the blob must be pushed again.
+// refs reports manifests whose RefBlob references have no bytes. Only
+// Exclusive repairs quarantine them (rows and links did, if they could);
+// else the blob must be pushed again.
 func (x *run) refs(ctx context.Context) error {
-	var (
-		after   meta.BlobRef
-		lastD   digest.Digest
-		missing bool
-	)
+	var after meta.BlobRef
 	for {
 		rs, err := x.c.meta.BlobRefs(ctx, after, page)
 		if err != nil {
 			return err
 		}
 		for _, ref := range rs {
-			if ref.Digest != lastD {
-				ok, err := x.exists(ctx, ref.Digest)
-				if err != nil {
-					return err
+			lost, err := x.lost(ctx, ref.Digest, func() (bool, error) {
+				_, err := x.c.meta.GetManifest(ctx, ref.Manifest.Repo, ref.Manifest.Digest)
+				if errors.Is(err, meta.ErrManifestNotFound) {
+					return false, nil // deleted meanwhile
 				}
-				lastD, missing = ref.Digest, !ok
+				return err == nil, err
+			})
+			if err != nil {
+				return err
 			}
-			if missing {
+			if lost {
 				x.add(Problem{Kind: MissingBlob, Digest: ref.Digest, Repo: ref.Manifest.Repo, Manifest: ref.Manifest.Digest,
-					Detail: "not repairable: push the blob again"})
+					Detail: "not repairable while berth serve may run: stop it and run fsck --repair, or push the blob again"})
 			}
 		}
 		if len(rs) < page {
@@ -425,4 +588,159 @@ func (x *run) refs(ctx context.Context) error {
 		}
 		after = rs[len(rs)-1]
 	}
+}
+
+// removeLost repairs a blob whose bytes are missing or corrupt (row and,
+// perhaps, links and manifests still there). Without Exclusive and
+// Quarantine it removes it only if nothing links or references it. With
+// them (nothing serves, so no push can be referencing it meanwhile) it
+// moves corrupt bytes and every manifest that references the blob to the
+// quarantine directory, deletes those manifests, sweeps the blob's links
+// and removes its row: the package doc says why.
+func (x *run) removeLost(ctx context.Context, p *Problem, size int64, corrupt bool) {
+	if !x.opts.Repair {
+		return
+	}
+	if !x.opts.Exclusive || x.opts.Quarantine == "" {
+		why := notClaimed
+		if corrupt {
+			why = "the blob is linked or referenced; stop berth serve and run fsck --repair to quarantine it, or push it again"
+		}
+		x.removeUnreferenced(ctx, p, size, future, why)
+		return
+	}
+	if corrupt {
+		if err := x.quarantineBytes(ctx, p.Digest); err != nil {
+			p.Detail += "; repair failed: " + err.Error()
+			return
+		}
+	}
+	saved, err := x.quarantineManifests(ctx, p.Digest)
+	if err != nil {
+		p.Detail += "; repair failed: " + err.Error()
+		return
+	}
+	if err := x.sweepLinks(ctx, p.Digest); err != nil {
+		p.Detail += "; repair failed: " + err.Error()
+		return
+	}
+	x.removeUnreferenced(ctx, p, size, future, notClaimed)
+	if p.Repaired && (corrupt || len(saved) > 0) {
+		p.Detail += fmt.Sprintf("; quarantined in %s", x.opts.Quarantine)
+		if len(saved) > 0 {
+			p.Detail += fmt.Sprintf(", manifests removed: %s (push them again)", strings.Join(saved, ", "))
+		}
+	}
+}
+
+// quarantineBytes copies d's file to Quarantine/blobs/<alg>/<hex>.
+func (x *run) quarantineBytes(ctx context.Context, d digest.Digest) error {
+	f, err := x.c.blobs.Open(ctx, d)
+	if errors.Is(err, blob.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return writeQuarantine(filepath.Join(x.opts.Quarantine, "blobs", string(d.Algorithm()), d.Encoded()), f)
+}
+
+// quarantined is a manifest saved by a repair: enough to push it again.
+type quarantined struct {
+	Repo      string        `json:"repository"`
+	Digest    digest.Digest `json:"digest"`
+	MediaType string        `json:"mediaType"`
+	Content   []byte        `json:"content"` // the exact bytes (base64)
+	Reason    string        `json:"reason"`
+}
+
+// quarantineManifests saves and deletes every manifest that references d,
+// returning them as repo@digest.
+func (x *run) quarantineManifests(ctx context.Context, d digest.Digest) ([]string, error) {
+	var refs []meta.BlobRef
+	after := meta.BlobRef{Digest: d}
+	for {
+		rs, err := x.c.meta.BlobRefs(ctx, after, page)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rs {
+			if r.Digest == d {
+				refs = append(refs, r)
+			}
+		}
+		if len(rs) < page || rs[len(rs)-1].Digest != d {
+			break
+		}
+		after = rs[len(rs)-1]
+	}
+	var saved []string
+	for _, r := range refs {
+		m, err := x.c.meta.GetManifest(ctx, r.Manifest.Repo, r.Manifest.Digest)
+		if errors.Is(err, meta.ErrManifestNotFound) {
+			continue
+		}
+		if err != nil {
+			return saved, err
+		}
+		b, err := json.MarshalIndent(quarantined{Repo: m.Repo, Digest: m.Digest, MediaType: m.MediaType, Content: m.Content,
+			Reason: "references blob " + d.String() + ", whose bytes were lost or corrupt"}, "", "  ")
+		if err != nil {
+			return saved, err
+		}
+		name := filepath.Join(x.opts.Quarantine, "manifests", filepath.FromSlash(m.Repo), string(m.Digest.Algorithm())+"-"+m.Digest.Encoded()+".json")
+		if err := writeQuarantine(name, bytes.NewReader(b)); err != nil {
+			return saved, err
+		}
+		if err := x.c.meta.DeleteManifest(ctx, m.Repo, m.Digest); err != nil && !errors.Is(err, meta.ErrManifestNotFound) {
+			return saved, err
+		}
+		saved = append(saved, m.Repo+"@"+m.Digest.String())
+	}
+	return saved, nil
+}
+
+// sweepLinks removes every link to d (none is referenced any more).
+func (x *run) sweepLinks(ctx context.Context, d digest.Digest) error {
+	for {
+		repos, err := x.c.meta.LinkingRepositories(ctx, d, "", page)
+		if err != nil {
+			return err
+		}
+		for _, repo := range repos {
+			if _, err := x.c.meta.SweepLink(ctx, meta.LinkKey{Repo: repo, Digest: d}, future); err != nil {
+				return err
+			}
+		}
+		if len(repos) < page {
+			return nil
+		}
+	}
+}
+
+// writeQuarantine writes r to name durably (temporary file, sync, rename).
+func writeQuarantine(name string, r io.Reader) error {
+	if err := os.MkdirAll(filepath.Dir(name), 0o750); err != nil {
+		return fmt.Errorf("quarantine: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(name), ".quarantine-*")
+	if err != nil {
+		return fmt.Errorf("quarantine: %w", err)
+	}
+	_, err = io.Copy(tmp, r)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), name)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("quarantine %s: %w", name, err)
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/berth-dev/berth/blob"
 	"github.com/berth-dev/berth/blob/fs"
+	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/meta"
 	"github.com/berth-dev/berth/meta/sqlite"
 )
@@ -31,16 +32,7 @@ type stores struct {
 
 func newStores(t testing.TB) *stores {
 	t.Helper()
-	dir := t.TempDir()
-	blobs, err := fs.New(filepath.Join(dir, "data"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md, err := sqlite.Open(context.Background(), filepath.Join(dir, "meta.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { md.Close() })
+	blobs, md := testutil.Stores(t, t.TempDir(), nil)
 	return &stores{t: t, blobs: blobs, meta: md}
 }
 
@@ -97,8 +89,11 @@ func kinds(r Report) []string {
 	var out []string
 	for _, p := range r.Problems {
 		k := string(p.Kind)
-		if p.Repaired {
+		switch {
+		case p.Repaired:
 			k += "+"
+		case p.Pending:
+			k += "~" // pending collection: not counted
 		}
 		out = append(out, k)
 	}
@@ -145,15 +140,15 @@ func TestCheck(t *testing.T) {
 		{name: "old orphan file", break_: func(s *stores) {
 			d := s.commit([]byte("orphan"))
 			os.Chtimes(s.path(d), old, old)
-		}, want: []string{"orphan-file"}, repair: []string{"orphan-file+"}},
+		}, want: []string{"orphan-file~"}, repair: []string{"orphan-file+"}},
 		{name: "recent orphan file is left alone", break_: func(s *stores) {
 			s.commit([]byte("orphan"))
-		}, want: []string{"orphan-file"}, repair: []string{"orphan-file"}},
+		}, want: []string{"orphan-file~"}, repair: []string{"orphan-file~"}},
 		{name: "interrupted gc deletion", break_: func(s *stores) {
 			d := s.commit([]byte("garbage"))
 			crashed := meta.Claim{Token: "crashed", At: time.Now().Add(-time.Hour), Lease: meta.DefaultClaimLease}
 			s.meta.ClaimBlob(context.Background(), d, 7, time.Now(), crashed)
-		}, want: []string{"tombstone"}, repair: []string{"tombstone+"}},
+		}, want: []string{"tombstone~"}, repair: []string{"tombstone+"}},
 		{name: "gc deletion in progress is left to gc", break_: func(s *stores) {
 			d := s.commit([]byte("garbage"))
 			running := meta.Claim{Token: "running", At: time.Now(), Lease: time.Hour}
@@ -172,8 +167,12 @@ func TestCheck(t *testing.T) {
 			s := newStores(t)
 			s.push("base", []byte("an intact image"), true)
 			tc.break_(s)
-			if got := kinds(s.check(false)); !slices.Equal(got, tc.want) {
+			r := s.check(false)
+			if got := kinds(r); !slices.Equal(got, tc.want) {
 				t.Fatalf("check = %q, want %q", got, tc.want)
+			}
+			if got, want := r.Unrepaired(), countDamage(tc.want); got != want {
+				t.Errorf("Unrepaired() = %d, want %d (pending collection is not damage)", got, want)
 			}
 			if got := kinds(s.check(true)); !slices.Equal(got, tc.repair) {
 				t.Fatalf("repair = %q, want %q", got, tc.repair)
@@ -195,4 +194,15 @@ func TestCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// countDamage counts the kinds that are neither repaired nor pending.
+func countDamage(ks []string) int {
+	n := 0
+	for _, k := range ks {
+		if !strings.HasSuffix(k, "+") && !strings.HasSuffix(k, "~") {
+			n++
+		}
+	}
+	return n
 }
