@@ -461,6 +461,23 @@ func (x *run) lost(ctx context.Context, d digest.Digest, held func() (bool, erro
 	return held()
 }
 
+// pendingUnlessReferenced marks p, a link or row whose bytes are
+// missing, pending collection if no manifest references the blob: a push
+// whose bytes gc deleted under it links them, sees them gone and fails
+// (registry.linkCommitted), leaving the link for gc to sweep; no image
+// lost anything.
+func (x *run) pendingUnlessReferenced(ctx context.Context, p *Problem) error {
+	rs, err := x.c.meta.BlobRefs(ctx, meta.BlobRef{Digest: p.Digest}, 1)
+	if err != nil {
+		return err
+	}
+	if len(rs) == 0 || rs[0].Digest != p.Digest {
+		p.Pending = true
+		p.Detail = "no manifest references it (a failed push's link: gc sweeps it)"
+	}
+	return nil
+}
+
 // links reports links to missing bytes; repair removes those no manifest
 // of the repository references (and, with Exclusive, quarantines those a
 // manifest references: see removeLost).
@@ -486,6 +503,9 @@ func (x *run) links(ctx context.Context) error {
 				continue
 			}
 			p := Problem{Kind: DanglingLink, Digest: l.Digest, Repo: l.Repo}
+			if err := x.pendingUnlessReferenced(ctx, &p); err != nil {
+				return err
+			}
 			if x.opts.Repair {
 				swept, err := x.c.meta.SweepLink(ctx, l, future)
 				switch {
@@ -494,7 +514,7 @@ func (x *run) links(ctx context.Context) error {
 				case swept:
 					p.Repaired = true
 				default:
-					p.Detail = "a manifest references it"
+					p.Detail = "a manifest references it (or gc swept it meanwhile)"
 					var size int64
 					if rec, err := x.c.meta.BlobRecord(ctx, l.Digest); err == nil {
 						size = rec.Size
@@ -546,6 +566,9 @@ func (x *run) rows(ctx context.Context) error {
 			}
 			if lost {
 				p := Problem{Kind: MissingBytes, Digest: b.Digest}
+				if err := x.pendingUnlessReferenced(ctx, &p); err != nil {
+					return err
+				}
 				x.removeLost(ctx, &p, b.Size, false)
 				x.add(p)
 			}

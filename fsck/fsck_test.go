@@ -136,7 +136,7 @@ func TestCheck(t *testing.T) {
 		{name: "deleted linked, unreferenced blob file", break_: func(s *stores) {
 			d := s.push("app", []byte("linked only"), false)
 			os.Remove(s.path(d))
-		}, want: []string{"dangling-link", "missing-bytes"}, repair: []string{"dangling-link+", "missing-bytes+"}},
+		}, want: []string{"dangling-link~", "missing-bytes~"}, repair: []string{"dangling-link+", "missing-bytes+"}},
 		{name: "old orphan file", break_: func(s *stores) {
 			d := s.commit([]byte("orphan"))
 			os.Chtimes(s.path(d), old, old)

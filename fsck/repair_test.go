@@ -81,7 +81,7 @@ func TestRepairLeavesStoreClean(t *testing.T) {
 			d := s.push("app", []byte("linked only"), false)
 			os.Remove(s.path(d))
 			return d
-		}, want: []string{"dangling-link", "missing-bytes"}, after: func(t *testing.T, s *stores, d digest.Digest, _ string) {
+		}, want: []string{"dangling-link~", "missing-bytes~"}, after: func(t *testing.T, s *stores, d digest.Digest, _ string) {
 			if _, err := s.meta.BlobLink(t.Context(), "app", d); !errors.Is(err, meta.ErrBlobNotFound) {
 				t.Errorf("link still there: %v", err)
 			}
