@@ -134,11 +134,13 @@ func (p Problem) String() string {
 	if p.Detail != "" {
 		s += ": " + p.Detail
 	}
-	switch {
-	case p.Repaired:
+	if p.Repaired {
 		s += " [repaired]"
-	case p.Pending:
-		s += " [pending collection]"
+	}
+	if p.Pending {
+		// Not a line that starts with a kind: scripts that list damage by
+		// its kind skip it.
+		s = "pending collection: " + s
 	}
 	return s
 }

@@ -84,6 +84,16 @@ func newServe() *cobra.Command {
 }
 
 func serve(ctx context.Context, cfg config.Config, addrFile string, logger *slog.Logger) error {
+	// One server per data directory (maintenance.go): a second one fails
+	// here, before it touches the stores.
+	release, err := lockData(cfg.Storage.Dir)
+	if errors.Is(err, errDataInUse) {
+		return fmt.Errorf("storage dir %s is already used by another berth serve (or a berth fsck --repair): %w", cfg.Storage.Dir, err)
+	}
+	if err != nil {
+		return err
+	}
+	defer release()
 	srv, err := server.New(ctx, cfg, logger)
 	if err != nil {
 		return err

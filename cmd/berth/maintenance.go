@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -34,6 +35,40 @@ func loadFor(cmd *cobra.Command, cfgFile, data string) (config.Config, error) {
 		return cfg, fmt.Errorf("storage dir: %w", err)
 	}
 	return cfg, nil
+}
+
+// serveLockName is the file in storage.dir that berth serve holds an
+// exclusive flock(2) on while it runs, so that fsck --repair can tell
+// whether anything may be pushing: the kernel releases the lock when the
+// process exits, however it exits (kill -9 included), so a stale lock
+// cannot outlive a crash.
+const serveLockName = "serve.lock"
+
+// errDataInUse: another process holds serve.lock.
+var errDataInUse = errors.New("data directory in use")
+
+// lockData takes the exclusive lock on dir/serve.lock without waiting, or
+// returns an error matching errDataInUse. release closes the file, which
+// releases the lock.
+func lockData(dir string) (release func(), err error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("storage dir: %w", err)
+	}
+	path := filepath.Join(dir, serveLockName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s is locked by another process", errDataInUse, path)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	// f stays reachable through the closure: were it collected, its
+	// finalizer would close it and drop the lock.
+	return func() { f.Close() }, nil
 }
 
 func newGC() *cobra.Command {
@@ -111,6 +146,24 @@ func newFsck() *cobra.Command {
 			}
 			defer st.Close()
 			opts := fsck.Options{Repair: repair, Grace: grace}
+			if repair {
+				// Holding serve's lock proves nothing serves this data, so
+				// leftovers of any age are a crash's; it also keeps a
+				// berth serve from starting during the repair.
+				release, err := lockData(cfg.Storage.Dir)
+				switch {
+				case err == nil:
+					defer release()
+					opts.Exclusive = true
+					opts.Quarantine = filepath.Join(cfg.Storage.Dir, "quarantine")
+				case errors.Is(err, errDataInUse):
+					fmt.Fprintf(cmd.ErrOrStderr(), "berth fsck: berth serve is running on %s (%s is locked): "+
+						"leftovers younger than --grace (%s) are left for gc, and blobs a manifest references whose bytes are lost "+
+						"are reported, not quarantined; stop berth serve to repair those\n", cfg.Storage.Dir, serveLockName, grace)
+				default:
+					return err
+				}
+			}
 			if isTerminal(cmd.ErrOrStderr()) {
 				opts.Progress = cmd.ErrOrStderr()
 			}
@@ -119,15 +172,19 @@ func newFsck() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
+			pending := 0
 			for _, p := range r.Problems {
 				fmt.Fprintln(out, p)
+				if p.Pending && !p.Repaired {
+					pending++
+				}
 			}
 			mbps := 0.0
 			if s := r.Duration.Seconds(); s > 0 {
 				mbps = float64(r.Bytes) / 1e6 / s
 			}
-			fmt.Fprintf(out, "fsck: %d blobs (%d bytes) verified in %s (%.0f MB/s); %d problems, %d unrepaired\n",
-				r.Blobs, r.Bytes, r.Duration.Round(time.Millisecond), mbps, len(r.Problems), r.Unrepaired())
+			fmt.Fprintf(out, "fsck: %d blobs (%d bytes) verified in %s (%.0f MB/s); %d problems, %d unrepaired, %d pending collection (not damage)\n",
+				r.Blobs, r.Bytes, r.Duration.Round(time.Millisecond), mbps, len(r.Problems), r.Unrepaired(), pending)
 			if r.Unrepaired() > 0 {
 				return errors.New("fsck: problems found")
 			}
@@ -137,7 +194,7 @@ func newFsck() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&cfgFile, "config", "", "YAML configuration file")
 	f.StringVar(&data, "data", "", "data directory (overrides storage.dir)")
-	f.BoolVar(&repair, "repair", false, "remove what nothing references (never a blob a manifest references)")
+	f.BoolVar(&repair, "repair", false, "remove what nothing references; when berth serve is not running, also leftovers of any age, and quarantine blobs whose bytes are lost with the manifests that reference them")
 	f.DurationVar(&grace, "grace", 0, "leave orphan files younger than this (default gc.grace)")
 	return cmd
 }
