@@ -116,6 +116,7 @@ type Problem struct {
 	Digest   digest.Digest
 	Repo     string        // links and manifests
 	Manifest digest.Digest // MissingBlob
+	Upload   string        // UploadData: the upload id
 	Detail   string
 	Repaired bool
 	// Pending marks garbage gc collects (a crash's or a push's leftover),
@@ -125,6 +126,9 @@ type Problem struct {
 
 func (p Problem) String() string {
 	s := fmt.Sprintf("%s %s", p.Kind, p.Digest)
+	if p.Upload != "" {
+		s = fmt.Sprintf("%s %s", p.Kind, p.Upload)
+	}
 	if p.Repo != "" {
 		s += " in " + p.Repo
 	}
@@ -216,7 +220,7 @@ func (c *Checker) Check(ctx context.Context, opts Options) (Report, error) {
 		opts.ClaimLease = meta.DefaultClaimLease
 	}
 	run := &run{c: c, opts: opts, r: &r, cut: start.Add(-opts.Grace), buf: make([]byte, 1<<20), token: rand.Text(),
-		leftAlone: fmt.Sprintf("younger than the grace (%s) and berth serve may be running (its lock is held): left for gc", opts.Grace)}
+		leftAlone: fmt.Sprintf("younger than the grace (%s) while berth serve may be running: left for gc", opts.Grace)}
 	err := run.files(ctx)
 	if err == nil {
 		err = run.uploads(ctx)
@@ -338,7 +342,7 @@ func (x *run) uploads(ctx context.Context) error {
 		if err != nil || known {
 			return err
 		}
-		p := Problem{Kind: UploadData, Digest: "", Detail: "upload " + id + " has data but no session", Pending: true}
+		p := Problem{Kind: UploadData, Upload: id, Detail: "data without a session", Pending: true}
 		switch {
 		case !x.opts.Repair:
 		case x.recent(mod):
