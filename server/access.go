@@ -49,14 +49,24 @@ func authConfig(cfg config.Config) auth.Config {
 // request was for: a client that sends a wrong password or a forged token
 // learns nothing more. No credentials means anonymous; what anonymous may
 // do is the access rules' business.
-func withAuth(next http.Handler, svc *auth.Service, logger *slog.Logger) http.Handler {
+func withAuth(next http.Handler, svc *auth.Service, logger *slog.Logger, fails *rateLimiter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == tokenPath {
 			next.ServeHTTP(w, r)
 			return
 		}
+		addr := "addr:" + addrClient(clientHost(r))
+		if fails != nil && r.Header.Get("Authorization") != "" {
+			if out, wait := fails.exhausted(addr); out {
+				tooMany(w, wait)
+				return
+			}
+		}
 		p, err := svc.Authenticate(r)
 		if err != nil {
+			if fails != nil {
+				fails.allow(addr)
+			}
 			auditAuthFailed(logger, r, w.Header().Get("X-Request-Id"), err.Error())
 			w.Header().Set("WWW-Authenticate", svc.Challenge(r, "", true))
 			writeJSONError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required: the credentials sent are not valid")

@@ -36,10 +36,7 @@ func withRateLimit(next http.Handler, rl config.RateLimit) http.Handler {
 			return
 		}
 		if ok, wait := l.allow(clientID(r)); !ok {
-			secs := retryAfterSeconds(wait)
-			w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-			writeJSONError(w, http.StatusTooManyRequests, "TOOMANYREQUESTS",
-				"too many requests: retry after "+strconv.FormatInt(secs, 10)+" s")
+			tooMany(w, wait)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -98,6 +95,42 @@ func (l *rateLimiter) allow(key string) (bool, time.Duration) {
 		return true, 0
 	}
 	return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
+}
+
+// exhausted reports, without taking a token, whether key's bucket is
+// empty, and how long until its next token.
+func (l *rateLimiter) exhausted(key string) (bool, time.Duration) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[key]
+	if b == nil {
+		return false, 0
+	}
+	if t := l.level(b, now); t < 1 {
+		return true, time.Duration((1 - t) / l.rate * float64(time.Second))
+	}
+	return false, 0
+}
+
+// failedLogins limits failed authentications per client address with the
+// rate limit's settings (nil when the limit is off). withAuth answers bad
+// credentials before the per-client limiter runs, so without it password
+// guessing would be unlimited: an address whose failures used up its
+// bucket gets 429 before its credentials are even checked.
+func failedLogins(rl config.RateLimit) *rateLimiter {
+	if rl.RequestsPerSecond <= 0 {
+		return nil
+	}
+	return newRateLimiter(rl.RequestsPerSecond, rl.Burst, maxRateBuckets, time.Now)
+}
+
+// tooMany answers 429 TOOMANYREQUESTS with Retry-After.
+func tooMany(w http.ResponseWriter, wait time.Duration) {
+	secs := retryAfterSeconds(wait)
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	writeJSONError(w, http.StatusTooManyRequests, "TOOMANYREQUESTS",
+		"too many requests: retry after "+strconv.FormatInt(secs, 10)+" s")
 }
 
 // level is b's tokens at now: refilled at rate, capped at burst. (A clock

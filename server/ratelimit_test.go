@@ -221,3 +221,55 @@ func TestRateLimitPerClient(t *testing.T) {
 		t.Fatal("an anonymous request from alice's address was limited by her bucket")
 	}
 }
+
+// TestFailedLoginsRateLimited (review finding): bad credentials are
+// answered by the auth middleware, before the per-client limiter, so
+// failures have their own bucket per address: once it is empty, requests
+// with credentials from that address get 429 before any password is
+// checked (a right guess included); requests without credentials are not
+// affected by it.
+func TestFailedLoginsRateLimited(t *testing.T) {
+	dir := t.TempDir()
+	htp := filepath.Join(dir, "htpasswd")
+	h, err := bcrypt.GenerateFromPassword([]byte("pw-alice"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(htp, []byte("alice:"+string(h)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.Auth.Htpasswd = htp
+	cfg.Auth.Access = []config.AccessRule{{Repositories: []string{"**"}, Anonymous: []string{"pull"}, Users: map[string][]string{"*": {"pull"}}}}
+	cfg.Limits.RateLimit = config.RateLimit{RequestsPerSecond: 0.001, Burst: 3}
+	srv := httptest.NewServer(newServer(t, cfg, nil).Handler())
+	defer srv.Close()
+	status := func(user, pass, path string) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode == http.StatusTooManyRequests && res.Header.Get("Retry-After") == "" {
+			t.Error("429 without Retry-After")
+		}
+		return res.StatusCode
+	}
+	for i := range 3 {
+		if got := status("alice", fmt.Sprint("guess", i), "/v2/"); got != http.StatusUnauthorized {
+			t.Fatalf("wrong password %d: %d, want 401", i+1, got)
+		}
+	}
+	if got := status("alice", "pw-alice", "/v2/"); got != http.StatusTooManyRequests {
+		t.Errorf("the right password after the failure budget is spent: %d, want 429", got)
+	}
+	if got := status("", "", "/v2/_catalog"); got != http.StatusOK {
+		t.Errorf("an anonymous request from the same address: %d, want 200", got)
+	}
+}

@@ -211,7 +211,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		if cfg.Auth.Token.Enabled {
 			mux.Handle(tokenPath, authSvc.TokenHandler())
 		}
-		h = withAuth(withActor(h), authSvc, auditLog)
+		h = withAuth(withActor(h), authSvc, auditLog, failedLogins(cfg.Limits.RateLimit))
 	}
 	srv := &Server{cfg: cfg, log: logger, meta: md, gc: collector, icons: icons, auth: authSvc, metrics: metrics, ready: ready, notify: notifier}
 	srv.handler = withMiddleware(hardenTransport(h, cfg.HTTP, logger), logger, &srv.inflight)
