@@ -271,7 +271,6 @@ func (b *countingBody) Read(p []byte) (int, error) {
 
 func (b *countingBody) Close() error { return b.rc.Close() }
 
-
 // methodLabel keeps the method label to the methods Berth serves.
 func methodLabel(m string) string {
 	switch m {
