@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,10 +71,33 @@ type BuildInfo struct {
 	Version, Commit, GoVersion string
 }
 
+// buildOverride is the build identity the command knows better than the
+// toolchain's stamp (a release build's ldflags); see SetBuildInfo.
+var buildOverride atomic.Pointer[BuildInfo]
+
+// SetBuildInfo records the binary's build identity as its command knows
+// it (cmd/berth: -ldflags over the VCS stamp), for berth_build_info, so
+// /metrics and `berth version` name the same build. Empty fields keep
+// what ReadBuildInfo finds.
+func SetBuildInfo(b BuildInfo) { buildOverride.Store(&b) }
+
 // ReadBuildInfo is the binary's version (its main module version, or
-// "(devel)") and VCS revision as the Go toolchain stamped them.
-// (Release builds will set them by ldflags; see cmd/berth version.)
+// "(devel)") and VCS revision as the Go toolchain stamped them, unless
+// SetBuildInfo named them.
 func ReadBuildInfo() BuildInfo {
+	b := readToolchainBuildInfo()
+	if o := buildOverride.Load(); o != nil {
+		if o.Version != "" {
+			b.Version = o.Version
+		}
+		if o.Commit != "" {
+			b.Commit = o.Commit
+		}
+	}
+	return b
+}
+
+func readToolchainBuildInfo() BuildInfo {
 	b := BuildInfo{Version: "(devel)", Commit: "unknown", GoVersion: runtime.Version()}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {

@@ -493,3 +493,19 @@ func FuzzRoutePattern(f *testing.F) {
 		}
 	})
 }
+
+// TestSetBuildInfo (review finding): a release build's version and commit
+// (ldflags, known to cmd/berth) reach berth_build_info, where the
+// toolchain's stamp says "(devel)".
+func TestSetBuildInfo(t *testing.T) {
+	t.Cleanup(func() { buildOverride.Store(nil) })
+	SetBuildInfo(BuildInfo{Version: "v9.9.9", Commit: "abc123"})
+	b := ReadBuildInfo()
+	if b.Version != "v9.9.9" || b.Commit != "abc123" || b.GoVersion == "" {
+		t.Fatalf("ReadBuildInfo after SetBuildInfo: %+v", b)
+	}
+	SetBuildInfo(BuildInfo{})
+	if b := ReadBuildInfo(); b != readToolchainBuildInfo() {
+		t.Errorf("empty override changed the build info: %+v", b)
+	}
+}
