@@ -102,6 +102,33 @@ type Flatpak struct {
 	// IndexCacheBytes bounds the memory of cached, gzipped index answers;
 	// 0 disables the cache.
 	IndexCacheBytes int64 `yaml:"index_cache_bytes"`
+	// Deltas: delta updates made for new images of Flatpak refs.
+	Deltas Deltas `yaml:"deltas"`
+}
+
+// Deltas configures Flatpak delta generation (package delta): when a new
+// image of a ref is pushed under a tag, deltas from earlier images of the
+// same ref are made in the background, verified and published in the
+// repository's _deltaindex.
+type Deltas struct {
+	// Enabled makes deltas (only while the Flatpak remote is enabled).
+	Enabled bool `yaml:"enabled"`
+	// Versions is how many earlier images of a ref a new one gets deltas
+	// from (the newest first).
+	Versions int `yaml:"versions"`
+	// Window limits those to images pushed within this long before the
+	// new one; 0: no limit.
+	Window time.Duration `yaml:"window"`
+	// MaxLayerBytes: layers (compressed) larger than this are not diffed.
+	MaxLayerBytes int64 `yaml:"max_layer_bytes"`
+	// MaxRatio: a delta larger than this fraction of the layer it
+	// replaces is not published.
+	MaxRatio float64 `yaml:"max_ratio"`
+	// Concurrency is how many deltas are made at once.
+	Concurrency int `yaml:"concurrency"`
+	// RetireAfter is how long a delta manifest no longer listed in
+	// _deltaindex is kept (for clients that read the previous index).
+	RetireAfter time.Duration `yaml:"retire_after"`
 }
 
 // GC configures garbage collection (berth gc, and the schedule in serve).
@@ -331,7 +358,9 @@ func Default() Config {
 		},
 		GC:            GC{Interval: time.Hour, Grace: time.Hour},
 		Uploads:       Uploads{ExpireAfter: 24 * time.Hour, MaxPerRepository: 1000, MaxPerClient: 100},
-		Flatpak:       Flatpak{Enabled: true, Title: "Berth", RemoteName: "berth", IndexCacheBytes: 64 << 20},
+		Flatpak:       Flatpak{Enabled: true, Title: "Berth", RemoteName: "berth", IndexCacheBytes: 64 << 20,
+			Deltas: Deltas{Enabled: true, Versions: 3, Window: 30 * 24 * time.Hour, MaxLayerBytes: 1 << 30,
+				MaxRatio: 0.5, Concurrency: 1, RetireAfter: 10 * time.Minute}},
 		Metrics:       Metrics{Enabled: true, Access: "admin"},
 		Notifications: Notifications{Backlog: 100_000},
 	}
@@ -525,6 +554,25 @@ func (f Flatpak) validate() problems {
 	}
 	if f.IndexCacheBytes < 0 {
 		ps.add(path{"flatpak", "index_cache_bytes"}, "must not be negative")
+	}
+	d := f.Deltas
+	if d.Versions < 1 {
+		ps.add(path{"flatpak", "deltas", "versions"}, "must be at least 1")
+	}
+	if d.Window < 0 {
+		ps.add(path{"flatpak", "deltas", "window"}, "must not be negative")
+	}
+	if d.MaxLayerBytes <= 0 {
+		ps.add(path{"flatpak", "deltas", "max_layer_bytes"}, "must be positive")
+	}
+	if !(d.MaxRatio > 0 && d.MaxRatio <= 1) {
+		ps.add(path{"flatpak", "deltas", "max_ratio"}, "%v is not in (0, 1]", d.MaxRatio)
+	}
+	if d.Concurrency < 1 || d.Concurrency > 64 {
+		ps.add(path{"flatpak", "deltas", "concurrency"}, "must be 1 to 64")
+	}
+	if d.RetireAfter < 0 {
+		ps.add(path{"flatpak", "deltas", "retire_after"}, "must not be negative")
 	}
 	return ps
 }

@@ -27,12 +27,13 @@ const flatpakTimeout = 2 * time.Minute
 
 // flatpakFixture is one entry of the fixtures script's fixtures.json.
 type flatpakFixture struct {
-	Name           string `json:"name"`
-	Ref            string `json:"ref"`
-	Path           string `json:"path"`
-	Repository     string `json:"repository"`
-	Tag            string `json:"tag"`
-	ManifestDigest string `json:"manifest_digest"`
+	Name           string   `json:"name"`
+	Ref            string   `json:"ref"`
+	Path           string   `json:"path"`
+	Repository     string   `json:"repository"`
+	Tag            string   `json:"tag"`
+	ManifestDigest string   `json:"manifest_digest"`
+	LayerDigests   []string `json:"layer_digests"`
 }
 
 // makeFlatpakFixtures runs ../shared/fixtures/flatpak/make-fixtures.sh

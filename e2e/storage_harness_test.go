@@ -153,10 +153,16 @@ func (s *server) Kill(t testing.TB) {
 // combined output and error.
 func runBerth(t testing.TB, args ...string) (string, error) {
 	t.Helper()
+	return runBerthWith(t, nil, args...)
+}
+
+// runBerthWith is runBerth with env (BERTH_* settings) added.
+func runBerthWith(t testing.TB, env []string, args ...string) (string, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, berthBinary(t), args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

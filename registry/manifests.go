@@ -363,6 +363,11 @@ func (reg *Registry) deleteManifest(w http.ResponseWriter, r *http.Request, name
 		if err := reg.meta.DeleteManifest(ctx, name, d); err != nil {
 			return fmt.Errorf("delete manifest %s@%s: %w", name, d, err)
 		}
+		for _, o := range reg.opts.Observers {
+			if do, ok := o.(ManifestDeleteObserver); ok {
+				do.ManifestDeleted(ctx, name, d)
+			}
+		}
 	} else {
 		if err := oci.ValidateTag(ref); err != nil {
 			return err

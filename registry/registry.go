@@ -89,6 +89,13 @@ type ManifestObserver interface {
 	ManifestStored(ctx context.Context, m *meta.Manifest, tags []string)
 }
 
+// ManifestDeleteObserver is an optional interface of a ManifestObserver:
+// it is also told of each manifest deleted by digest (after the delete
+// is committed; a tag deleted alone leaves its manifest).
+type ManifestDeleteObserver interface {
+	ManifestDeleted(ctx context.Context, repo string, d digest.Digest)
+}
+
 // Defaults for Options.
 const (
 	DefaultMaxManifestBytes = 4 << 20

@@ -19,6 +19,7 @@ import (
 	"github.com/berth-dev/berth/auth"
 	"github.com/berth-dev/berth/blob/fs"
 	"github.com/berth-dev/berth/config"
+	"github.com/berth-dev/berth/delta"
 	"github.com/berth-dev/berth/flatpak"
 	"github.com/berth-dev/berth/gc"
 	"github.com/berth-dev/berth/meta/sqlite"
@@ -46,6 +47,8 @@ type Server struct {
 	// notify delivers the events outbox to the webhook endpoints (and
 	// prunes it, endpoints or not).
 	notify *notify.Notifier
+	// deltas makes Flatpak delta updates; nil when they are off.
+	deltas *delta.Manager
 }
 
 // Stores are the embedded stores (filesystem blobs, SQLite metadata) in
@@ -101,6 +104,34 @@ func FlatpakOptions(cfg config.Config) flatpak.Options {
 	}
 }
 
+// DeltaOptions are the delta worker's options cfg sets.
+func DeltaOptions(cfg config.Config) delta.Options {
+	d := cfg.Flatpak.Deltas
+	window := d.Window
+	if window == 0 {
+		window = -1 // config: 0 is no limit; delta.Options: 0 is the default
+	}
+	retire := d.RetireAfter
+	if retire == 0 {
+		retire = -1
+	}
+	return delta.Options{
+		Versions:      d.Versions,
+		Window:        window,
+		MaxLayerBytes: d.MaxLayerBytes,
+		MaxRatio:      d.MaxRatio,
+		Concurrency:   d.Concurrency,
+		RetireAfter:   retire,
+		TempDir:       DeltaTempDir(cfg),
+	}
+}
+
+// DeltaTempDir is where deltas are made: in the storage directory (on
+// the disk the layers are on, not a tmpfs), emptied when serve starts.
+func DeltaTempDir(cfg config.Config) string {
+	return filepath.Join(cfg.Storage.Dir, "tmp", "deltas")
+}
+
 // iconBackfillLimit bounds the manifests one start looks at for icons
 // that were never recorded.
 const iconBackfillLimit = 100_000
@@ -153,6 +184,14 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		logger.Warn("authentication is off: anyone who can reach this address may pull, push and delete " +
 			"(set auth.htpasswd and auth.access to control access; see docs/security.md)")
 	}
+	observers := []registry.ManifestObserver{icons}
+	var deltas *delta.Manager
+	if cfg.Flatpak.Enabled && cfg.Flatpak.Deltas.Enabled {
+		deltas = delta.New(md, blobs, DeltaOptions(cfg), logger.With("component", "deltas"))
+		observers = append(observers, deltas)
+		// A gc run may have deleted the images some deltas lead from or to.
+		collector.OnRun(func(gc.Report, error) { deltas.Signal() })
+	}
 	reg := registry.New(blobs, md, registry.Options{
 		MaxManifestBytes: cfg.Limits.MaxManifestBytes,
 		MaxBlobBytes:     cfg.Limits.MaxBlobBytes,
@@ -161,7 +200,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		// Half the grace period: a link that gc could sweep soon is
 		// renewed when a pusher HEADs its blob (gc.grace 0 disables it).
 		LinkRefreshAfter:        cfg.GC.Grace / 2,
-		Observers:               []registry.ManifestObserver{icons},
+		Observers:               observers,
 		Access:                  regAccess,
 		ClientID:                clientID,
 		MaxListingBytes:         cfg.Limits.MaxListingBytes,
@@ -213,7 +252,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		}
 		h = withAuth(withActor(h), authSvc, auditLog, failedLogins(cfg.Limits.RateLimit))
 	}
-	srv := &Server{cfg: cfg, log: logger, meta: md, gc: collector, icons: icons, auth: authSvc, metrics: metrics, ready: ready, notify: notifier}
+	srv := &Server{cfg: cfg, log: logger, meta: md, gc: collector, icons: icons, auth: authSvc, metrics: metrics, ready: ready, notify: notifier, deltas: deltas}
 	srv.handler = withMiddleware(hardenTransport(h, cfg.HTTP, logger), logger, &srv.inflight)
 	if metrics != nil {
 		srv.handler = metrics.instrument(srv.handler)
@@ -234,6 +273,25 @@ func (s *Server) backfillIcons(ctx context.Context) {
 	case n > 0:
 		s.log.Info("icon backfill: recorded the icons of older pushes", "looked_at", n)
 	}
+}
+
+// runDeltas starts the delta worker. berth serve holds the storage
+// directory's lock, so no other process makes deltas on this store: the
+// leases a previous process left and its temporary files are let go at
+// once, and an interrupted job starts again now.
+func (s *Server) runDeltas(ctx context.Context) {
+	dir := DeltaTempDir(s.cfg)
+	if err := os.RemoveAll(dir); err != nil {
+		s.log.Warn("deltas: clearing the temporary directory", "dir", dir, "err", err)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		s.log.Error("deltas: temporary directory; no deltas are made", "dir", dir, "err", err)
+		return
+	}
+	if err := s.meta.ReleaseDeltaLeases(ctx); err != nil {
+		s.log.Warn("deltas: releasing old leases", "err", err)
+	}
+	s.deltas.Run(ctx)
 }
 
 // Serve answers requests on ln until ctx ends, then stops accepting, waits
@@ -261,6 +319,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var workers sync.WaitGroup
 	workers.Go(func() { s.backfillIcons(wctx) })
 	workers.Go(func() { s.notify.Run(wctx) })
+	if s.deltas != nil {
+		workers.Go(func() { s.runDeltas(wctx) })
+	}
 	workers.Go(func() {
 		if iv := s.cfg.GC.Interval; iv > 0 {
 			s.gc.RunEvery(wctx, iv)

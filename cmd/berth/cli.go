@@ -38,7 +38,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServe(), newGC(), newFsck(), newVersion(), newConfig())
+	root.AddCommand(newServe(), newGC(), newFsck(), newDeltas(), newVersion(), newConfig())
 	setVersionFlag(root) // berth --version, as berth version (version.go)
 	return root
 }
