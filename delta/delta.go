@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-dev/berth/blob"
+	"github.com/berth-dev/berth/flatpak"
 	"github.com/berth-dev/berth/meta"
 )
 
@@ -21,7 +22,7 @@ import (
 // flatpak-json-oci.c; ../shared/docs/flatpak-deltas.md).
 const (
 	// Tag is the tag of the delta index in each repository.
-	Tag = "_deltaindex"
+	Tag = flatpak.DeltaIndexTag
 	// MediaTypeTarDiff is a delta layer's media type.
 	MediaTypeTarDiff = "application/vnd.tar-diff"
 	// MediaTypeConfig is a delta manifest's config media type; the config
@@ -34,8 +35,8 @@ const (
 	// target DiffIDs.
 	AnnotationFrom = "io.github.containers.delta.from"
 	AnnotationTo   = "io.github.containers.delta.to"
-	// LabelRef selects the images deltas are made for (flatpak.LabelRef).
-	LabelRef = "org.flatpak.ref"
+	// LabelRef selects the images deltas are made for.
+	LabelRef = flatpak.LabelRef
 )
 
 // emptyConfig is the delta manifest's config blob.

@@ -181,6 +181,21 @@ func TestFlatpakDeltaUpdate(t *testing.T) {
 		return contains(deltaIndexTargets(t, direct, big.Repository), big2.ManifestDigest)
 	})
 
+	// The delta index is ordinary content (listed among the registry's
+	// tags) but no app, tag or version of the catalogue, search or the
+	// Flatpak index.
+	if tags := httpGetString(t, direct+"/v2/"+big.Repository+"/tags/list"); !strings.Contains(tags, `"_deltaindex"`) {
+		t.Errorf("tags/list does not list _deltaindex: %s", tags)
+	}
+	for _, path := range []string{"/", "/repositories/" + big.Repository, "/api/v1/search?q=big", "/api/v1/search?q=delta"} {
+		if body := httpGetString(t, direct+path); strings.Contains(body, "_deltaindex") || strings.Contains(body, "vnd.redhat.delta") {
+			t.Errorf("GET %s shows the delta index:\n%s", path, clipString(body, 2000))
+		}
+	}
+	if idx := indexBody(t, direct); strings.Contains(idx, "_deltaindex") || strings.Contains(idx, "vnd.redhat.delta") {
+		t.Errorf("the Flatpak index lists deltas: %s", clipString(idx, 2000))
+	}
+
 	proxy.reset()
 	out := u.flatpak(t, "update", "-y", "--noninteractive", "-v")
 	m := usingDelta.FindStringSubmatch(out)
@@ -276,4 +291,26 @@ func blobStatus(t *testing.T, base, repo, d string) int {
 	io.Copy(io.Discard, res.Body)
 	res.Body.Close()
 	return res.StatusCode
+}
+
+// httpGetString GETs url and returns the body; any status but 200 fails.
+func httpGetString(t *testing.T, url string) string {
+	t.Helper()
+	res, err := httpClient().Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v", url, res.Status, err)
+	}
+	return string(b)
+}
+
+func clipString(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }

@@ -297,6 +297,10 @@ func (h *Handler) buildIndex(ctx context.Context, q indexQuery, canPull func(str
 		if canPull != nil && !canPull(img.Repo) {
 			return nil
 		}
+		if list != nil && len(tags) == 1 && tags[0] == DeltaIndexTag {
+			// The delta index lists delta manifests, not apps.
+			return nil
+		}
 		e := h.indexImage(ctx, img, icons, base)
 		if e == nil {
 			return nil

@@ -16,6 +16,13 @@ package flatpak
 // other byte a shell or a keyfile gives a meaning to (a branch may still
 // start with '-': commands quote every value anyway).
 
+// DeltaIndexTag is the tag under which the flatpak client looks for a
+// repository's delta index (flatpak-oci-registry.c,
+// flatpak_oci_registry_find_delta_manifest): an OCI image index of delta
+// manifests, which package delta maintains. It is content, not an app:
+// the index, the catalogue and search leave it out.
+const DeltaIndexTag = "_deltaindex"
+
 // ValidName reports whether id is a valid Flatpak application or runtime
 // id (flatpak_is_valid_name).
 func ValidName(id string) bool {

@@ -208,6 +208,11 @@ func (h *Handler) load(ctx context.Context, version string) (*snapshot, error) {
 			return nil, err
 		}
 		for _, ct := range page {
+			if ct.Tag == flatpak.DeltaIndexTag {
+				// Delta updates are the remote's content, not an image
+				// or app of the repository's.
+				continue
+			}
 			rv := s.repoByName[ct.Repo]
 			if rv == nil {
 				rv = &repoView{Name: ct.Repo}
