@@ -566,3 +566,82 @@ func checkFsck(t *testing.T, e *env) {
 		t.Errorf("fsck: %d problems: %+v", n, r.Problems)
 	}
 }
+
+// TestFsckDeltas: fsck checks what the client follows: a delta manifest
+// missing under _deltaindex is damage (the next cycle stores it again),
+// an entry whose target is gone is pending collection, and a delta layer
+// no verified pair records is reported.
+func TestFsckDeltas(t *testing.T) {
+	e := newEnv(t)
+	f1, order := bigFiles(8, false)
+	f2, _ := bigFiles(8, true)
+	e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f1, order))
+	v2d := e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f2, order))
+	m := e.manager(delta.Options{})
+	runOnce(t, m)
+	_, dmd := e.deltaEntry("org.example.big", v2d)
+	if dmd == "" {
+		t.Fatal("no delta")
+	}
+	checkFsck(t, e)
+	report := func() fsck.Report {
+		t.Helper()
+		r, err := fsck.New(e.md, e.blobs, nil).Check(t.Context(), fsck.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	has := func(r fsck.Report, k fsck.Kind) bool {
+		for _, p := range r.Problems {
+			if p.Kind == k {
+				return true
+			}
+		}
+		return false
+	}
+
+	// The delta manifest goes from under _deltaindex.
+	if err := e.md.DeleteManifest(t.Context(), "org.example.big", dmd); err != nil {
+		t.Fatal(err)
+	}
+	if r := report(); !has(r, fsck.DeltaDangling) || r.Unrepaired() == 0 {
+		t.Errorf("a missing delta manifest: %+v", r.Problems)
+	}
+	runOnce(t, m)
+	checkFsck(t, e) // stored again
+
+	// Deltas nobody verified.
+	if err := e.md.ResetDeltas(t.Context(), "org.example.big", false); err != nil {
+		t.Fatal(err)
+	}
+	if r := report(); !has(r, fsck.DeltaUnverified) {
+		t.Errorf("a delta layer without its verified pair: %+v", r.Problems)
+	}
+	runOnce(t, m) // drops them
+	checkFsck(t, e)
+	if e.deltaIndex("org.example.big") != nil {
+		t.Error("_deltaindex after the deltas were dropped")
+	}
+
+	// A target deleted before the worker runs: pending, not damage.
+	if err := e.md.ResetDeltas(t.Context(), "org.example.big", true); err != nil {
+		t.Fatal(err)
+	}
+	runOnce(t, m)
+	if e.deltaFor("org.example.big", v2d) == nil {
+		t.Fatal("no delta after a rebuild")
+	}
+	if err := e.md.DeleteManifest(t.Context(), "org.example.big", v2d); err != nil {
+		t.Fatal(err)
+	}
+	r := report()
+	if !has(r, fsck.DeltaStale) || r.Unrepaired() != 0 {
+		t.Errorf("a delta whose target is gone: %+v (unrepaired %d)", r.Problems, r.Unrepaired())
+	}
+	runOnce(t, m)
+	checkFsck(t, e)
+	if e.deltaIndex("org.example.big") != nil {
+		t.Error("_deltaindex after its only target went")
+	}
+}

@@ -234,6 +234,9 @@ func (c *Checker) Check(ctx context.Context, opts Options) (Report, error) {
 	if err == nil {
 		err = run.refs(ctx)
 	}
+	if err == nil {
+		err = run.deltas(ctx)
+	}
 	run.progress(true)
 	r.Duration = time.Since(start)
 	if err != nil {
