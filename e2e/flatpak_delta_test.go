@@ -192,6 +192,10 @@ func TestFlatpakDeltaUpdate(t *testing.T) {
 			t.Errorf("GET %s shows the delta index:\n%s", path, clipString(body, 2000))
 		}
 	}
+	// The app page shows the update's download next to the full one.
+	if page := httpGetString(t, direct+"/apps/org.berth.Big"); !strings.Contains(page, "an update from the previous version downloads a delta") {
+		t.Errorf("the app page shows no update by delta:\n%s", clipString(page, 4000))
+	}
 	if idx := indexBody(t, direct); strings.Contains(idx, "_deltaindex") || strings.Contains(idx, "vnd.redhat.delta") {
 		t.Errorf("the Flatpak index lists deltas: %s", clipString(idx, 2000))
 	}

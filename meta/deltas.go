@@ -60,6 +60,9 @@ type DeltaPair struct {
 	Attempts int
 	Created  time.Time
 	Updated  time.Time
+	// SourcePushed is when the source image was pushed (zero if it is
+	// gone): the newest source is the previous version.
+	SourcePushed time.Time
 }
 
 // DeltaResult is what a generation run records of a pair.

@@ -280,9 +280,56 @@ type buildRow struct {
 	Pushed                      time.Time
 	Size                        int64
 	Digest, Short, URL          string
+	// Update is the download of an update by delta from the previous
+	// version (0: no delta; an update downloads Size).
+	Update int64
 }
 
 type tagLink struct{ Name, URL string }
+
+// DeltaSizes is what the app page reads of Flatpak deltas (package
+// delta); a Catalog that implements it gets the "update by delta" column.
+type DeltaSizes interface {
+	DeltaPairs(ctx context.Context, repo string) ([]meta.DeltaPair, error)
+}
+
+// deltaUpdates returns, for each build that has one, the size of the
+// delta from its previous version (the newest source of its ready
+// deltas): what an update to it downloads.
+func (h *Handler) deltaUpdates(ctx context.Context, builds []*build) map[meta.ManifestKey]int64 {
+	ds, ok := h.cat.(DeltaSizes)
+	if !ok {
+		return nil
+	}
+	out := map[meta.ManifestKey]int64{}
+	want := map[meta.ManifestKey]bool{}
+	repos := map[string]bool{}
+	for _, b := range builds {
+		want[meta.ManifestKey{Repo: b.Repo, Digest: b.Digest}] = true
+		repos[b.Repo] = true
+	}
+	for repo := range repos {
+		pairs, err := ds.DeltaPairs(ctx, repo)
+		if err != nil {
+			h.log.WarnContext(ctx, "delta sizes", "repo", repo, "err", err)
+			continue
+		}
+		newest := map[meta.ManifestKey]meta.DeltaPair{}
+		for _, p := range pairs {
+			k := meta.ManifestKey{Repo: repo, Digest: p.Target}
+			if p.State != meta.DeltaReady || !want[k] {
+				continue
+			}
+			if cur, ok := newest[k]; !ok || p.SourcePushed.After(cur.SourcePushed) {
+				newest[k] = p
+			}
+		}
+		for k, p := range newest {
+			out[k] = p.Size
+		}
+	}
+	return out
+}
 
 // ratings are GNOME Software's words for flatpak.Rate's levels.
 var ratings = map[string][2]string{
@@ -343,10 +390,11 @@ func (h *Handler) appPage(w http.ResponseWriter, r *http.Request, s *snapshot, i
 	}
 	d.BuildCount = len(av.Builds)
 	shown := av.Builds[:min(len(av.Builds), maxBuildsShown)]
+	updates := h.deltaUpdates(r.Context(), shown)
 	for _, b := range shown {
 		row := buildRow{Repo: b.Repo, RepoURL: "/repositories/" + b.Repo, Arch: b.Arch, Branch: b.Ref.Branch,
 			Pushed: b.Pushed, Size: b.Size, Digest: string(b.Digest), Short: shortDigest(string(b.Digest)),
-			URL: manifestURL(b.Repo, b.Digest)}
+			URL: manifestURL(b.Repo, b.Digest), Update: updates[meta.ManifestKey{Repo: b.Repo, Digest: b.Digest}]}
 		for _, t := range b.Tags {
 			row.Tags = append(row.Tags, tagLink{Name: t, URL: tagURL(b.Repo, t)})
 		}

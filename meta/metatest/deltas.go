@@ -153,6 +153,8 @@ func testDeltaPlan(t *testing.T, s DeltaStore) {
 	noErr(t, err, "DeltaPairs")
 	if len(pairs) != 1 || pairs[0].Target != v2 || pairs[0].Source != v1 || pairs[0].State != meta.DeltaPending {
 		t.Errorf("DeltaPairs = %+v, want one pending v1 -> v2", pairs)
+	} else if v1m := get(t, s, "app", v1); !pairs[0].SourcePushed.Equal(v1m.Pushed) {
+		t.Errorf("DeltaPairs SourcePushed = %v, want v1's push time %v", pairs[0].SourcePushed, v1m.Pushed)
 	}
 	repos, err := s.DeltaRepositories(ctx)
 	noErr(t, err, "DeltaRepositories")

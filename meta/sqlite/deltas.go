@@ -62,10 +62,12 @@ WHERE repo = $1 AND target = $2 AND source = $3 AND state = 'pending' AND lease_
     layer_size = $10, detail = $11, lease_token = '', lease_until = 0, updated = $12
 WHERE repo = $1 AND target = $2 AND source = $3 AND state = 'pending' AND lease_token = $4`
 	qReleaseDeltaLeases = `UPDATE delta_pairs SET lease_token = '', lease_until = 0 WHERE state = 'pending' AND lease_token <> ''`
-	qDeltaPairs         = `SELECT repo, target, source, state, blob, size, diff_from, diff_to, layer_size, detail,
-    attempts, created, updated
-FROM delta_pairs WHERE repo = $1
-ORDER BY target, created, source`
+	qDeltaPairs         = `SELECT p.repo, p.target, p.source, p.state, p.blob, p.size, p.diff_from, p.diff_to, p.layer_size, p.detail,
+    p.attempts, p.created, p.updated,
+    COALESCE((SELECT m.pushed FROM manifests m JOIN repositories r ON r.id = m.repo_id
+              WHERE r.name = p.repo AND m.digest = p.source), 0)
+FROM delta_pairs p WHERE p.repo = $1
+ORDER BY p.target, p.created, p.source`
 	qDeltaRepos = `SELECT DISTINCT repo FROM (
     SELECT repo FROM delta_pairs UNION SELECT repo FROM delta_manifests
 ) ORDER BY repo`
@@ -292,15 +294,18 @@ func (s *Store) DeltaPairs(ctx context.Context, repo string) ([]meta.DeltaPair, 
 	var out []meta.DeltaPair
 	for rows.Next() {
 		var (
-			p                meta.DeltaPair
-			state            string
-			created, updated int64
+			p                        meta.DeltaPair
+			state                    string
+			created, updated, pushed int64
 		)
 		if err := rows.Scan(&p.Repo, &p.Target, &p.Source, &state, &p.Blob, &p.Size, &p.From, &p.To,
-			&p.LayerSize, &p.Detail, &p.Attempts, &created, &updated); err != nil {
+			&p.LayerSize, &p.Detail, &p.Attempts, &created, &updated, &pushed); err != nil {
 			return nil, fmt.Errorf("sqlite: delta pairs of %s: %w", repo, err)
 		}
 		p.State, p.Created, p.Updated = meta.DeltaState(state), time.Unix(0, created), time.Unix(0, updated)
+		if pushed != 0 {
+			p.SourcePushed = time.Unix(0, pushed)
+		}
 		out = append(out, p)
 	}
 	return out, rows.Err()
