@@ -318,3 +318,59 @@ func clipString(s string, n int) string {
 	}
 	return s
 }
+
+// TestFlatpakNoDeltaFullUpdate: when Berth publishes no delta (here: none
+// is small enough for flatpak.deltas.max_ratio, recorded as rejected, as a
+// delta that fails verification is recorded as failed), the client's
+// delta lookup finds nothing and the update downloads v2's layer and
+// succeeds. `berth deltas list` shows why, while serve runs.
+func TestFlatpakNoDeltaFullUpdate(t *testing.T) {
+	tools := newToolRunner(t)
+	tools.need(t, "skopeo")
+	flatpakBin := findTool(t, "flatpak")
+	dbusDaemon := findTool(t, "dbus-daemon")
+	fixtures, fx := makeFlatpakFixtures(t)
+	big, big2 := fx["org.berth.Big"], fx["org.berth.Big-v2"]
+	data := t.TempDir()
+	srv := startServerOn(t, data, "BERTH_FLATPAK_DELTAS_MAX_RATIO=0.0001")
+	proxy := newRecordingProxy(t, srv.Addr)
+	push := func(f flatpakFixture) {
+		t.Helper()
+		tools.run(t, "skopeo", "copy", "--quiet", "--dest-tls-verify=false",
+			"oci:"+filepath.Join(fixtures, f.Path), "docker://"+srv.Addr+"/"+f.Repository+":"+f.Tag)
+	}
+	push(fx["org.berth.Platform"])
+	push(big)
+	u := newFlatpakUser(t, flatpakBin, dbusDaemon)
+	u.flatpak(t, "remote-add", "--no-gpg-verify", "berthtest", "oci+"+proxy.URL)
+	u.flatpak(t, "install", "-y", "--noninteractive", "berthtest", "org.berth.Big")
+	v1Commit := u.info(t, big.Ref)["Commit"]
+	push(big2)
+	var list string
+	waitFor(t, "the delta to v2 is decided", 2*time.Minute, func() bool {
+		out, err := runBerth(t, "deltas", "list", "--data", data, big.Repository)
+		list = out
+		return err == nil && strings.Contains(out, "rejected")
+	})
+	if !strings.Contains(list, "not substantially smaller") {
+		t.Errorf("berth deltas list does not say why:\n%s", list)
+	}
+	if targets := deltaIndexTargets(t, "http://"+srv.Addr, big.Repository); len(targets) != 0 {
+		t.Fatalf("a rejected delta was published: %v", targets)
+	}
+	proxy.reset()
+	out := u.flatpak(t, "update", "-y", "--noninteractive", "-v")
+	if usingDelta.MatchString(out) {
+		t.Errorf("the update used a delta Berth did not publish:\n%s", out)
+	}
+	fetched := false
+	for _, r := range proxy.requests() {
+		fetched = fetched || strings.HasSuffix(r.Path, "/blobs/"+big2.LayerDigests[0]) && r.Status == http.StatusOK
+	}
+	if !fetched {
+		t.Errorf("the update did not download v2's layer: %+v", proxy.requests())
+	}
+	if c := u.info(t, big.Ref)["Commit"]; c == "" || c == v1Commit {
+		t.Errorf("commit after the update = %q (v1 %q)", c, v1Commit)
+	}
+}
