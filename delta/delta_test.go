@@ -36,14 +36,14 @@ import (
 // env is a real registry (fs blobs, SQLite metadata, the registry's HTTP
 // handler) that the tests push Flatpak-like images to.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	blobs *fs.Store
 	md    *sqlite.Store
 	srv   *httptest.Server
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	dir := t.TempDir()
 	blobs, err := fs.New(filepath.Join(dir, "data"), nil)
