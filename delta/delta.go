@@ -88,6 +88,9 @@ type Options struct {
 	// Differ makes a delta; nil uses the tar-diff generator. Tests inject
 	// broken ones to show that verification stops them.
 	Differ Differ
+	// OnResult, if not nil, is told of each pair decided (ready,
+	// rejected, failed) and how long it took (for metrics).
+	OnResult func(state meta.DeltaState, took time.Duration)
 }
 
 // Differ writes a delta that turns the uncompressed tar old into new.
@@ -367,11 +370,15 @@ func (m *Manager) workOne(ctx context.Context) (bool, error) {
 		}
 		return false, err
 	}
+	took := time.Since(start)
 	log.Info("delta", "state", res.State, "size", res.Size, "layer_size", res.LayerSize,
-		"detail", res.Detail, "took", time.Since(start).Round(time.Millisecond))
+		"detail", res.Detail, "took", took.Round(time.Millisecond))
 	if res.State == meta.DeltaPending {
 		// Back off: the next cycle (a poll away) tries again.
 		return false, nil
+	}
+	if m.opts.OnResult != nil {
+		m.opts.OnResult(res.State, took)
 	}
 	if res.State == meta.DeltaReady {
 		if err := m.Publish(ctx, p.Repo); err != nil {

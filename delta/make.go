@@ -41,6 +41,10 @@ var errNotDiffable = errors.New("not diffable")
 // loadImage reads the manifest and config of repo@d.
 func (m *Manager) loadImage(ctx context.Context, repo string, d digest.Digest) (image, error) {
 	mf, err := m.store.GetManifest(ctx, repo, d)
+	if errors.Is(err, meta.ErrManifestNotFound) {
+		// Deleted meanwhile: the next cycle drops the pair.
+		return image{}, fmt.Errorf("manifest %s@%s is gone: %w", repo, d, errNotDiffable)
+	}
 	if err != nil {
 		return image{}, fmt.Errorf("manifest %s@%s: %w", repo, d, err)
 	}
@@ -55,6 +59,9 @@ func (m *Manager) loadImage(ctx context.Context, repo string, d digest.Digest) (
 		return image{}, fmt.Errorf("config of %s@%s is over %d bytes: %w", repo, d, maxConfigBytes, errNotDiffable)
 	}
 	f, err := m.blobs.Open(ctx, pm.Config.Digest)
+	if errors.Is(err, blob.ErrNotFound) {
+		return image{}, fmt.Errorf("config of %s@%s is not stored: %w", repo, d, errNotDiffable)
+	}
 	if err != nil {
 		return image{}, fmt.Errorf("config of %s@%s: %w", repo, d, err)
 	}
@@ -104,6 +111,14 @@ func (m *Manager) make(ctx context.Context, p *meta.DeltaPair) (meta.DeltaResult
 	fail := func(format string, args ...any) (meta.DeltaResult, error) {
 		res.State, res.Detail = meta.DeltaFailed, fmt.Sprintf(format, args...)
 		return res, nil
+	}
+	for _, l := range []v1.Descriptor{src.layer, dst.layer} {
+		if _, err := m.blobs.Stat(ctx, l.Digest); errors.Is(err, blob.ErrNotFound) {
+			// A sparse manifest's layer that was never pushed.
+			return reject("layer %s is not stored", l.Digest)
+		} else if err != nil {
+			return meta.DeltaResult{}, fmt.Errorf("layer %s: %w", l.Digest, err)
+		}
 	}
 	switch {
 	case src.diffID == dst.diffID:

@@ -62,6 +62,9 @@ type Metrics struct {
 	webhookDelivered *prometheus.CounterVec // endpoint
 	webhookFailed    *prometheus.CounterVec
 	webhookDropped   *prometheus.CounterVec
+
+	deltas       *prometheus.CounterVec // result
+	deltaSeconds prometheus.Histogram
 }
 
 var _ NotifyMetrics = (*Metrics)(nil)
@@ -183,6 +186,15 @@ func NewMetrics(stats meta.StatsReader, bi BuildInfo, logger *slog.Logger) *Metr
 			Name: "berth_webhook_dropped_total",
 			Help: "Events dropped undelivered because an endpoint's backlog was full, by endpoint name.",
 		}, []string{"endpoint"}),
+		deltas: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_flatpak_deltas_total",
+			Help: "Flatpak deltas made, by result: ready (verified, published), rejected (not worth it or not diffable), failed (generation or verification failed; never published).",
+		}, []string{"result"}),
+		deltaSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "berth_flatpak_delta_duration_seconds",
+			Help:    "Time to make, verify and store one Flatpak delta.",
+			Buckets: []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+		}),
 	}
 	f(m.requests)
 	f(m.latency)
@@ -196,6 +208,11 @@ func NewMetrics(stats meta.StatsReader, bi BuildInfo, logger *slog.Logger) *Metr
 	f(m.webhookDelivered)
 	f(m.webhookFailed)
 	f(m.webhookDropped)
+	f(m.deltas)
+	f(m.deltaSeconds)
+	for _, r := range []string{"ready", "rejected", "failed"} {
+		m.deltas.WithLabelValues(r)
+	}
 	// Both results exist from the start, so rate() and alerts on
 	// failures see a 0 rather than no series.
 	m.gcRuns.WithLabelValues("success")
@@ -240,6 +257,12 @@ func (m *Metrics) GCRun(r gc.Report, err error) {
 	m.gcFreed.Add(float64(max(r.BytesFreed, 0)))
 	m.gcManifests.Add(float64(max(r.Manifests, 0)))
 	m.gcBlobs.Add(float64(max(r.Blobs+r.OrphanFiles, 0)))
+}
+
+// DeltaMade counts a delta job's result (see delta.Options.OnResult).
+func (m *Metrics) DeltaMade(state meta.DeltaState, took time.Duration) {
+	m.deltas.WithLabelValues(string(state)).Inc()
+	m.deltaSeconds.Observe(took.Seconds())
 }
 
 // noMetrics is NotifyMetrics when metrics are off.

@@ -187,7 +187,11 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	observers := []registry.ManifestObserver{icons}
 	var deltas *delta.Manager
 	if cfg.Flatpak.Enabled && cfg.Flatpak.Deltas.Enabled {
-		deltas = delta.New(md, blobs, DeltaOptions(cfg), logger.With("component", "deltas"))
+		dopts := DeltaOptions(cfg)
+		if metrics != nil {
+			dopts.OnResult = metrics.DeltaMade
+		}
+		deltas = delta.New(md, blobs, dopts, logger.With("component", "deltas"))
 		observers = append(observers, deltas)
 		// A gc run may have deleted the images some deltas lead from or to.
 		collector.OnRun(func(gc.Report, error) { deltas.Signal() })
