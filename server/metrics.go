@@ -65,6 +65,7 @@ type Metrics struct {
 
 	deltas       *prometheus.CounterVec // result
 	deltaSeconds prometheus.Histogram
+	installs     *prometheus.CounterVec // kind, arch
 }
 
 var _ NotifyMetrics = (*Metrics)(nil)
@@ -190,6 +191,10 @@ func NewMetrics(stats meta.StatsReader, bi BuildInfo, logger *slog.Logger) *Metr
 			Name: "berth_flatpak_deltas_total",
 			Help: "Flatpak deltas made, by result: ready (verified, published), rejected (not worth it or not diffable), failed (generation or verification failed; never published).",
 		}, []string{"result"}),
+		installs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_flatpak_installs_total",
+			Help: "Flatpak installs and updates counted from the client's downloads, by kind (install, update) and architecture (no repository or app names).",
+		}, []string{"kind", "arch"}),
 		deltaSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "berth_flatpak_delta_duration_seconds",
 			Help:    "Time to make, verify and store one Flatpak delta.",
@@ -210,6 +215,7 @@ func NewMetrics(stats meta.StatsReader, bi BuildInfo, logger *slog.Logger) *Metr
 	f(m.webhookDropped)
 	f(m.deltas)
 	f(m.deltaSeconds)
+	f(m.installs)
 	for _, r := range []string{"ready", "rejected", "failed"} {
 		m.deltas.WithLabelValues(r)
 	}
@@ -263,6 +269,17 @@ func (m *Metrics) GCRun(r gc.Report, err error) {
 func (m *Metrics) DeltaMade(state meta.DeltaState, took time.Duration) {
 	m.deltas.WithLabelValues(string(state)).Inc()
 	m.deltaSeconds.Observe(took.Seconds())
+}
+
+// InstallCounted counts installs or updates (see
+// flatpak.NewInstallCounter).
+func (m *Metrics) InstallCounted(kind, arch string, n int64) {
+	switch arch {
+	case "x86_64", "aarch64", "i386", "arm", "ppc64le", "s390x", "riscv64", "loongarch64":
+	default:
+		arch = "other" // a pusher names the arch: keep the series few
+	}
+	m.installs.WithLabelValues(kind, arch).Add(float64(n))
 }
 
 // noMetrics is NotifyMetrics when metrics are off.

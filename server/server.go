@@ -49,6 +49,9 @@ type Server struct {
 	notify *notify.Notifier
 	// deltas makes Flatpak delta updates; nil when they are off.
 	deltas *delta.Manager
+	// installs counts Flatpak installs and updates; nil when the remote
+	// is off.
+	installs *flatpak.InstallCounter
 }
 
 // Stores are the embedded stores (filesystem blobs, SQLite metadata) in
@@ -212,7 +215,17 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		MaxUploadsPerClient:     capOption(cfg.Uploads.MaxPerClient),
 	}, logger.With("component", "registry"))
 	mux := http.NewServeMux()
-	mux.Handle("/v2/", reg)
+	var v2 http.Handler = reg
+	var installs *flatpak.InstallCounter
+	if cfg.Flatpak.Enabled {
+		var onCount func(kind, arch string, n int64)
+		if metrics != nil {
+			onCount = metrics.InstallCounted
+		}
+		installs = flatpak.NewInstallCounter(md, onCount, logger.With("component", "installs"))
+		v2 = withInstallCounts(reg, installs)
+	}
+	mux.Handle("/v2/", v2)
 	mux.Handle("/v2", reg)
 	if cfg.Flatpak.Enabled {
 		fo := FlatpakOptions(cfg)
@@ -256,7 +269,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		}
 		h = withAuth(withActor(h), authSvc, auditLog, failedLogins(cfg.Limits.RateLimit))
 	}
-	srv := &Server{cfg: cfg, log: logger, meta: md, gc: collector, icons: icons, auth: authSvc, metrics: metrics, ready: ready, notify: notifier, deltas: deltas}
+	srv := &Server{cfg: cfg, log: logger, meta: md, gc: collector, icons: icons, auth: authSvc, metrics: metrics, ready: ready, notify: notifier, deltas: deltas, installs: installs}
 	srv.handler = withMiddleware(hardenTransport(h, cfg.HTTP, logger), logger, &srv.inflight)
 	if metrics != nil {
 		srv.handler = metrics.instrument(srv.handler)
@@ -277,6 +290,23 @@ func (s *Server) backfillIcons(ctx context.Context) {
 	case n > 0:
 		s.log.Info("icon backfill: recorded the icons of older pushes", "looked_at", n)
 	}
+}
+
+// installFlushInterval is how often install counts are written.
+const installFlushInterval = 5 * time.Second
+
+// withInstallCounts tells c of the flatpak client's GETs under /v2/ and
+// how they were answered; every other request passes untouched.
+func withInstallCounts(next http.Handler, c *flatpak.InstallCounter) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || !flatpak.IsClient(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rw := &responseWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rw, r)
+		c.Observe(r, rw.status, clientID(r))
+	})
 }
 
 // runDeltas starts the delta worker. berth serve holds the storage
@@ -325,6 +355,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	workers.Go(func() { s.notify.Run(wctx) })
 	if s.deltas != nil {
 		workers.Go(func() { s.runDeltas(wctx) })
+	}
+	if s.installs != nil {
+		// The last flush runs when the workers stop, after the requests
+		// in flight ended.
+		workers.Go(func() { s.installs.Run(wctx, installFlushInterval) })
 	}
 	workers.Go(func() {
 		if iv := s.cfg.GC.Interval; iv > 0 {

@@ -243,6 +243,10 @@ type appData struct {
 	Release                                       *flatpak.Release
 	License                                       string
 	Installed, Download                           int64
+	// Installs30 and Updates30 count the last 30 days (HasInstalls: the
+	// store keeps counts).
+	Installs30, Updates30 int64
+	HasInstalls           bool
 	Archs, Branches                               []string
 	Runtime, SDK                                  *refLink
 	Command                                       string
@@ -283,6 +287,8 @@ type buildRow struct {
 	// Update is the download of an update by delta from the previous
 	// version (0: no delta; an update downloads Size).
 	Update int64
+	// Installs and Updates of this version in the last 30 days.
+	Installs, Updates int64
 }
 
 type tagLink struct{ Name, URL string }
@@ -391,6 +397,12 @@ func (h *Handler) appPage(w http.ResponseWriter, r *http.Request, s *snapshot, i
 	d.BuildCount = len(av.Builds)
 	shown := av.Builds[:min(len(av.Builds), maxBuildsShown)]
 	updates := h.deltaUpdates(r.Context(), shown)
+	iv := h.installs(r.Context())
+	if iv != nil {
+		d.HasInstalls = true
+		c := h.appInstalls(r, iv, av.ID)
+		d.Installs30, d.Updates30 = c.Installs, c.Updates
+	}
 	for _, b := range shown {
 		row := buildRow{Repo: b.Repo, RepoURL: "/repositories/" + b.Repo, Arch: b.Arch, Branch: b.Ref.Branch,
 			Pushed: b.Pushed, Size: b.Size, Digest: string(b.Digest), Short: shortDigest(string(b.Digest)),
@@ -398,6 +410,8 @@ func (h *Handler) appPage(w http.ResponseWriter, r *http.Request, s *snapshot, i
 		for _, t := range b.Tags {
 			row.Tags = append(row.Tags, tagLink{Name: t, URL: tagURL(b.Repo, t)})
 		}
+		vc := iv.version(meta.ManifestKey{Repo: b.Repo, Digest: b.Digest})
+		row.Installs, row.Updates = vc.Installs, vc.Updates
 		d.Builds = append(d.Builds, row)
 	}
 	if len(shown) < len(av.Builds) {

@@ -241,6 +241,10 @@ type searchResult struct {
 	TagCount      int      `json:"tag_count"`
 	MatchedTags   []string `json:"matched_tags"`
 	Updated       string   `json:"updated"`
+	// Installs30d and Updates30d: apps and runtimes only, over the
+	// repositories the requester may read.
+	Installs30d *int64 `json:"installs_30d,omitempty"`
+	Updates30d  *int64 `json:"updates_30d,omitempty"`
 }
 
 func toResult(h hit) searchResult {
@@ -269,6 +273,7 @@ func (h *Handler) apiSearch(w http.ResponseWriter, r *http.Request, s *snapshot)
 		return
 	}
 	hits, total := s.search(q, h.visibleItem(r, s))
+	iv := h.installs(r.Context())
 	resp := searchAnswer{Query: q.Q, Kind: q.Kind, Arch: q.Arch, Page: q.Page, PerPage: q.PerPage, Total: total,
 		Results: make([]json.RawMessage, 0, len(hits))}
 	// The answer is at most MaxAnswerBytes: each result is encoded on its
@@ -277,7 +282,12 @@ func (h *Handler) apiSearch(w http.ResponseWriter, r *http.Request, s *snapshot)
 	// first that would not fit. searchOverhead covers the other fields.
 	size := int64(searchOverhead + len(q.Q)*6)
 	for _, hi := range hits {
-		b, err := json.Marshal(toResult(hi))
+		res := toResult(hi)
+		if iv != nil && (res.Kind == "app" || res.Kind == "runtime") {
+			c := h.appInstalls(r, iv, res.ID)
+			res.Installs30d, res.Updates30d = &c.Installs, &c.Updates
+		}
+		b, err := json.Marshal(res)
 		if err != nil {
 			h.log.ErrorContext(r.Context(), "catalogue: encoding a search result", "err", err)
 			continue

@@ -90,6 +90,8 @@ type Handler struct {
 	loading sync.Mutex // one rebuild at a time
 	facts   factCache
 	history historyCache
+	// installCache keeps the last read of install counts (installs.go).
+	installCache installCache
 }
 
 // New returns the catalogue over cat. blobs may be nil (no image
