@@ -72,11 +72,15 @@
 //	    "tags": ["latest"],               // newest first, at most 10
 //	    "tag_count": 1,
 //	    "matched_tags": [],               // tags containing the query, at most 10
-//	    "updated": "2026-01-01T00:00:00Z" // newest tag push, RFC 3339 UTC
+//	    "updated": "2026-01-01T00:00:00Z", // newest tag push, RFC 3339 UTC
+//	    "installs_30d": 2,                 // apps and runtimes only: Flatpak installs
+//	    "updates_30d": 1                   // and updates of the last 30 days
 //	  }]
 //	}
 //
-// Arrays are never null. An answer is at most Options.MaxAnswerBytes
+// installs_30d and updates_30d sum the counts of package flatpak's
+// InstallCounter over the repositories the requester may read (read at
+// most every 5 s); images have neither. Arrays are never null. An answer is at most Options.MaxAnswerBytes
 // (default 4 MiB): a page whose results would pass it lists the first
 // that fit and adds "truncated": true. Parameters: q (free text; empty lists everything),
 // kind, arch (OCI names, or Flatpak's x86_64, aarch64, i386, arm), page,
