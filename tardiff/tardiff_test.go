@@ -27,7 +27,9 @@ type entry struct {
 	pax      map[string]string
 }
 
-func reg(name string, body []byte) entry { return entry{name: name, typ: tar.TypeReg, body: body, mode: 0o644} }
+func reg(name string, body []byte) entry {
+	return entry{name: name, typ: tar.TypeReg, body: body, mode: 0o644}
+}
 
 func mkTar(t testing.TB, entries ...entry) []byte {
 	t.Helper()

@@ -245,23 +245,23 @@ type appData struct {
 	Installed, Download                           int64
 	// Installs30 and Updates30 count the last 30 days (HasInstalls: the
 	// store keeps counts).
-	Installs30, Updates30 int64
-	HasInstalls           bool
-	Archs, Branches                               []string
-	Runtime, SDK                                  *refLink
-	Command                                       string
-	Homepage                                      string
-	Keywords, Categories                          []string
-	HasMeta                                       bool
-	Rating                                        ratingView
-	Permissions                                   []permRow
-	RemoteAdd, Install, InstallRef                string
-	FlatpakrefURL, FlatpakrepoURL                 string
-	Builds                                        []buildRow // the newest maxBuildsShown
-	BuildCount                                    int
-	MoreBuilds                                    bool
-	MoreRepos                                     []tagLink // where all builds are listed
-	UsedBy                                        []card    // apps on this runtime
+	Installs30, Updates30          int64
+	HasInstalls                    bool
+	Archs, Branches                []string
+	Runtime, SDK                   *refLink
+	Command                        string
+	Homepage                       string
+	Keywords, Categories           []string
+	HasMeta                        bool
+	Rating                         ratingView
+	Permissions                    []permRow
+	RemoteAdd, Install, InstallRef string
+	FlatpakrefURL, FlatpakrepoURL  string
+	Builds                         []buildRow // the newest maxBuildsShown
+	BuildCount                     int
+	MoreBuilds                     bool
+	MoreRepos                      []tagLink // where all builds are listed
+	UsedBy                         []card    // apps on this runtime
 }
 
 type ratingView struct {

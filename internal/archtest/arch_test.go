@@ -37,6 +37,12 @@ var allowed = map[string][]string{
 	"e2e":           {"*"},
 	"packaging":     {}, // tests only: they run built binaries
 
+	// Flatpak deltas (issue 13): the tar-diff format stands alone; the
+	// worker reads layers (blob), records jobs (meta), parses manifests
+	// (oci) and takes the protocol's names from flatpak.
+	"tardiff": {},
+	"delta":   {"blob", "meta", "oci", "flatpak", "tardiff"},
+
 	// The image builder (issue 12) stands apart: it imports nothing of Berth.
 	"cmd/berth-image": {},
 }
@@ -54,6 +60,8 @@ var thirdParty = map[string][]string{
 	"auth":        {"github.com/golang-jwt/jwt/v5", "golang.org/x/crypto"},
 	"flatpak":     {"github.com/opencontainers/go-digest"},
 	"web":         {"github.com/opencontainers/go-digest"},
+	"tardiff":     {"github.com/klauspost/compress"},
+	"delta":       {"github.com/opencontainers/go-digest", "github.com/opencontainers/image-spec", "github.com/klauspost/compress"},
 
 	"cmd/berth-image": {"github.com/google/go-containerregistry"},
 }
