@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/berth-dev/berth/internal/reqid"
 )
 
 // withMiddleware gives every request an id, recovers panics as 500 with
@@ -23,6 +25,9 @@ func withMiddleware(next http.Handler, logger *slog.Logger, inflight *sync.WaitG
 		start := time.Now()
 		id := requestID(r)
 		w.Header().Set("X-Request-Id", id)
+		// Every component's log line about this request carries its id
+		// (reqid.Handler, installed by New).
+		r = r.WithContext(reqid.With(r.Context(), id))
 		rw := &responseWriter{ResponseWriter: w, status: http.StatusOK}
 		defer func() {
 			if p := recover(); p != nil {

@@ -56,3 +56,39 @@ func TestMiddleware(t *testing.T) {
 		t.Fatalf("unsafe request id echoed: %q", got)
 	}
 }
+
+// TestRequestIDInComponentLogs: a log line a component writes about a
+// request (here the registry's refusal) names the request's id, the one
+// the client got in X-Request-Id.
+func TestRequestIDInComponentLogs(t *testing.T) {
+	var logs lockedBuffer
+	s, err := New(t.Context(), testConfig(t), slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v2/nope/manifests/latest", nil)
+	req.Header.Set("X-Request-Id", "test-req-42")
+	res, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusNotFound || res.Header.Get("X-Request-Id") != "test-req-42" {
+		t.Fatalf("status %s, X-Request-Id %q", res.Status, res.Header.Get("X-Request-Id"))
+	}
+	found := false
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "request refused") {
+			found = true
+			if !strings.Contains(l, "request_id=test-req-42") || !strings.Contains(l, "component=registry") {
+				t.Errorf("the registry's log line lacks the request id: %s", l)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no registry log line:\n%s", logs.String())
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/berth-dev/berth/delta"
 	"github.com/berth-dev/berth/flatpak"
 	"github.com/berth-dev/berth/gc"
+	"github.com/berth-dev/berth/internal/reqid"
 	"github.com/berth-dev/berth/meta/sqlite"
 	"github.com/berth-dev/berth/notify"
 	"github.com/berth-dev/berth/registry"
@@ -142,6 +143,8 @@ const iconBackfillLimit = 100_000
 // New opens the stores named by cfg and builds the handler. The caller
 // closes the Server.
 func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, error) {
+	// Log lines written with a request's context name its request id.
+	logger = slog.New(reqid.Handler(logger.Handler()))
 	st, err := OpenStores(ctx, cfg, logger)
 	if err != nil {
 		return nil, err
