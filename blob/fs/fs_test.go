@@ -131,3 +131,44 @@ func BenchmarkWriteCommit(b *testing.B) {
 		i++
 	}
 }
+
+// TestRepushHealsDamagedBlob: a stored file whose size is not its
+// content's (truncated, or grown by a bad disk write) is replaced by the
+// next verified commit of the same digest, instead of being kept as a
+// duplicate.
+func TestRepushHealsDamagedBlob(t *testing.T) {
+	for name, damage := range map[string]func([]byte) []byte{
+		"truncated": func(b []byte) []byte { return b[:len(b)/2] },
+		"grown":     func(b []byte) []byte { return append(append([]byte{}, b...), "junk"...) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := newStore(t, t.TempDir())
+			data := bytes.Repeat([]byte("berth "), 1000)
+			d := digest.FromBytes(data)
+			commit := func(id string) {
+				t.Helper()
+				w, err := s.Upload(t.Context(), id, blob.UploadState{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				w.Write(data)
+				if _, err := w.Commit(t.Context(), d, int64(len(data))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			commit("0123456789abcdef0123456789abcdef")
+			path := filepath.Join(s.Root(), "blobs", "sha256", d.Encoded()[:2], d.Encoded())
+			if err := os.WriteFile(path, damage(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			commit("fedcba9876543210fedcba9876543210")
+			got, err := os.ReadFile(path)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("after a re-push the file holds %d bytes (%v), want the %d verified ones", len(got), err, len(data))
+			}
+			if left := leftovers(t, s.Root()); len(left) != 0 {
+				t.Errorf("leftovers: %v", left)
+			}
+		})
+	}
+}

@@ -245,7 +245,13 @@ func (w *writer) Commit(ctx context.Context, expected digest.Digest, size int64)
 	}
 
 	target := w.s.blobPath(expected)
-	if tfi, err := os.Stat(target); err == nil {
+	if tfi, err := os.Stat(target); err == nil && tfi.Size() != w.size {
+		// The stored file is damaged (its size is not that of the bytes
+		// that hash to its name, which this upload just verified): the
+		// rename below replaces it, so a re-push heals a corrupt blob.
+		w.s.logger.Warn("replacing a damaged blob file with a verified upload", "digest", expected,
+			"stored_bytes", tfi.Size(), "verified_bytes", w.size)
+	} else if err == nil {
 		// Dedup: the bytes are already there, perhaps as garbage that gc
 		// has not reached yet. Refresh the file's time so that gc's grace
 		// period (which it reads from the file for blobs without a row)
