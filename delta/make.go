@@ -25,7 +25,7 @@ import (
 )
 
 // maxConfigBytes bounds the image config read for its DiffIDs.
-const maxConfigBytes = 8 << 20
+const maxConfigBytes = oci.MaxConfigBytes
 
 // image is what making a delta needs of one image: its last layer and
 // that layer's DiffID.

@@ -11,6 +11,13 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
+// MaxConfigBytes is the largest image config Berth reads (for its
+// labels, platform, history or DiffIDs): the registry's default, the
+// catalogue's and the delta worker's, in one place. Real configs are a
+// few KiB; Flatpak ones with an icon and metadata labels rarely pass
+// 100 KiB.
+const MaxConfigBytes = 8 << 20
+
 // ImageConfig holds the facts a registry records from an image config blob.
 type ImageConfig struct {
 	OS, Architecture, Variant string

@@ -100,7 +100,7 @@ type ManifestDeleteObserver interface {
 const (
 	DefaultMaxManifestBytes = 4 << 20
 	DefaultMaxBlobBytes     = 64 << 30
-	DefaultMaxConfigBytes   = 8 << 20
+	DefaultMaxConfigBytes   = oci.MaxConfigBytes
 	DefaultPageMax          = 1000
 	DefaultBodyIdleTimeout  = 2 * time.Minute
 	DefaultMaxListingBytes  = 4 << 20

@@ -24,6 +24,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-dev/berth/flatpak"
+	"github.com/berth-dev/berth/oci"
 )
 
 //go:embed templates/*.html
@@ -67,7 +68,8 @@ type Options struct {
 	// limits.max_listing_bytes).
 	MaxAnswerBytes int64
 	// MaxConfigBytes bounds the config blob read for an image's history;
-	// larger configs are shown without history. Default 4 MiB.
+	// larger configs are shown without history. Default oci.MaxConfigBytes
+	// (8 MiB, as the registry reads at push time).
 	MaxConfigBytes int64
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
@@ -107,7 +109,7 @@ func New(cat Catalog, blobs Blobs, opts Options, logger *slog.Logger) (*Handler,
 		opts.RemoteName = "berth"
 	}
 	if opts.MaxConfigBytes <= 0 {
-		opts.MaxConfigBytes = 4 << 20
+		opts.MaxConfigBytes = oci.MaxConfigBytes
 	}
 	if opts.MaxAnswerBytes <= 0 {
 		opts.MaxAnswerBytes = DefaultMaxAnswerBytes
