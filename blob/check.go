@@ -19,25 +19,13 @@ const maxUploadID = 128
 // or key: "sha256:" and 64 lowercase hex digits, or "sha512:" and 128. The
 // error wraps ErrInvalid. Drivers call it before d touches any path.
 func ValidateDigest(d digest.Digest) error {
-	s := string(d)
-	var n int
-	switch {
-	case len(s) > len(SHA256)+1 && s[:len(SHA256)+1] == string(SHA256)+":":
-		n = 64
-		s = s[len(SHA256)+1:]
-	case len(s) > len(SHA512)+1 && s[:len(SHA512)+1] == string(SHA512)+":":
-		n = 128
-		s = s[len(SHA512)+1:]
-	default:
-		return fmt.Errorf("digest %q: unsupported algorithm or malformed: %w", d, ErrInvalid)
+	// go-digest's check (a registered algorithm, its length in lowercase
+	// hex), then the two algorithms stored.
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("digest %q: %v: %w", d, err, ErrInvalid)
 	}
-	if len(s) != n {
-		return fmt.Errorf("digest %q: want %d hex digits, have %d: %w", d, n, len(s), ErrInvalid)
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return fmt.Errorf("digest %q: not lowercase hex: %w", d, ErrInvalid)
-		}
+	if a := d.Algorithm(); a != SHA256 && a != SHA512 {
+		return fmt.Errorf("digest %q: unsupported algorithm %s: %w", d, a, ErrInvalid)
 	}
 	return nil
 }

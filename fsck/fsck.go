@@ -43,12 +43,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"math"
@@ -364,15 +361,10 @@ func (x *run) uploads(ctx context.Context) error {
 
 // hash streams the blob through its digest's hash.
 func (x *run) hash(ctx context.Context, d digest.Digest) (int64, digest.Digest, error) {
-	var h hash.Hash
-	switch d.Algorithm() {
-	case digest.SHA256:
-		h = sha256.New()
-	case digest.SHA512:
-		h = sha512.New()
-	default:
-		return 0, "", fmt.Errorf("blob %s: unsupported algorithm", d)
+	if err := blob.ValidateDigest(d); err != nil {
+		return 0, "", fmt.Errorf("blob %s: %w", d, err)
 	}
+	h := d.Algorithm().Hash()
 	f, err := x.c.blobs.Open(ctx, d)
 	if err != nil {
 		return 0, "", err

@@ -23,19 +23,17 @@ func ParseDigest(s string) (digest.Digest, error) {
 	if !ok || !validAlgorithm(alg) || !validEncoded(enc) {
 		return "", fmt.Errorf("%w: %s is not of the form algorithm:encoded", ErrDigestInvalid, quote(s))
 	}
-	var n int
-	switch alg {
-	case "sha256":
-		n = 64
-	case "sha512":
-		n = 128
-	default:
+	a := digest.Algorithm(alg)
+	if a != digest.SHA256 && a != digest.SHA512 {
 		return "", fmt.Errorf("%w: digest algorithm %s", ErrUnsupported, quote(alg))
 	}
-	if len(enc) != n || !isLowerHex(enc) {
-		return "", fmt.Errorf("%w: %s: a %s digest is %d lowercase hex digits", ErrDigestInvalid, quote(s), alg, n)
+	// go-digest's check of the encoded part: the algorithm's length in
+	// lowercase hex.
+	d := digest.Digest(s)
+	if err := d.Validate(); err != nil {
+		return "", fmt.Errorf("%w: %s: a %s digest is %d lowercase hex digits", ErrDigestInvalid, quote(s), alg, a.Size()*2)
 	}
-	return digest.Digest(s), nil
+	return d, nil
 }
 
 // IsDigestRef reports whether a manifest reference is meant as a digest rather
@@ -70,15 +68,6 @@ func validEncoded(enc string) bool {
 	}
 	for i := 0; i < len(enc); i++ {
 		if c := enc[i]; !isAlnum(c) && c != '=' && c != '_' && c != '-' {
-			return false
-		}
-	}
-	return true
-}
-
-func isLowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
 			return false
 		}
 	}

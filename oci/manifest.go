@@ -2,10 +2,7 @@ package oci
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -302,16 +299,8 @@ func checkData(b64 string, size int64, d digest.Digest) ([]byte, error) {
 	if int64(len(data)) != size {
 		return nil, fmt.Errorf("is %d bytes, size says %d", len(data), size)
 	}
-	var sum []byte
-	switch d.Algorithm() {
-	case digest.SHA256:
-		s := sha256.Sum256(data)
-		sum = s[:]
-	case digest.SHA512:
-		s := sha512.Sum512(data)
-		sum = s[:]
-	}
-	if hex.EncodeToString(sum) != d.Encoded() {
+	// d was checked by ParseDigest: sha256 or sha512, both available.
+	if d.Algorithm().FromBytes(data) != d {
 		return nil, fmt.Errorf("does not match digest %s", d)
 	}
 	return data, nil
