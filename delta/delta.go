@@ -245,13 +245,7 @@ func (m *Manager) reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, repo := range repos {
-		if err := m.Publish(ctx, repo); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return m.publishEach(ctx, repos)
 }
 
 // planBatch is how many new targets one query returns.

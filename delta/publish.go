@@ -157,6 +157,12 @@ func (m *Manager) PublishAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return m.publishEach(ctx, repos)
+}
+
+// publishEach publishes each of repos; one's failure does not stop the
+// others.
+func (m *Manager) publishEach(ctx context.Context, repos []string) error {
 	var errs []error
 	for _, repo := range repos {
 		if err := m.Publish(ctx, repo); err != nil {

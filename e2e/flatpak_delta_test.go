@@ -137,11 +137,8 @@ var usingDelta = regexp.MustCompile(`Using OCI delta (sha256:[0-9a-f]{64}) for l
 // deleted: its delta goes from _deltaindex, gc reclaims the delta blob,
 // and fsck is clean.
 func TestFlatpakDeltaUpdate(t *testing.T) {
-	tools := newToolRunner(t)
-	tools.need(t, "skopeo")
-	flatpakBin := findTool(t, "flatpak")
-	dbusDaemon := findTool(t, "dbus-daemon")
-	fixtures, fx := makeFlatpakFixtures(t)
+	env := newFlatpakEnv(t)
+	fx := env.fx
 	big, big2 := fx["org.berth.Big"], fx["org.berth.Big-v2"]
 	if big.Ref == "" || big2.Ref == "" || len(big2.LayerDigests) != 1 {
 		t.Fatalf("fixtures.json lacks org.berth.Big / org.berth.Big-v2 with one layer: %+v %+v", big, big2)
@@ -152,20 +149,13 @@ func TestFlatpakDeltaUpdate(t *testing.T) {
 	srv := startServerOn(t, data, "BERTH_FLATPAK_DELTAS_RETIRE_AFTER=0s")
 	direct := "http://" + srv.Addr
 	proxy := newRecordingProxy(t, srv.Addr)
-	push := func(f flatpakFixture) {
-		t.Helper()
-		tools.run(t, "skopeo", "copy", "--quiet", "--dest-tls-verify=false",
-			"oci:"+filepath.Join(fixtures, f.Path), "docker://"+srv.Addr+"/"+f.Repository+":"+f.Tag)
-	}
-	push(fx["org.berth.Platform"])
-	push(big)
+	env.push(t, srv.Addr, "org.berth.Platform")
+	env.push(t, srv.Addr, "org.berth.Big")
 
 	// Two users install v1: one updates with deltas, the other (the
 	// control) without.
-	u := newFlatpakUser(t, flatpakBin, dbusDaemon)
-	ctrl := newFlatpakUser(t, flatpakBin, dbusDaemon)
+	u, ctrl := env.user(t, proxy.URL), env.user(t, proxy.URL)
 	for _, c := range []*flatpakUser{u, ctrl} {
-		c.flatpak(t, "remote-add", "--no-gpg-verify", "berthtest", "oci+"+proxy.URL)
 		c.flatpak(t, "install", "-y", "--noninteractive", "berthtest", "org.berth.Big")
 	}
 	v1Commit := u.info(t, big.Ref)["Commit"]
@@ -176,7 +166,7 @@ func TestFlatpakDeltaUpdate(t *testing.T) {
 		t.Fatalf("a _deltaindex exists with only one version pushed: %v", targets)
 	}
 
-	push(big2)
+	env.push(t, srv.Addr, "org.berth.Big-v2")
 	waitFor(t, "_deltaindex lists v2", 2*time.Minute, func() bool {
 		return contains(deltaIndexTargets(t, direct, big.Repository), big2.ManifestDigest)
 	})
@@ -325,27 +315,17 @@ func clipString(s string, n int) string {
 // delta lookup finds nothing and the update downloads v2's layer and
 // succeeds. `berth deltas list` shows why, while serve runs.
 func TestFlatpakNoDeltaFullUpdate(t *testing.T) {
-	tools := newToolRunner(t)
-	tools.need(t, "skopeo")
-	flatpakBin := findTool(t, "flatpak")
-	dbusDaemon := findTool(t, "dbus-daemon")
-	fixtures, fx := makeFlatpakFixtures(t)
-	big, big2 := fx["org.berth.Big"], fx["org.berth.Big-v2"]
+	env := newFlatpakEnv(t)
+	big, big2 := env.fx["org.berth.Big"], env.fx["org.berth.Big-v2"]
 	data := t.TempDir()
 	srv := startServerOn(t, data, "BERTH_FLATPAK_DELTAS_MAX_RATIO=0.0001")
 	proxy := newRecordingProxy(t, srv.Addr)
-	push := func(f flatpakFixture) {
-		t.Helper()
-		tools.run(t, "skopeo", "copy", "--quiet", "--dest-tls-verify=false",
-			"oci:"+filepath.Join(fixtures, f.Path), "docker://"+srv.Addr+"/"+f.Repository+":"+f.Tag)
-	}
-	push(fx["org.berth.Platform"])
-	push(big)
-	u := newFlatpakUser(t, flatpakBin, dbusDaemon)
-	u.flatpak(t, "remote-add", "--no-gpg-verify", "berthtest", "oci+"+proxy.URL)
+	env.push(t, srv.Addr, "org.berth.Platform")
+	env.push(t, srv.Addr, "org.berth.Big")
+	u := env.user(t, proxy.URL)
 	u.flatpak(t, "install", "-y", "--noninteractive", "berthtest", "org.berth.Big")
 	v1Commit := u.info(t, big.Ref)["Commit"]
-	push(big2)
+	env.push(t, srv.Addr, "org.berth.Big-v2")
 	var list string
 	waitFor(t, "the delta to v2 is decided", 2*time.Minute, func() bool {
 		out, err := runBerth(t, "deltas", "list", "--data", data, big.Repository)

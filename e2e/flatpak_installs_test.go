@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,28 +12,17 @@ import (
 // updates), the app page and the search API show 2 installs and 1 update
 // in the last 30 days, and the runtime 2 installs.
 func TestFlatpakInstallCounts(t *testing.T) {
-	tools := newToolRunner(t)
-	tools.need(t, "skopeo")
-	flatpakBin := findTool(t, "flatpak")
-	dbusDaemon := findTool(t, "dbus-daemon")
-	fixtures, fx := makeFlatpakFixtures(t)
+	env := newFlatpakEnv(t)
+	fx := env.fx
 	srv := startServer(t)
 	base := "http://" + srv.Addr
-	push := func(name string) {
-		t.Helper()
-		f := fx[name]
-		tools.run(t, "skopeo", "copy", "--quiet", "--dest-tls-verify=false",
-			"oci:"+filepath.Join(fixtures, f.Path), "docker://"+srv.Addr+"/"+f.Repository+":"+f.Tag)
-	}
-	push("org.berth.Platform")
-	push("org.berth.Hello")
-	a := newFlatpakUser(t, flatpakBin, dbusDaemon)
-	b := newFlatpakUser(t, flatpakBin, dbusDaemon)
+	env.push(t, srv.Addr, "org.berth.Platform")
+	env.push(t, srv.Addr, "org.berth.Hello")
+	a, b := env.user(t, base), env.user(t, base)
 	for _, u := range []*flatpakUser{a, b} {
-		u.flatpak(t, "remote-add", "--no-gpg-verify", "berthtest", "oci+"+base)
 		u.flatpak(t, "install", "-y", "--noninteractive", "berthtest", "org.berth.Hello")
 	}
-	push("org.berth.Hello-v2")
+	env.push(t, srv.Addr, "org.berth.Hello-v2")
 	a.flatpak(t, "update", "-y", "--noninteractive")
 	if got := a.info(t, fx["org.berth.Hello"].Ref)["Alt-id"]; got != strings.TrimPrefix(fx["org.berth.Hello-v2"].ManifestDigest, "sha256:") {
 		t.Fatalf("user a is not on v2 after the update: %q", got)

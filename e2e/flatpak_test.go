@@ -79,6 +79,42 @@ func makeFlatpakFixtures(t *testing.T) (string, map[string]flatpakFixture) {
 	return dir, byName
 }
 
+// flatpakEnv is what the flatpak client tests share: the tools, the
+// fixtures, and pushing a fixture to a server.
+type flatpakEnv struct {
+	tools                  *toolRunner
+	flatpakBin, dbusDaemon string
+	fixtures               string
+	fx                     map[string]flatpakFixture
+}
+
+func newFlatpakEnv(t *testing.T) *flatpakEnv {
+	t.Helper()
+	e := &flatpakEnv{tools: newToolRunner(t)}
+	e.tools.need(t, "skopeo")
+	e.flatpakBin = findTool(t, "flatpak")
+	e.dbusDaemon = findTool(t, "dbus-daemon")
+	e.fixtures, e.fx = makeFlatpakFixtures(t)
+	return e
+}
+
+// push copies the fixture named name to addr (its suggested repository
+// and tag) with skopeo.
+func (e *flatpakEnv) push(t *testing.T, addr, name string) {
+	t.Helper()
+	f := e.fx[name]
+	e.tools.run(t, "skopeo", "copy", "--quiet", "--dest-tls-verify=false",
+		"oci:"+filepath.Join(e.fixtures, f.Path), "docker://"+addr+"/"+f.Repository+":"+f.Tag)
+}
+
+// user is a new private flatpak user with the remote berthtest at url.
+func (e *flatpakEnv) user(t *testing.T, url string) *flatpakUser {
+	t.Helper()
+	u := newFlatpakUser(t, e.flatpakBin, e.dbusDaemon)
+	u.flatpak(t, "remote-add", "--no-gpg-verify", "berthtest", "oci+"+url)
+	return u
+}
+
 // flatpakUser is a private flatpak user installation with its own session
 // bus: HOME, XDG and FLATPAK directories under one temporary directory.
 type flatpakUser struct {
@@ -286,11 +322,8 @@ func (u *flatpakUser) info(t *testing.T, ref string) map[string]string {
 // version 2, its tag deleted, and uninstalled. The remote is also added
 // from /berth.flatpakrepo and an app installed from its .flatpakref.
 func TestFlatpak(t *testing.T) {
-	tools := newToolRunner(t)
-	tools.need(t, "skopeo")
-	flatpakBin := findTool(t, "flatpak")
-	dbusDaemon := findTool(t, "dbus-daemon")
-	fixtures, fx := makeFlatpakFixtures(t)
+	env := newFlatpakEnv(t)
+	fx := env.fx
 	arch := strings.Split(fx["org.berth.Hello"].Ref, "/")[2]
 	helloRef := fx["org.berth.Hello"].Ref
 	bareRef := fx["org.berth.Bare"].Ref
@@ -298,20 +331,13 @@ func TestFlatpak(t *testing.T) {
 
 	srv := startServer(t)
 	base := "http://" + srv.Addr
-	push := func(name string) {
-		t.Helper()
-		f := fx[name]
-		tools.run(t, "skopeo", "copy", "--quiet", "--dest-tls-verify=false",
-			"oci:"+filepath.Join(fixtures, f.Path), "docker://"+srv.Addr+"/"+f.Repository+":"+f.Tag)
-	}
+	push := func(name string) { env.push(t, srv.Addr, name) }
 	for _, n := range []string{"org.berth.Platform", "org.berth.Bare", "org.berth.Hello"} {
 		push(n)
 	}
 
-	u := newFlatpakUser(t, flatpakBin, dbusDaemon)
-
 	// remote-add never fails on a bad index: remote-ls is the check.
-	u.flatpak(t, "remote-add", "--no-gpg-verify", "berthtest", "oci+"+base)
+	u := env.user(t, base)
 	out := u.flatpak(t, "remote-ls", "--columns=ref", "berthtest")
 	assertRefs(t, "remote-ls", out, []string{helloRef, bareRef, platformRef}, nil)
 
