@@ -8,14 +8,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-dev/berth/meta"
-	"github.com/berth-dev/berth/meta/metatest"
 )
-
-func TestCatalog(t *testing.T) {
-	metatest.RunCatalog(t, func(t *testing.T) metatest.CatalogStore {
-		return open(t, filepath.Join(t.TempDir(), "meta.db"))
-	})
-}
 
 // BenchmarkCatalogVersion is the query every catalogue request makes to
 // decide whether its cached view is current, over 10,000 tags.

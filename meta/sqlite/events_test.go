@@ -7,15 +7,8 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-dev/berth/meta"
-	"github.com/berth-dev/berth/meta/metatest"
 	"github.com/berth-dev/berth/meta/sqlite"
 )
-
-func TestEvents(t *testing.T) {
-	metatest.RunEvents(t, func(t *testing.T) metatest.EventStore {
-		return open(t, filepath.Join(t.TempDir(), "meta.db"))
-	})
-}
 
 // TestEventsReopen: the outbox and the cursors are in the database, so a
 // restart (a new Store on the same file) resumes where the last one

@@ -28,8 +28,12 @@ func open(t testing.TB, path string) *sqlite.Store {
 	return s
 }
 
+// The store is a whole backend (a missing method fails to compile).
+var _ metatest.Backend = (*sqlite.Store)(nil)
+
+// TestStore runs every contract of meta/metatest on SQLite.
 func TestStore(t *testing.T) {
-	metatest.Run(t, func(t *testing.T) meta.Store {
+	metatest.RunAll(t, func(t *testing.T) metatest.Backend {
 		return open(t, filepath.Join(t.TempDir(), "meta.db"))
 	})
 }
