@@ -41,3 +41,28 @@ func RunAll(t *testing.T, newStore func(t *testing.T) Backend) {
 	t.Run("Deltas", func(t *testing.T) { RunDeltas(t, func(t *testing.T) DeltaStore { return newStore(t) }) })
 	t.Run("Installs", func(t *testing.T) { RunInstalls(t, func(t *testing.T) InstallStore { return newStore(t) }) })
 }
+
+// RunTwoHandles runs the contracts that need two connections to one
+// database at once: open returns two handles (two Stores, two pools) on
+// one new, empty database. This is how pushes and garbage collection meet
+// between replicas, or between berth serve and berth gc:
+//
+//   - the gc race: pushes through one handle while the other sweeps links
+//     and claims blobs with no grace; every manifest stored keeps its
+//     blobs linked and alive (the locking rule in docs/design-notes.md);
+//   - delta leases: workers on both handles claim pairs; each pair is
+//     claimed once.
+func RunTwoHandles(t *testing.T, open func(t *testing.T) (Backend, Backend)) {
+	t.Run("GCRace", func(t *testing.T) {
+		a, b := open(t)
+		gcRace(t, a, b)
+	})
+	t.Run("GCRaceReversed", func(t *testing.T) {
+		a, b := open(t)
+		gcRace(t, b, a)
+	})
+	t.Run("DeltaClaims", func(t *testing.T) {
+		a, b := open(t)
+		testDeltaClaimTwoHandles(t, a, b)
+	})
+}

@@ -378,3 +378,47 @@ func testDeltaManifests(t *testing.T, s DeltaStore) {
 		t.Errorf("ForgetDeltaManifest of an unknown manifest: %v", err)
 	}
 }
+
+// testDeltaClaimTwoHandles: workers on two handles claim the pairs of
+// four targets; each pair is claimed exactly once.
+func testDeltaClaimTwoHandles(t *testing.T, a, b DeltaStore) {
+	ctx := t.Context()
+	for _, repo := range []string{"a", "b", "c", "d"} {
+		plannedPair(t, a, repo)
+	}
+	var (
+		mu  sync.Mutex
+		got = map[meta.DeltaKey]int{}
+		wg  sync.WaitGroup
+	)
+	for w := range 8 {
+		s := a
+		if w%2 == 1 {
+			s = b
+		}
+		wg.Go(func() {
+			for {
+				p, err := s.ClaimDelta(ctx, string(rune('A'+w)), time.Now(), time.Hour)
+				if err != nil {
+					t.Errorf("ClaimDelta: %v", err)
+					return
+				}
+				if p == nil {
+					return
+				}
+				mu.Lock()
+				got[p.DeltaKey]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(got) != 4 {
+		t.Errorf("workers on two handles claimed %d distinct pairs of 4", len(got))
+	}
+	for k, n := range got {
+		if n != 1 {
+			t.Errorf("pair %v claimed %d times", k, n)
+		}
+	}
+}

@@ -398,6 +398,15 @@ func testGCListings(t *testing.T, ms meta.Store) {
 // manifest's blobs stay linked and none is a tombstone.
 func testGCConcurrentSweep(t *testing.T, ms meta.Store) {
 	s := gcStore(t, ms)
+	gcRace(t, s, s)
+}
+
+// gcRace pushes (links, then manifests referencing them) through s while
+// gc sweeps and claims through collector, with no grace; then every
+// manifest stored must have its blobs linked and alive. With two handles
+// on one database (RunTwoHandles) the two sides run on different
+// connections, as two replicas or berth gc beside berth serve do.
+func gcRace(t *testing.T, s, collector GCStore) {
 	ctx := t.Context()
 	const repo = "race"
 	stop := make(chan struct{})
@@ -409,28 +418,28 @@ func testGCConcurrentSweep(t *testing.T, ms meta.Store) {
 				return
 			default:
 			}
-			links, err := s.UnreferencedLinks(ctx, future(), meta.LinkKey{}, -1)
+			links, err := collector.UnreferencedLinks(ctx, future(), meta.LinkKey{}, -1)
 			if err != nil {
 				t.Error(err)
 				return
 			}
 			for _, l := range links {
-				if _, err := s.SweepLink(ctx, l, future()); err != nil {
+				if _, err := collector.SweepLink(ctx, l, future()); err != nil {
 					t.Error(err)
 					return
 				}
 			}
-			recs, err := s.UnlinkedBlobs(ctx, future(), "", -1)
+			recs, err := collector.UnlinkedBlobs(ctx, future(), "", -1)
 			if err != nil {
 				t.Error(err)
 				return
 			}
 			for _, r := range recs {
-				if ok, err := s.ClaimBlob(ctx, r.Digest, r.Size, future(), claimOf(gcRun)); err != nil {
+				if ok, err := collector.ClaimBlob(ctx, r.Digest, r.Size, future(), claimOf(gcRun)); err != nil {
 					t.Error(err)
 					return
 				} else if ok {
-					if err := s.DropBlob(ctx, gcRun, r.Digest); err != nil {
+					if err := collector.DropBlob(ctx, gcRun, r.Digest); err != nil {
 						t.Error(err)
 						return
 					}

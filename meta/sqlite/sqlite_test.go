@@ -102,3 +102,12 @@ func TestTwoStoresOneFile(t *testing.T) {
 		t.Errorf("Repositories = %q, %v; want 8", repos, err)
 	}
 }
+
+// TestTwoHandles runs the two-connection contracts on two Stores over one
+// SQLite file (berth gc beside berth serve).
+func TestTwoHandles(t *testing.T) {
+	metatest.RunTwoHandles(t, func(t *testing.T) (metatest.Backend, metatest.Backend) {
+		path := filepath.Join(t.TempDir(), "meta.db")
+		return open(t, path), open(t, path)
+	})
+}
