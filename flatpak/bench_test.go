@@ -109,10 +109,10 @@ func BenchmarkIndex(b *testing.B) {
 			if v == versions-1 {
 				tag = "latest"
 			}
+			rec.PrepareManifest(ctx, m)
 			if err := md.PutManifest(ctx, m, tag); err != nil {
 				b.Fatal(err)
 			}
-			rec.ManifestStored(ctx, m, []string{tag})
 		}
 	}
 	b.Logf("filled %d manifests in %s", apps*versions, time.Since(start).Round(time.Millisecond))

@@ -120,14 +120,23 @@ func NewIconRecorder(store IconStore, logger *slog.Logger) *IconRecorder {
 	return &IconRecorder{store: store, log: logger}
 }
 
-// ManifestStored decodes the icon-64 and icon-128 labels (config labels,
-// else manifest annotations) of m that hold data: URIs and stores each
-// valid icon. A malformed icon is skipped with a warning; the push it
-// belongs to has already succeeded and stays. The push's client going away
-// does not stop the recording (ctx's cancellation is ignored): an icon not
-// recorded now would only be recorded by the next Backfill.
-func (ir *IconRecorder) ManifestStored(ctx context.Context, m *meta.Manifest, _ []string) {
-	ctx = context.WithoutCancel(ctx)
+// PrepareManifest decodes the icon-64 and icon-128 labels (config labels,
+// else manifest annotations) of m that hold data: URIs into m.Icons, which
+// the store records in the transaction that stores m (it implements
+// registry.ManifestPreparer): one write per push. A malformed icon is
+// skipped with a warning; the push goes on without it.
+func (ir *IconRecorder) PrepareManifest(ctx context.Context, m *meta.Manifest) {
+	m.Icons = ir.decode(ctx, m)
+}
+
+// ManifestStored does nothing: PrepareManifest gave the store the icons
+// before the manifest was stored (IconRecorder is a
+// registry.ManifestObserver only to be a preparer).
+func (ir *IconRecorder) ManifestStored(context.Context, *meta.Manifest, []string) {}
+
+// decode returns the valid data: icons of m's labels (or annotations).
+func (ir *IconRecorder) decode(ctx context.Context, m *meta.Manifest) []meta.Icon {
+	var out []meta.Icon
 	for _, l := range iconLabels {
 		value, ok := m.Labels[l.key]
 		if !ok {
@@ -141,9 +150,20 @@ func (ir *IconRecorder) ManifestStored(ctx context.Context, m *meta.Manifest, _ 
 			ir.log.WarnContext(ctx, "icon label skipped", "repo", m.Repo, "digest", m.Digest, "label", l.key, "err", err)
 			continue
 		}
-		key := meta.ManifestKey{Repo: m.Repo, Digest: m.Digest}
-		if err := ir.store.PutIcon(ctx, key, l.size, icon.Digest, icon.PNG); err != nil {
-			ir.log.WarnContext(ctx, "icon not stored", "repo", m.Repo, "digest", m.Digest, "label", l.key, "err", err)
+		out = append(out, meta.Icon{Size: l.size, Digest: icon.Digest, PNG: icon.PNG})
+	}
+	return out
+}
+
+// Record stores the icons of a manifest already stored (Backfill, and
+// tests that store manifests directly), one PutIcon each. The caller's
+// going away does not stop it.
+func (ir *IconRecorder) Record(ctx context.Context, m *meta.Manifest) {
+	ctx = context.WithoutCancel(ctx)
+	key := meta.ManifestKey{Repo: m.Repo, Digest: m.Digest}
+	for _, ic := range ir.decode(ctx, m) {
+		if err := ir.store.PutIcon(ctx, key, ic.Size, ic.Digest, ic.PNG); err != nil {
+			ir.log.WarnContext(ctx, "icon not stored", "repo", m.Repo, "digest", m.Digest, "size", ic.Size, "err", err)
 		}
 	}
 }
@@ -178,7 +198,7 @@ func (ir *IconRecorder) Backfill(ctx context.Context, src MissingIcons, limit in
 			if err := ctx.Err(); err != nil {
 				return seen, err
 			}
-			ir.ManifestStored(ctx, &page[i], nil)
+			ir.Record(ctx, &page[i])
 			seen++
 		}
 		if len(page) < backfillPage {

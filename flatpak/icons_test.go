@@ -2,6 +2,7 @@ package flatpak_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"image"
@@ -228,4 +229,33 @@ func TestBadIconsStillPush(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIconsPreparedBeforeStore: the recorder decodes a pushed manifest's
+// icons into the manifest before it is stored, writing nothing itself
+// (the store records them in the manifest's own transaction: one write
+// per push); an icon that does not decode is left out, the rest kept.
+func TestIconsPreparedBeforeStore(t *testing.T) {
+	rec := flatpak.NewIconRecorder(panicStore{}, nil)
+	p64, p128 := pngOf(t, 64, 64, blue), pngOf(t, 128, 128, green)
+	m := &meta.Manifest{Repo: "app", Digest: digest.FromString("m"), Labels: map[string]string{
+		flatpak.LabelIcon64: dataURI(p64), flatpak.LabelIcon128: "data:image/png;base64,not-base64!",
+	}, Annotations: map[string]string{flatpak.LabelIcon128: dataURI(p128)}}
+	rec.PrepareManifest(t.Context(), m)
+	rec.ManifestStored(t.Context(), m, []string{"latest"})
+	if len(m.Icons) != 1 || m.Icons[0].Size != 64 || m.Icons[0].Digest != digest.FromBytes(p64) || !bytes.Equal(m.Icons[0].PNG, p64) {
+		t.Errorf("prepared icons = %+v, want the 64 px one (the label wins over the annotation, and the broken 128 is left out)", m.Icons)
+	}
+	plain := &meta.Manifest{Repo: "app", Digest: digest.FromString("plain"), Labels: map[string]string{flatpak.LabelIcon64: "https://example.com/icon.png"}}
+	rec.PrepareManifest(t.Context(), plain)
+	if len(plain.Icons) != 0 {
+		t.Errorf("an http(s) icon label was decoded: %+v", plain.Icons)
+	}
+}
+
+// panicStore fails the test through a panic if the recorder writes.
+type panicStore struct{}
+
+func (panicStore) PutIcon(context.Context, meta.ManifestKey, int, digest.Digest, []byte) error {
+	panic("the icon recorder wrote on its own; icons go with the manifest")
 }

@@ -214,7 +214,7 @@ func TestIconRecorderIgnoresCancel(t *testing.T) {
 	m.Labels[flatpak.LabelIcon64] = dataURI(pngOf(t, 64, 64, blue))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	flatpak.NewIconRecorder(e.md, nil).ManifestStored(ctx, m, nil)
+	flatpak.NewIconRecorder(e.md, nil).Record(ctx, m)
 	key := meta.ManifestKey{Repo: "app", Digest: d}
 	icons, err := e.md.ManifestIcons(t.Context(), key)
 	if err != nil || len(icons[key]) != 1 {

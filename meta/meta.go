@@ -118,11 +118,23 @@ type Manifest struct {
 	TotalSize int64
 	Refs      []Ref
 	Pushed    time.Time // set by the store when first stored
+	// Icons are the manifest's decoded AppStream icons, recorded by
+	// PutManifest in the transaction that stores a new manifest (so a
+	// push is one write); the index and catalogue serve them by digest.
+	Icons []Icon
 	// KeepTags: PutManifest must not move a tag that already points at
 	// another digest (the pusher may create tags, not overwrite them); it
 	// fails with ErrTagExists instead, in the same transaction that would
 	// have moved it, so a tag created concurrently is never overwritten.
 	KeepTags bool
+}
+
+// Icon is a decoded icon a manifest shows at Size pixels: PNG bytes under
+// their sha256 Digest.
+type Icon struct {
+	Size   int
+	Digest digest.Digest
+	PNG    []byte
 }
 
 // Descriptor is a manifest summary as the referrers API lists it.

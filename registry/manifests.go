@@ -137,6 +137,11 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, name, r
 	// tag moves: authorizeTagMoves read the tags before, and another push
 	// may have created one since.
 	m.KeepTags = reg.opts.Access != nil && len(tags) > 0 && !reg.allowed(r, name, ActionOverwrite)
+	for _, o := range reg.opts.Observers {
+		if p, ok := o.(ManifestPreparer); ok {
+			p.PrepareManifest(ctx, m)
+		}
+	}
 	if err := reg.meta.PutManifest(ctx, m, tags...); err != nil {
 		if errors.Is(err, meta.ErrTagExists) {
 			return reg.deny(w, r, scopeFor(name, ActionOverwrite))

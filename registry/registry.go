@@ -89,6 +89,14 @@ type ManifestObserver interface {
 	ManifestStored(ctx context.Context, m *meta.Manifest, tags []string)
 }
 
+// ManifestPreparer is an optional interface of a ManifestObserver: it
+// may add to a manifest what the store records with it (decoded icons),
+// before the manifest is stored, in the request. It must not fail the
+// push: it logs its own problems and leaves the manifest as it was.
+type ManifestPreparer interface {
+	PrepareManifest(ctx context.Context, m *meta.Manifest)
+}
+
 // ManifestDeleteObserver is an optional interface of a ManifestObserver:
 // it is also told of each manifest deleted by digest (after the delete
 // is committed; a tag deleted alone leaves its manifest).

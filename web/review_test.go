@@ -162,7 +162,7 @@ func TestCatalogueUsesRecordedIcons(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flatpak.NewIconRecorder(s.md, nil).ManifestStored(t.Context(), m, nil)
+	flatpak.NewIconRecorder(s.md, nil).Record(t.Context(), m)
 	key := meta.ManifestKey{Repo: "apps/hello", Digest: d}
 	icons, _ := s.md.ManifestIcons(t.Context(), key)
 	want := flatpak.IconPath(icons[key][128])

@@ -102,6 +102,7 @@ func RunIndex(t *testing.T, newStore func(t *testing.T) IndexStore) {
 		{"Images/FnError", testIndexFnError},
 		{"Icons", testIcons},
 		{"Icons/Lifetime", testIconsLifetime},
+		{"Icons/WithManifest", testIconsWithManifest},
 		{"Icons/InIndex", testIconsInIndex},
 		{"Icons/Missing", testManifestsWithoutIcons},
 	}
@@ -477,6 +478,47 @@ func iconBytes(t *testing.T, s IndexStore, d digest.Digest) ([]byte, bool) {
 		t.Fatalf("Icon(%s): %v", d, err)
 	}
 	return b, ok
+}
+
+// testIconsWithManifest: icons given with a new manifest are recorded in
+// the transaction that stores it (one write per push); a manifest stored
+// again keeps the icons it has.
+func testIconsWithManifest(t *testing.T, s IndexStore) {
+	ctx := t.Context()
+	small, large := []byte("\x89PNG small"), []byte("\x89PNG large")
+	ds, dl := pngDigest(small), pngDigest(large)
+	a := image("app", "a", "")
+	a.Icons = []meta.Icon{{Size: 64, Digest: ds, PNG: small}, {Size: 128, Digest: dl, PNG: large}}
+	g := generation(t, s)
+	put(t, s, a, "latest")
+	if ng := generation(t, s); ng <= g {
+		t.Errorf("PutManifest with icons: index generation %d -> %d", g, ng)
+	}
+	if got := icons(t, s, a); !maps.Equal(got, map[int]digest.Digest{64: ds, 128: dl}) {
+		t.Errorf("ManifestIcons after PutManifest with icons = %v", got)
+	}
+	if b, ok := iconBytes(t, s, ds); !ok || string(b) != string(small) {
+		t.Errorf("Icon(64) = %q, %v", b, ok)
+	}
+	// The same manifest again, with other icons: nothing changes.
+	other := []byte("\x89PNG other")
+	a.Icons = []meta.Icon{{Size: 64, Digest: pngDigest(other), PNG: other}}
+	put(t, s, a, "latest")
+	if got := icons(t, s, a); !maps.Equal(got, map[int]digest.Digest{64: ds, 128: dl}) {
+		t.Errorf("ManifestIcons after storing the manifest again = %v", got)
+	}
+	if _, ok := iconBytes(t, s, pngDigest(other)); ok {
+		t.Error("an icon given with a manifest already stored was recorded")
+	}
+	// A manifest refused (a blob not linked) records no icon.
+	b := image("app", "b", "", digest.FromString("missing layer"))
+	b.Icons = []meta.Icon{{Size: 64, Digest: pngDigest(other), PNG: other}}
+	if err := s.PutManifest(ctx, b, "b"); err == nil {
+		t.Fatal("PutManifest with an unlinked layer: no error")
+	}
+	if _, ok := iconBytes(t, s, pngDigest(other)); ok {
+		t.Error("a refused manifest's icon was recorded")
+	}
 }
 
 func testIcons(t *testing.T, s IndexStore) {

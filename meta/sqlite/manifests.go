@@ -71,6 +71,15 @@ func putManifest(ctx context.Context, tx txn, m *meta.Manifest, tags []string, a
 				return err
 			}
 		}
+		// Its icons, in the same transaction: one write per push.
+		for _, ic := range m.Icons {
+			if _, err := tx.tx.ExecContext(ctx, qInsertIcon, string(ic.Digest), ic.PNG, t); err != nil {
+				return err
+			}
+			if _, err := tx.tx.ExecContext(ctx, qPutManifestIcon, m.Repo, string(m.Digest), ic.Size, string(ic.Digest)); err != nil {
+				return err
+			}
+		}
 		if err := insertEvent(ctx, tx, meta.EventManifestPush, m.Repo, meta.ManifestPushPayload{
 			Digest: m.Digest, MediaType: m.MediaType, Size: int64(len(m.Content)), TotalSize: m.TotalSize, Tags: sorted,
 		}, t); err != nil {
