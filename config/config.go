@@ -141,6 +141,9 @@ type GC struct {
 	// UntaggedAfter deletes manifests no tag, index or subject keeps once
 	// they are this old; 0 keeps them forever.
 	UntaggedAfter time.Duration `yaml:"untagged_after"`
+	// ClaimLease is how long a run's claim on the blobs it deletes lasts;
+	// after it another run (another replica, berth gc) may take them over.
+	ClaimLease time.Duration `yaml:"claim_lease"`
 }
 
 // Uploads configures upload sessions.
@@ -152,6 +155,9 @@ type Uploads struct {
 	// more answer 429 TOOMANYREQUESTS. 0 disables a cap.
 	MaxPerRepository int `yaml:"max_per_repository"`
 	MaxPerClient     int `yaml:"max_per_client"`
+	// IdleTimeout ends an upload request whose client sends no byte for
+	// this long (the session stays, to be resumed).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 // Validation sets how strictly pushed content is checked.
@@ -356,8 +362,8 @@ func Default() Config {
 			MaxListingBytes:  4 << 20,
 			RateLimit:        RateLimit{Burst: 100},
 		},
-		GC:      GC{Interval: time.Hour, Grace: time.Hour},
-		Uploads: Uploads{ExpireAfter: 24 * time.Hour, MaxPerRepository: 1000, MaxPerClient: 100},
+		GC:      GC{Interval: time.Hour, Grace: time.Hour, ClaimLease: 10 * time.Minute},
+		Uploads: Uploads{ExpireAfter: 24 * time.Hour, MaxPerRepository: 1000, MaxPerClient: 100, IdleTimeout: 2 * time.Minute},
 		Flatpak: Flatpak{Enabled: true, Title: "Berth", RemoteName: "berth", IndexCacheBytes: 64 << 20,
 			Deltas: Deltas{Enabled: true, Versions: 3, Window: 30 * 24 * time.Hour, MaxLayerBytes: 1 << 30,
 				MaxRatio: 0.5, Concurrency: 1, RetireAfter: 10 * time.Minute}},
@@ -451,7 +457,8 @@ func (c Config) validate() problems {
 		v   time.Duration
 	}{{path{"http", "shutdown_timeout"}, c.HTTP.ShutdownTimeout}, {path{"http", "read_header_timeout"}, c.HTTP.ReadHeaderTimeout},
 		{path{"http", "idle_timeout"}, c.HTTP.IdleTimeout}, {path{"uploads", "expire_after"}, c.Uploads.ExpireAfter},
-		{path{"http", "write_stall_timeout"}, c.HTTP.WriteStallTimeout}} {
+		{path{"http", "write_stall_timeout"}, c.HTTP.WriteStallTimeout},
+		{path{"gc", "claim_lease"}, c.GC.ClaimLease}, {path{"uploads", "idle_timeout"}, c.Uploads.IdleTimeout}} {
 		if d.v <= 0 {
 			ps.add(d.key, "must be positive")
 		}

@@ -89,6 +89,7 @@ func GCPolicy(cfg config.Config) gc.Policy {
 		Grace:             cfg.GC.Grace,
 		UntaggedAfter:     cfg.GC.UntaggedAfter,
 		UploadExpireAfter: cfg.Uploads.ExpireAfter,
+		ClaimLease:        cfg.GC.ClaimLease,
 	}
 }
 
@@ -216,6 +217,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		MaxListingBytes:         cfg.Limits.MaxListingBytes,
 		MaxUploadsPerRepository: capOption(cfg.Uploads.MaxPerRepository),
 		MaxUploadsPerClient:     capOption(cfg.Uploads.MaxPerClient),
+		BodyIdleTimeout:         cfg.Uploads.IdleTimeout,
 	}, logger.With("component", "registry"))
 	mux := http.NewServeMux()
 	var v2 http.Handler = reg

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -154,5 +155,23 @@ func TestWarnsWithoutPublicURL(t *testing.T) {
 		if warned != (public == "") {
 			t.Errorf("public_url %q: warned = %v\n%s", public, warned, logs.String())
 		}
+	}
+}
+
+// TestPolicyFromConfig: the gc keys reach the collector's policy.
+func TestPolicyFromConfig(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.GC.ClaimLease, cfg.GC.Grace, cfg.GC.UntaggedAfter, cfg.Uploads.ExpireAfter = 3*time.Minute, time.Minute, time.Hour, 2*time.Hour
+	p := GCPolicy(cfg)
+	if p.ClaimLease != 3*time.Minute || p.Grace != time.Minute || p.UntaggedAfter != time.Hour || p.UploadExpireAfter != 2*time.Hour {
+		t.Errorf("GCPolicy = %+v", p)
+	}
+	d := DeltaOptions(cfg)
+	if d.Versions != cfg.Flatpak.Deltas.Versions || d.Window != cfg.Flatpak.Deltas.Window || d.TempDir != DeltaTempDir(cfg) {
+		t.Errorf("DeltaOptions = %+v", d)
+	}
+	cfg.Flatpak.Deltas.Window, cfg.Flatpak.Deltas.RetireAfter = 0, 0
+	if d := DeltaOptions(cfg); d.Window >= 0 || d.RetireAfter >= 0 {
+		t.Errorf("window and retire_after 0 (no limit, at once) = %v, %v: want negative (delta's spelling)", d.Window, d.RetireAfter)
 	}
 }

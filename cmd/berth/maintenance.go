@@ -145,7 +145,7 @@ func newFsck() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			opts := fsck.Options{Repair: repair, Grace: grace}
+			opts := fsck.Options{Repair: repair, Grace: grace, ClaimLease: cfg.GC.ClaimLease}
 			if repair {
 				// Holding serve's lock proves nothing serves this data, so
 				// leftovers of any age are a crash's; it also keeps a
