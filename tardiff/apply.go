@@ -69,7 +69,7 @@ func Apply(ctx context.Context, delta io.Reader, src Source, out io.Writer) erro
 		return invalid("header %q is not %q", head, Header)
 	}
 	dec, err := zstd.NewReader(delta, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-		zstd.WithDecoderMaxWindow(maxWindow), zstd.WithDecoderMaxMemory(1<<40))
+		zstd.WithDecoderMaxWindow(maxWindow))
 	if err != nil {
 		return fmt.Errorf("zstd: %w", err)
 	}

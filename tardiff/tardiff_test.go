@@ -362,3 +362,29 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	l.n -= len(p)
 	return l.w.Write(p)
 }
+
+// TestApplyRefusesHugeWindow: a delta whose zstd frame asks for a window
+// over the applier's bound (its memory) is refused before any output.
+func TestApplyRefusesHugeWindow(t *testing.T) {
+	// A zstd frame by hand (RFC 8878): magic, a descriptor with no
+	// content size and not single-segment, a window descriptor of 2^27
+	// bytes (exponent 17), then one raw last block holding the op
+	// Data(5) "hello".
+	ops := append([]byte{0, 5}, "hello"...)
+	var b bytes.Buffer
+	b.Write(tardiff.Header)
+	b.Write([]byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 17 << 3})
+	bh := uint32(len(ops))<<3 | 1 // raw, last
+	b.Write([]byte{byte(bh), byte(bh >> 8), byte(bh >> 16)})
+	b.Write(ops)
+	old := mkTar(t, reg("a", []byte("x")))
+	src, err := tardiff.TarSource(t.Context(), bytes.NewReader(old), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var out bytes.Buffer
+	if err := tardiff.Apply(t.Context(), &b, src, &out); err == nil || !errors.Is(err, tardiff.ErrInvalid) {
+		t.Errorf("Apply with a 128 MiB window: %v (output %q)", err, out.String())
+	}
+}
