@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,7 +45,10 @@ const listPage = 1000
 // manifest, grouped by repository and by Flatpak id. It is immutable once
 // built and shared by concurrent requests.
 type snapshot struct {
-	version    string
+	version string
+	// raw is what the snapshot was built from, kept so the next change
+	// re-reads only the repositories it touched (see refresh).
+	raw        *rawCatalog
 	repos      []*repoView // by name, byte order
 	repoByName map[string]*repoView
 	apps       []*appView // apps then runtimes, by name
@@ -193,14 +197,37 @@ type factCache struct {
 	m  map[digest.Digest]*facts
 }
 
-// load builds a snapshot of the catalogue at version.
+// rawCatalog is the store's rows the catalogue is built from: tags and
+// the children of tagged indexes, by repository, and the events outbox's
+// sequence they reflect at least.
+type rawCatalog struct {
+	seq      int64 // LastEventSeq read before the rows
+	tags     map[string][]meta.CatalogTag
+	children map[string][]meta.CatalogChild
+}
+
+// Events is what the catalogue reads of the events outbox (meta.Outbox)
+// to re-read only the repositories a change touched; a Catalog without it
+// is re-read whole at every change.
+type Events interface {
+	Events(ctx context.Context, after int64, n int) ([]meta.Event, error)
+	LastEventSeq(ctx context.Context) (int64, error)
+}
+
+// maxIncremental is the most events a refresh applies one repository at a
+// time; past it the catalogue is re-read whole.
+const maxIncremental = 256
+
+// load builds a snapshot of the catalogue at version, from every row.
 func (h *Handler) load(ctx context.Context, version string) (*snapshot, error) {
-	s := &snapshot{version: version, repoByName: map[string]*repoView{}, appByID: map[string]*appView{}}
-	type indexKey struct {
-		repo string
-		d    digest.Digest
+	raw := &rawCatalog{tags: map[string][]meta.CatalogTag{}, children: map[string][]meta.CatalogChild{}}
+	if ev, ok := h.cat.(Events); ok {
+		seq, err := ev.LastEventSeq(ctx)
+		if err != nil {
+			return nil, err
+		}
+		raw.seq = seq
 	}
-	indexes := map[indexKey][]*tagView{}
 	var after meta.TagKey
 	for {
 		page, err := h.cat.CatalogTags(ctx, after, listPage)
@@ -208,6 +235,129 @@ func (h *Handler) load(ctx context.Context, version string) (*snapshot, error) {
 			return nil, err
 		}
 		for _, ct := range page {
+			raw.tags[ct.Repo] = append(raw.tags[ct.Repo], ct)
+		}
+		if len(page) < listPage {
+			break
+		}
+		after = page[len(page)-1].TagKey
+	}
+	var cafter meta.ChildKey
+	for {
+		page, err := h.cat.CatalogChildren(ctx, cafter, listPage)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range page {
+			raw.children[c.Repo] = append(raw.children[c.Repo], c)
+		}
+		if len(page) < listPage {
+			break
+		}
+		cafter = page[len(page)-1].ChildKey
+	}
+	return h.build(ctx, version, raw)
+}
+
+// refresh builds the snapshot at version from prev, re-reading only the
+// repositories the events since prev name; ok is false when that cannot
+// be trusted (no outbox, a gc run, too many events, a gap where events
+// were pruned), and the caller loads everything.
+func (h *Handler) refresh(ctx context.Context, prev *snapshot, version string) (s *snapshot, ok bool, err error) {
+	ev, has := h.cat.(Events)
+	if !has || prev == nil || prev.raw == nil {
+		return nil, false, nil
+	}
+	evs, err := ev.Events(ctx, prev.raw.seq, maxIncremental+1)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(evs) > maxIncremental || len(evs) > 0 && evs[0].Seq != prev.raw.seq+1 {
+		return nil, false, nil
+	}
+	raw := &rawCatalog{seq: prev.raw.seq, tags: maps.Clone(prev.raw.tags), children: maps.Clone(prev.raw.children)}
+	changed := map[string]bool{}
+	for i, e := range evs {
+		if i > 0 && e.Seq != evs[i-1].Seq+1 {
+			return nil, false, nil
+		}
+		if e.Type == meta.EventGCRun || e.Repo == "" {
+			return nil, false, nil
+		}
+		changed[e.Repo] = true
+		raw.seq = e.Seq
+	}
+	for repo := range changed {
+		tags, children, err := h.readRepo(ctx, repo)
+		if err != nil {
+			return nil, false, err
+		}
+		setOrDelete(raw.tags, repo, tags)
+		setOrDelete(raw.children, repo, children)
+	}
+	s, err = h.build(ctx, version, raw)
+	return s, err == nil, err
+}
+
+func setOrDelete[T any](m map[string][]T, k string, v []T) {
+	if len(v) == 0 {
+		delete(m, k)
+		return
+	}
+	m[k] = v
+}
+
+// readRepo reads one repository's tags and tagged indexes' children (the
+// listings are ordered by repository first, so one page from the
+// repository's start, and more while it lasts).
+func (h *Handler) readRepo(ctx context.Context, repo string) ([]meta.CatalogTag, []meta.CatalogChild, error) {
+	var tags []meta.CatalogTag
+	for after := (meta.TagKey{Repo: repo}); ; {
+		page, err := h.cat.CatalogTags(ctx, after, listPage)
+		if err != nil {
+			return nil, nil, err
+		}
+		i := slices.IndexFunc(page, func(ct meta.CatalogTag) bool { return ct.Repo != repo })
+		if i >= 0 {
+			tags = append(tags, page[:i]...)
+			break
+		}
+		tags = append(tags, page...)
+		if len(page) < listPage {
+			break
+		}
+		after = page[len(page)-1].TagKey
+	}
+	var children []meta.CatalogChild
+	for after := (meta.ChildKey{Repo: repo, Ord: -1}); ; {
+		page, err := h.cat.CatalogChildren(ctx, after, listPage)
+		if err != nil {
+			return nil, nil, err
+		}
+		i := slices.IndexFunc(page, func(c meta.CatalogChild) bool { return c.Repo != repo })
+		if i >= 0 {
+			children = append(children, page[:i]...)
+			break
+		}
+		children = append(children, page...)
+		if len(page) < listPage {
+			break
+		}
+		after = page[len(page)-1].ChildKey
+	}
+	return tags, children, nil
+}
+
+// build makes the snapshot at version from raw's rows.
+func (h *Handler) build(ctx context.Context, version string, raw *rawCatalog) (*snapshot, error) {
+	s := &snapshot{version: version, raw: raw, repoByName: map[string]*repoView{}, appByID: map[string]*appView{}}
+	type indexKey struct {
+		repo string
+		d    digest.Digest
+	}
+	indexes := map[indexKey][]*tagView{}
+	for _, repo := range slices.Sorted(maps.Keys(raw.tags)) {
+		for _, ct := range raw.tags[repo] {
 			if ct.Tag == flatpak.DeltaIndexTag {
 				// Delta updates are the remote's content, not an image
 				// or app of the repository's.
@@ -234,18 +384,9 @@ func (h *Handler) load(ctx context.Context, version string) (*snapshot, error) {
 				indexes[k] = append(indexes[k], tv)
 			}
 		}
-		if len(page) < listPage {
-			break
-		}
-		after = page[len(page)-1].TagKey
 	}
-	var cafter meta.ChildKey
-	for {
-		page, err := h.cat.CatalogChildren(ctx, cafter, listPage)
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range page {
+	for _, repo := range slices.Sorted(maps.Keys(raw.children)) {
+		for _, c := range raw.children[repo] {
 			pv := platformView{Platform: cleanFact(c.Platform), Digest: c.Digest, MediaType: cleanFact(c.MediaType), Size: c.Size,
 				Stored: c.Stored, Arch: cleanFact(c.Architecture), FlatpakRef: c.FlatpakRef}
 			if c.Stored {
@@ -261,10 +402,6 @@ func (h *Handler) load(ctx context.Context, version string) (*snapshot, error) {
 				tv.Platforms = append(tv.Platforms, pv)
 			}
 		}
-		if len(page) < listPage {
-			break
-		}
-		cafter = page[len(page)-1].ChildKey
 	}
 
 	builds := map[indexKey]*build{}

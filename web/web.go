@@ -199,7 +199,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // snapshot returns the catalogue as of now: the cached one if
 // CatalogVersion has not changed, else a new one (one rebuild at a time;
-// concurrent requests wait for it).
+// concurrent requests wait for it), re-reading only the repositories the
+// events since the cached one name when it can (refresh).
 func (h *Handler) snapshot(ctx context.Context) (*snapshot, error) {
 	v, err := h.cat.CatalogVersion(ctx)
 	if err != nil {
@@ -218,12 +219,19 @@ func (h *Handler) snapshot(ctx context.Context) (*snapshot, error) {
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	start := time.Now()
-	s, err := h.load(lctx, v)
+	// A change re-reads only the repositories it touched (their events);
+	// anything else re-reads everything.
+	s, incremental, err := h.refresh(lctx, h.snap.Load(), v)
 	if err != nil {
-		return nil, fmt.Errorf("load catalogue: %w", err)
+		return nil, fmt.Errorf("refresh catalogue: %w", err)
+	}
+	if !incremental {
+		if s, err = h.load(lctx, v); err != nil {
+			return nil, fmt.Errorf("load catalogue: %w", err)
+		}
 	}
 	h.snap.Store(s)
-	h.log.DebugContext(ctx, "catalogue: rebuilt", "repositories", len(s.repos), "apps", len(s.apps), "duration", time.Since(start))
+	h.log.DebugContext(ctx, "catalogue: rebuilt", "incremental", incremental, "repositories", len(s.repos), "apps", len(s.apps), "duration", time.Since(start))
 	return s, nil
 }
 

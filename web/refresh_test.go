@@ -1,0 +1,85 @@
+package web
+
+import (
+	"context"
+	"net/http"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/meta"
+)
+
+// TestIncrementalRefresh: after every kind of change (a push, a tag
+// moved, a tag deleted, a manifest deleted, an index, a repository
+// emptied), the snapshot the catalogue refreshes from the events (only
+// the repositories they name re-read) is the one a full load builds.
+func TestIncrementalRefresh(t *testing.T) {
+	s := newSite(t, Options{})
+	ctx := context.Background()
+	check := func(what string, wantIncremental bool) {
+		t.Helper()
+		prev := s.web.current()
+		v, err := s.md.CatalogVersion(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, incremental, err := s.web.refresh(ctx, prev, v)
+		if err != nil {
+			t.Fatalf("%s: refresh: %v", what, err)
+		}
+		if incremental != wantIncremental {
+			t.Fatalf("%s: incremental = %v, want %v", what, incremental, wantIncremental)
+		}
+		if !incremental {
+			if got, err = s.web.load(ctx, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		full, err := s.web.load(ctx, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got.repos, full.repos) || !reflect.DeepEqual(got.apps, full.apps) || !reflect.DeepEqual(got.items, full.items) {
+			t.Errorf("%s: the refreshed catalogue differs from a full load:\nrefreshed %d repos, %d apps, %d items\nfull      %d repos, %d apps, %d items",
+				what, len(got.repos), len(got.apps), len(got.items), len(full.repos), len(full.apps), len(full.items))
+		}
+		s.web.snap.Store(got)
+	}
+	s.get("/", http.StatusOK) // the first snapshot: a full load
+	check("nothing changed", true)
+
+	hello := app{id: "org.example.Hello", appdata: appdata("org.example.Hello", "Hello", "Says hello", "")}
+	s.push("hello", img{labels: hello.labels(t)}, "latest")
+	check("a new app", true)
+	s.push("server", img{layer: "one"}, "v1")
+	s.push("server", img{layer: "two"}, "v2", "latest")
+	check("a new image repository", true)
+	d3 := s.push("server", img{layer: "three"}, "latest")
+	check("a tag moved", true)
+	s.do(http.MethodDelete, "/v2/server/manifests/v1", nil)
+	check("a tag deleted", true)
+	s.do(http.MethodDelete, "/v2/server/manifests/"+d3.String(), nil)
+	check("a manifest deleted", true)
+	amd := s.push("multi", img{layer: "amd"})
+	arm := s.push("multi", img{layer: "arm", arch: "arm64"})
+	s.index("multi", "latest", amd, "linux/amd64", arm, "linux/arm64")
+	check("an index", true)
+	s.do(http.MethodDelete, "/v2/hello/manifests/latest", nil)
+	check("an app's only tag deleted", true)
+
+	// What cannot be applied repository by repository loads everything:
+	// a gc run, and events pruned before the catalogue saw them.
+	if err := s.md.RecordGCRun(ctx, meta.GCRun{Manifests: 1}); err != nil {
+		t.Fatal(err)
+	}
+	check("a gc run", false)
+	s.push("server", img{layer: "four"}, "v4")
+	if _, err := s.md.PruneEvents(ctx, nil, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	s.push("server", img{layer: "five"}, "v5")
+	check("events pruned unseen", false)
+	s.push("server", img{layer: "six"}, "v6")
+	check("after a full load, incremental again", true)
+}
