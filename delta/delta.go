@@ -238,6 +238,18 @@ func (m *Manager) RunOnce(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Reconcile brings the published deltas in line with the images that
+// exist, without making any: it drops the pairs whose source or target
+// is gone (after a gc run or deletes), publishes every repository with
+// deltas and deletes delta manifests retired long enough. berth gc runs
+// it when no berth serve (whose worker does it on its own) holds the
+// data.
+func (m *Manager) Reconcile(ctx context.Context) error {
+	m.cycleMu.Lock()
+	defer m.cycleMu.Unlock()
+	return errors.Join(m.reconcile(ctx), m.PublishAll(ctx), m.retire(ctx))
+}
+
 // reconcile drops the pairs whose target or source is gone and publishes
 // the repositories that lost some.
 func (m *Manager) reconcile(ctx context.Context) error {

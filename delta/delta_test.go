@@ -645,3 +645,34 @@ func TestFsckDeltas(t *testing.T) {
 		t.Error("_deltaindex after its only target went")
 	}
 }
+
+// TestReconcileMakesNothing: Reconcile (what berth gc runs without a
+// server) drops the deltas of a deleted source and publishes, but makes
+// no delta for a new version.
+func TestReconcileMakesNothing(t *testing.T) {
+	e := newEnv(t)
+	f1, order := bigFiles(9, false)
+	f2, _ := bigFiles(9, true)
+	v1 := e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f1, order))
+	v2 := e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f2, order))
+	m := e.manager(delta.Options{})
+	runOnce(t, m)
+	if e.deltaFor("org.example.big", v2) == nil {
+		t.Fatal("no delta")
+	}
+	f3, _ := bigFiles(9, true)
+	f3["metadata"] = []byte("[Application]\nname=org.example.Big\n# v3\n")
+	e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f3, order))
+	if err := e.md.DeleteManifest(t.Context(), "org.example.big", v1); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reconcile(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if idx := e.deltaIndex("org.example.big"); idx != nil {
+		t.Errorf("_deltaindex after the source went and Reconcile: %+v", idx)
+	}
+	if ps := e.pairs("org.example.big"); len(ps) != 0 {
+		t.Errorf("Reconcile planned or made deltas: %+v", ps)
+	}
+}

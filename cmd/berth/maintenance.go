@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-dev/berth/config"
+	"github.com/berth-dev/berth/delta"
 	"github.com/berth-dev/berth/fsck"
 	"github.com/berth-dev/berth/gc"
 	"github.com/berth-dev/berth/server"
@@ -96,7 +97,21 @@ func newGC() *cobra.Command {
 			c.SetSnapshot(sqliteSnapshot(metaPath(cfg)))
 			r, err := c.Run(ctx, dryRun)
 			printGC(cmd.OutOrStdout(), r)
-			return err
+			if err != nil || dryRun || !cfg.Flatpak.Enabled || !cfg.Flatpak.Deltas.Enabled {
+				return err
+			}
+			// Deltas from or to the images gc deleted: berth serve's
+			// worker drops them within a minute; without one, now.
+			release, lerr := lockData(cfg.Storage.Dir)
+			if lerr != nil {
+				return nil
+			}
+			defer release()
+			m := delta.New(st.Meta, st.Blobs, server.DeltaOptions(cfg), logger.With("component", "deltas"))
+			if err := m.Reconcile(ctx); err != nil {
+				return fmt.Errorf("deltas after gc: %w", err)
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()
