@@ -66,12 +66,13 @@ type Meta interface {
 	BlobRecords(ctx context.Context, after digest.Digest, n int) ([]meta.BlobRecord, error)
 	Links(ctx context.Context, after meta.LinkKey, n int) ([]meta.LinkKey, error)
 	BlobRefs(ctx context.Context, after meta.BlobRef, n int) ([]meta.BlobRef, error)
-	SweepLink(ctx context.Context, key meta.LinkKey, before time.Time) (bool, error)
-	// ClaimBlob makes d a tombstone held by claim, as gc does (see
+	// SweepLinks removes links no manifest references (repairs pass one).
+	SweepLinks(ctx context.Context, keys []meta.LinkKey, before time.Time) (int, error)
+	// ClaimBlobs makes blobs tombstones held by claim, as gc does (see
 	// meta.Claim): never one another run holds within its lease.
-	ClaimBlob(ctx context.Context, d digest.Digest, size int64, before time.Time, claim meta.Claim) (bool, error)
-	// DropBlob removes d's tombstone if the run with token holds it.
-	DropBlob(ctx context.Context, token string, d digest.Digest) error
+	ClaimBlobs(ctx context.Context, cands []meta.BlobRecord, before time.Time, claim meta.Claim) ([]meta.BlobRecord, error)
+	// DropBlobs removes the tombstones the run with token holds.
+	DropBlobs(ctx context.Context, token string, ds []digest.Digest) error
 	// BlobLink re-checks a link (meta.ErrBlobNotFound if it is gone).
 	BlobLink(ctx context.Context, repo string, d digest.Digest) (int64, error)
 	LinkingRepositories(ctx context.Context, d digest.Digest, after string, n int) ([]string, error)
@@ -401,12 +402,12 @@ func (x *run) removeUnreferenced(ctx context.Context, p *Problem, size int64, be
 	}
 	began := time.Now()
 	claim := meta.Claim{Token: x.token, At: began, Lease: x.opts.ClaimLease}
-	ok, err := x.c.meta.ClaimBlob(ctx, p.Digest, size, before, claim)
+	claimed, err := x.c.meta.ClaimBlobs(ctx, []meta.BlobRecord{{Digest: p.Digest, Size: size}}, before, claim)
 	switch {
 	case err != nil:
 		p.Detail += "; repair failed: " + err.Error()
 		return
-	case !ok:
+	case len(claimed) != 1:
 		p.Detail += "; not repaired: " + why
 		return
 	case time.Since(began) > claim.Lease/2:
@@ -419,7 +420,7 @@ func (x *run) removeUnreferenced(ctx context.Context, p *Problem, size int64, be
 		p.Detail += "; repair failed: " + err.Error()
 		return
 	}
-	if err := x.c.meta.DropBlob(ctx, x.token, p.Digest); err != nil {
+	if err := x.c.meta.DropBlobs(ctx, x.token, []digest.Digest{p.Digest}); err != nil {
 		p.Detail += "; repair failed: " + err.Error()
 		return
 	}
@@ -508,11 +509,11 @@ func (x *run) links(ctx context.Context) error {
 				return err
 			}
 			if x.opts.Repair {
-				swept, err := x.c.meta.SweepLink(ctx, l, future)
+				n, err := x.c.meta.SweepLinks(ctx, []meta.LinkKey{l}, future)
 				switch {
 				case err != nil:
 					p.Detail = "repair failed: " + err.Error()
-				case swept:
+				case n == 1:
 					p.Repaired = true
 				default:
 					p.Detail = "a manifest references it (or gc swept it meanwhile)"
@@ -732,10 +733,12 @@ func (x *run) sweepLinks(ctx context.Context, d digest.Digest) error {
 		if err != nil {
 			return err
 		}
-		for _, repo := range repos {
-			if _, err := x.c.meta.SweepLink(ctx, meta.LinkKey{Repo: repo, Digest: d}, future); err != nil {
-				return err
-			}
+		keys := make([]meta.LinkKey, len(repos))
+		for i, repo := range repos {
+			keys[i] = meta.LinkKey{Repo: repo, Digest: d}
+		}
+		if _, err := x.c.meta.SweepLinks(ctx, keys, future); err != nil {
+			return err
 		}
 		if len(repos) < page {
 			return nil

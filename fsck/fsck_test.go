@@ -147,13 +147,15 @@ func TestCheck(t *testing.T) {
 		{name: "interrupted gc deletion", break_: func(s *stores) {
 			d := s.commit([]byte("garbage"))
 			crashed := meta.Claim{Token: "crashed", At: time.Now().Add(-time.Hour), Lease: meta.DefaultClaimLease}
-			s.meta.ClaimBlob(context.Background(), d, 7, time.Now(), crashed)
+			if got, err := s.meta.ClaimBlobs(context.Background(), []meta.BlobRecord{{Digest: d, Size: 7}}, time.Now(), crashed); len(got) != 1 || err != nil {
+				s.t.Fatal(got, err)
+			}
 		}, want: []string{"tombstone~"}, repair: []string{"tombstone+"}},
 		{name: "gc deletion in progress is left to gc", break_: func(s *stores) {
 			d := s.commit([]byte("garbage"))
 			running := meta.Claim{Token: "running", At: time.Now(), Lease: time.Hour}
-			if ok, err := s.meta.ClaimBlob(context.Background(), d, 7, time.Now(), running); !ok || err != nil {
-				s.t.Fatal(ok, err)
+			if got, err := s.meta.ClaimBlobs(context.Background(), []meta.BlobRecord{{Digest: d, Size: 7}}, time.Now(), running); len(got) != 1 || err != nil {
+				s.t.Fatal(got, err)
 			}
 			s.t.Cleanup(func() {
 				if _, err := s.blobs.Stat(context.Background(), d); err != nil {

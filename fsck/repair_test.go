@@ -95,8 +95,8 @@ func TestRepairLeavesStoreClean(t *testing.T) {
 		}},
 		{name: "gc tombstone left by a crash, bytes still there", break_: func(s *stores) digest.Digest {
 			d := s.commit([]byte("garbage"))
-			if ok, err := s.meta.ClaimBlob(context.Background(), d, 7, time.Now(), crashed); !ok || err != nil {
-				s.t.Fatal(ok, err)
+			if got, err := s.meta.ClaimBlobs(context.Background(), []meta.BlobRecord{{Digest: d, Size: 7}}, time.Now(), crashed); len(got) != 1 || err != nil {
+				s.t.Fatal(got, err)
 			}
 			return d
 		}, want: []string{"tombstone~"}, after: func(t *testing.T, s *stores, d digest.Digest, _ string) {
@@ -106,8 +106,8 @@ func TestRepairLeavesStoreClean(t *testing.T) {
 		}},
 		{name: "gc tombstone left by a crash after the bytes' deletion", break_: func(s *stores) digest.Digest {
 			d := s.commit([]byte("garbage"))
-			if ok, err := s.meta.ClaimBlob(context.Background(), d, 7, time.Now(), crashed); !ok || err != nil {
-				s.t.Fatal(ok, err)
+			if got, err := s.meta.ClaimBlobs(context.Background(), []meta.BlobRecord{{Digest: d, Size: 7}}, time.Now(), crashed); len(got) != 1 || err != nil {
+				s.t.Fatal(got, err)
 			}
 			os.Remove(s.path(d))
 			return d
@@ -218,8 +218,8 @@ func TestCrashLeftoversArePending(t *testing.T) {
 	s.upload("0123456789abcdef0123456789abcdef", []byte("half"), false)
 	g := s.commit([]byte("garbage"))
 	crashed := meta.Claim{Token: "crashed", At: time.Now().Add(-time.Hour), Lease: meta.DefaultClaimLease}
-	if ok, err := s.meta.ClaimBlob(context.Background(), g, 7, time.Now(), crashed); !ok || err != nil {
-		t.Fatal(ok, err)
+	if got, err := s.meta.ClaimBlobs(context.Background(), []meta.BlobRecord{{Digest: g, Size: 7}}, time.Now(), crashed); len(got) != 1 || err != nil {
+		t.Fatal(got, err)
 	}
 	r := s.check(false)
 	if got, want := kinds(r), []string{"orphan-file~", "tombstone~", "upload-data~"}; !slices.Equal(got, want) || r.Unrepaired() != 0 {

@@ -214,12 +214,12 @@ func TestFinishTombstones(t *testing.T) {
 	held := commitOnly(t, e, "00000000000000000000000000000002", heldData)
 	live := e.garbage("app", liveData)
 	now := time.Now()
-	if ok, err := e.meta.ClaimBlob(ctx, crashed, int64(len(crashedData)), now, meta.Claim{Token: "crashed", At: now.Add(-time.Hour), Lease: time.Minute}); !ok || err != nil {
-		t.Fatal(ok, err)
+	if got, err := e.meta.ClaimBlobs(ctx, []meta.BlobRecord{{Digest: crashed, Size: int64(len(crashedData))}}, now, meta.Claim{Token: "crashed", At: now.Add(-time.Hour), Lease: time.Minute}); len(got) != 1 || err != nil {
+		t.Fatal(got, err)
 	}
 	running := meta.Claim{Token: "running", At: now, Lease: time.Hour}
-	if ok, err := e.meta.ClaimBlob(ctx, held, 1, now, running); !ok || err != nil {
-		t.Fatal(ok, err)
+	if got, err := e.meta.ClaimBlobs(ctx, []meta.BlobRecord{{Digest: held, Size: 1}}, now, running); len(got) != 1 || err != nil {
+		t.Fatal(got, err)
 	}
 	if code := e.pushCode("app", crashedData); code != http.StatusServiceUnavailable {
 		t.Fatalf("push of a tombstone = %d, want 503", code)

@@ -288,8 +288,8 @@ func TestInterruptedDeletion(t *testing.T) {
 	b := commitOnly(t, e, "00000000000000000000000000000002", []byte("bytes already gone"))
 	crashed := meta.Claim{Token: "crashed", At: time.Now().Add(-time.Hour), Lease: meta.DefaultClaimLease}
 	for _, d := range []digest.Digest{a, b} {
-		if ok, err := e.meta.ClaimBlob(ctx, d, 1, time.Now(), crashed); !ok || err != nil {
-			t.Fatalf("ClaimBlob: %v %v", ok, err)
+		if got, err := e.meta.ClaimBlobs(ctx, []meta.BlobRecord{{Digest: d, Size: 1}}, time.Now(), crashed); len(got) != 1 || err != nil {
+			t.Fatalf("ClaimBlob: %v %v", got, err)
 		}
 	}
 	if err := e.blobs.Delete(ctx, b); err != nil {

@@ -294,7 +294,7 @@ type UntaggedManifest struct {
 	Pushed        time.Time
 }
 
-// ManifestSweep is the rule SweepManifest re-checks inside its transaction.
+// ManifestSweep is the rule SweepManifests re-checks inside its transaction.
 // A manifest goes only if no tag and no manifest of its repository (an
 // index) points at it, and either
 //   - it has no subject in the repository (no subject, or the subject is
@@ -314,7 +314,7 @@ type BlobRecord struct {
 	Size   int64
 	// Deleting marks a tombstone: garbage collection has claimed the blob
 	// and is deleting (or crashed while deleting) its bytes. No link may be
-	// made to it until DropBlob removes the row.
+	// made to it until DropBlobs removes the row.
 	Deleting bool
 	// ClaimExpires is when the lease of the run holding a tombstone ends
 	// (on that run's clock); after it another run may take the tombstone

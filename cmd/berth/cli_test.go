@@ -156,8 +156,8 @@ func TestServeFinishesTombstones(t *testing.T) {
 		t.Fatal(err)
 	}
 	crashed := meta.Claim{Token: "crashed", At: time.Now().Add(-time.Hour), Lease: meta.DefaultClaimLease}
-	if ok, err := st.Meta.ClaimBlob(ctx, d, int64(len(data)), time.Now(), crashed); !ok || err != nil {
-		t.Fatal(ok, err)
+	if got, err := st.Meta.ClaimBlobs(ctx, []meta.BlobRecord{{Digest: d, Size: int64(len(data))}}, time.Now(), crashed); len(got) != 1 || err != nil {
+		t.Fatal(got, err)
 	}
 	st.Close()
 

@@ -27,28 +27,25 @@ import (
 type GCStore interface {
 	meta.Store
 	UntaggedManifests(ctx context.Context, after meta.ManifestKey, n int) ([]meta.UntaggedManifest, error)
-	SweepManifest(ctx context.Context, key meta.ManifestKey, rule meta.ManifestSweep) (bool, error)
-	// SweepManifests is SweepManifest over a batch in one transaction, in
-	// the order given; it returns the keys deleted.
+	// SweepManifests deletes, in one transaction and in the order given,
+	// each manifest its rule (meta.ManifestSweep) still holds for; it
+	// returns the keys deleted.
 	SweepManifests(ctx context.Context, keys []meta.ManifestKey, rule meta.ManifestSweep) ([]meta.ManifestKey, error)
 	UnreferencedLinks(ctx context.Context, before time.Time, after meta.LinkKey, n int) ([]meta.LinkKey, error)
-	SweepLink(ctx context.Context, key meta.LinkKey, before time.Time) (bool, error)
-	// SweepLinks is SweepLink over a batch in one transaction; it returns
-	// how many links went.
+	// SweepLinks removes, in one transaction, each link made before before
+	// whose blob no manifest of its repository references; it returns how
+	// many links went.
 	SweepLinks(ctx context.Context, keys []meta.LinkKey, before time.Time) (int, error)
 	// UnlinkedBlobs lists tombstones, whoever holds them, and old rows
 	// with no link and no reference; with a zero before, only tombstones.
 	UnlinkedBlobs(ctx context.Context, before time.Time, after digest.Digest, n int) ([]meta.BlobRecord, error)
-	// ClaimBlob makes d a tombstone held by claim (see meta.Claim) and
-	// reports whether claim holds it: never while another run's lease on
-	// it runs.
-	ClaimBlob(ctx context.Context, d digest.Digest, size int64, before time.Time, claim meta.Claim) (bool, error)
-	// ClaimBlobs is ClaimBlob over a batch in one transaction; it returns
+	// ClaimBlobs makes, in one transaction, each candidate a tombstone
+	// held by claim unless it is linked, referenced, recorded at or after
+	// before, or held by another run whose lease has not ended; it returns
 	// the blobs claim holds (sizes from their rows) ordered by digest.
 	ClaimBlobs(ctx context.Context, cands []meta.BlobRecord, before time.Time, claim meta.Claim) ([]meta.BlobRecord, error)
-	// DropBlob removes d's tombstone if the run with token holds it.
-	DropBlob(ctx context.Context, token string, d digest.Digest) error
-	// DropBlobs is DropBlob over a batch in one transaction.
+	// DropBlobs removes, in one transaction, the tombstones the run with
+	// token holds.
 	DropBlobs(ctx context.Context, token string, ds []digest.Digest) error
 	BlobRecord(ctx context.Context, d digest.Digest) (meta.BlobRecord, error)
 	BlobRecords(ctx context.Context, after digest.Digest, n int) ([]meta.BlobRecord, error)
@@ -57,6 +54,27 @@ type GCStore interface {
 	ExpiredUploads(ctx context.Context, before time.Time, after string, n int) ([]string, error)
 	ExpireUpload(ctx context.Context, id string, before time.Time) (bool, error)
 	UploadKnown(ctx context.Context, id string) (bool, error)
+}
+
+// The one-row forms the tests use, over the batch methods (the contract
+// has no separate single-row methods).
+func sweepManifest(ctx context.Context, s GCStore, key meta.ManifestKey, rule meta.ManifestSweep) (bool, error) {
+	swept, err := s.SweepManifests(ctx, []meta.ManifestKey{key}, rule)
+	return len(swept) == 1, err
+}
+
+func sweepLink(ctx context.Context, s GCStore, key meta.LinkKey, before time.Time) (bool, error) {
+	n, err := s.SweepLinks(ctx, []meta.LinkKey{key}, before)
+	return n == 1, err
+}
+
+func claimBlob(ctx context.Context, s GCStore, d digest.Digest, size int64, before time.Time, claim meta.Claim) (bool, error) {
+	claimed, err := s.ClaimBlobs(ctx, []meta.BlobRecord{{Digest: d, Size: size}}, before, claim)
+	return len(claimed) == 1, err
+}
+
+func dropBlob(ctx context.Context, s GCStore, token string, d digest.Digest) error {
+	return s.DropBlobs(ctx, token, []digest.Digest{d})
 }
 
 func gcStore(t *testing.T, s meta.Store) GCStore {
@@ -127,7 +145,7 @@ func testGCSweepManifest(t *testing.T, ms meta.Store) {
 
 	sweep := func(m *meta.Manifest, rule meta.ManifestSweep) bool {
 		t.Helper()
-		ok, err := s.SweepManifest(ctx, key(m), rule)
+		ok, err := sweepManifest(ctx, s, key(m), rule)
 		noErr(t, err, "SweepManifest")
 		return ok
 	}
@@ -165,7 +183,7 @@ func testGCSweepManifest(t *testing.T, ms meta.Store) {
 	if got := listed(); len(got) != 0 {
 		t.Errorf("UntaggedManifests after sweeping = %v", got)
 	}
-	if ok, err := s.SweepManifest(ctx, meta.ManifestKey{Repo: "nope", Digest: tagged.Digest}, old); ok || err != nil {
+	if ok, err := sweepManifest(ctx, s, meta.ManifestKey{Repo: "nope", Digest: tagged.Digest}, old); ok || err != nil {
 		t.Errorf("SweepManifest in unknown repo = %v, %v", ok, err)
 	}
 }
@@ -197,7 +215,7 @@ func testGCSweepLink(t *testing.T, ms meta.Store) {
 	}
 	sweep := func(k meta.LinkKey, before time.Time) bool {
 		t.Helper()
-		ok, err := s.SweepLink(ctx, k, before)
+		ok, err := sweepLink(ctx, s, k, before)
 		noErr(t, err, "SweepLink")
 		return ok
 	}
@@ -243,7 +261,7 @@ func testGCClaimBlob(t *testing.T, ms meta.Store) {
 
 	claim := func(d digest.Digest, before time.Time) bool {
 		t.Helper()
-		ok, err := s.ClaimBlob(ctx, d, 1, before, claimOf(gcRun))
+		ok, err := claimBlob(ctx, s, d, 1, before, claimOf(gcRun))
 		noErr(t, err, "ClaimBlob")
 		return ok
 	}
@@ -275,13 +293,13 @@ func testGCClaimBlob(t *testing.T, ms meta.Store) {
 	if len(recs) != 1 || !recs[0].Deleting {
 		t.Errorf("UnlinkedBlobs lists tombstones whatever their age: %+v", recs)
 	}
-	noErr(t, s.DropBlob(ctx, gcRun, loose), "DropBlob")
+	noErr(t, dropBlob(ctx, s, gcRun, loose), "DropBlob")
 	_, err = s.BlobRecord(ctx, loose)
 	wantErr(t, err, meta.ErrBlobNotFound, "BlobRecord after DropBlob")
 	noErr(t, s.LinkBlob(ctx, "app", loose, looseSize), "LinkBlob after DropBlob")
 
 	// DropBlob leaves a live row alone.
-	noErr(t, s.DropBlob(ctx, gcRun, ds[0]), "DropBlob of a live row")
+	noErr(t, dropBlob(ctx, s, gcRun, ds[0]), "DropBlob of a live row")
 	if _, err := s.BlobRecord(ctx, ds[0]); err != nil {
 		t.Errorf("live row dropped: %v", err)
 	}
@@ -424,7 +442,7 @@ func gcRace(t *testing.T, s, collector GCStore) {
 				return
 			}
 			for _, l := range links {
-				if _, err := collector.SweepLink(ctx, l, future()); err != nil {
+				if _, err := sweepLink(ctx, collector, l, future()); err != nil {
 					t.Error(err)
 					return
 				}
@@ -435,11 +453,11 @@ func gcRace(t *testing.T, s, collector GCStore) {
 				return
 			}
 			for _, r := range recs {
-				if ok, err := collector.ClaimBlob(ctx, r.Digest, r.Size, future(), claimOf(gcRun)); err != nil {
+				if ok, err := claimBlob(ctx, collector, r.Digest, r.Size, future(), claimOf(gcRun)); err != nil {
 					t.Error(err)
 					return
 				} else if ok {
-					if err := collector.DropBlob(ctx, gcRun, r.Digest); err != nil {
+					if err := dropBlob(ctx, collector, gcRun, r.Digest); err != nil {
 						t.Error(err)
 						return
 					}
@@ -497,7 +515,7 @@ func testGCBatches(t *testing.T, ms meta.Store) {
 	for _, d := range ds[1:] {
 		noErr(t, s.UnlinkBlob(ctx, "app", d), "UnlinkBlob")
 	}
-	if ok, err := s.ClaimBlob(ctx, ds[3], 4, future(), claimOf(gcRun)); !ok || err != nil {
+	if ok, err := claimBlob(ctx, s, ds[3], 4, future(), claimOf(gcRun)); !ok || err != nil {
 		t.Fatalf("ClaimBlob(dead) = %v, %v", ok, err)
 	}
 	cut := time.Now()
@@ -739,7 +757,7 @@ func testGCClaimExclusive(t *testing.T, ms meta.Store) {
 	y := ds[1]
 	b, a := claimOf("B"), claimOf("A")
 
-	if ok, err := s.ClaimBlob(ctx, x, xSize, future(), b); !ok || err != nil {
+	if ok, err := claimBlob(ctx, s, x, xSize, future(), b); !ok || err != nil {
 		t.Fatalf("B: ClaimBlob(x) = %v, %v", ok, err)
 	}
 	// Only tombstones are listed with a zero before.
@@ -762,7 +780,7 @@ func testGCClaimExclusive(t *testing.T, ms meta.Store) {
 	if len(claimed) != 1 || claimed[0].Digest != y {
 		t.Errorf("A: ClaimBlobs = %+v, want only y (x is B's)", claimed)
 	}
-	if ok, err := s.ClaimBlob(ctx, x, xSize, future(), a); ok || err != nil {
+	if ok, err := claimBlob(ctx, s, x, xSize, future(), a); ok || err != nil {
 		t.Errorf("A: ClaimBlob(x) = %v, %v; want false: B holds it", ok, err)
 	}
 	noErr(t, s.DropBlobs(ctx, a.Token, []digest.Digest{x, y}), "A: DropBlobs")
@@ -777,9 +795,9 @@ func testGCClaimExclusive(t *testing.T, ms meta.Store) {
 	wantErr(t, err, meta.ErrBlobDeleting, "LinkBlob(x) while B holds it")
 	// B wakes up, deletes the bytes and drops its tombstone; then the
 	// push goes through, and B (were it to drop again) leaves the live row.
-	noErr(t, s.DropBlob(ctx, b.Token, x), "B: DropBlob")
+	noErr(t, dropBlob(ctx, s, b.Token, x), "B: DropBlob")
 	noErr(t, s.LinkBlob(ctx, "app", x, xSize), "LinkBlob(x) after B's run")
-	noErr(t, s.DropBlob(ctx, b.Token, x), "B: DropBlob again")
+	noErr(t, dropBlob(ctx, s, b.Token, x), "B: DropBlob again")
 	if rec, err := s.BlobRecord(ctx, x); err != nil || rec.Deleting {
 		t.Errorf("x after the push: %+v, %v", rec, err)
 	}
@@ -792,11 +810,11 @@ func testGCClaimExclusive(t *testing.T, ms meta.Store) {
 	// drops nothing.
 	z, zSize := blob("z")
 	c := meta.Claim{Token: "C", At: time.Now(), Lease: time.Minute}
-	if ok, err := s.ClaimBlob(ctx, z, zSize, past(), c); !ok || err != nil {
+	if ok, err := claimBlob(ctx, s, z, zSize, past(), c); !ok || err != nil {
 		t.Fatalf("C: ClaimBlob(z) = %v, %v", ok, err)
 	}
 	d := meta.Claim{Token: "D", At: c.At.Add(30 * time.Second), Lease: time.Minute}
-	if ok, err := s.ClaimBlob(ctx, z, zSize, past(), d); ok || err != nil {
+	if ok, err := claimBlob(ctx, s, z, zSize, past(), d); ok || err != nil {
 		t.Errorf("D: ClaimBlob(z) within C's lease = %v, %v", ok, err)
 	}
 	d.At = c.At.Add(2 * time.Minute)
@@ -805,11 +823,11 @@ func testGCClaimExclusive(t *testing.T, ms meta.Store) {
 	if len(claimed) != 1 || claimed[0].Digest != z || claimed[0].Size != zSize || !claimed[0].ClaimExpires.After(c.At.Add(c.Lease)) {
 		t.Errorf("D: ClaimBlobs(z) after C's lease = %+v", claimed)
 	}
-	noErr(t, s.DropBlob(ctx, c.Token, z), "C: DropBlob")
+	noErr(t, dropBlob(ctx, s, c.Token, z), "C: DropBlob")
 	if rec, err := s.BlobRecord(ctx, z); err != nil || !rec.Deleting {
 		t.Errorf("C dropped D's tombstone: %+v, %v", rec, err)
 	}
-	noErr(t, s.DropBlob(ctx, d.Token, z), "D: DropBlob")
+	noErr(t, dropBlob(ctx, s, d.Token, z), "D: DropBlob")
 	_, err = s.BlobRecord(ctx, z)
 	wantErr(t, err, meta.ErrBlobNotFound, "BlobRecord(z) after D's drop")
 

@@ -58,18 +58,11 @@ func (s *Store) UntaggedManifests(ctx context.Context, after meta.ManifestKey, n
 	return out, nil
 }
 
-// SweepManifest deletes the manifest if rule (see meta.ManifestSweep)
-// still holds, checked in the deleting transaction, and reports whether it
-// did. A manifest already gone is not an error (false).
-func (s *Store) SweepManifest(ctx context.Context, key meta.ManifestKey, rule meta.ManifestSweep) (bool, error) {
-	swept, err := s.SweepManifests(ctx, []meta.ManifestKey{key}, rule)
-	return len(swept) == 1, err
-}
-
-// SweepManifests is SweepManifest for a batch, in one transaction: each
-// manifest is deleted if rule still holds for it at that point of the
-// transaction (deleting an index earlier in the batch frees its children
-// later in it). It returns the keys it deleted, in the order given.
+// SweepManifests deletes, in one transaction, each manifest for which rule
+// (see meta.ManifestSweep) still holds at that point of the transaction
+// (deleting an index earlier in the batch frees its children later in
+// it). It returns the keys it deleted, in the order given; a manifest
+// already gone is not an error.
 func (s *Store) SweepManifests(ctx context.Context, keys []meta.ManifestKey, rule meta.ManifestSweep) ([]meta.ManifestKey, error) {
 	if len(keys) == 0 {
 		return nil, nil
@@ -234,17 +227,9 @@ func (s *Store) linkKeys(ctx context.Context, q string, args ...any) ([]meta.Lin
 	return out, rows.Err()
 }
 
-// SweepLink removes the link if it was made before before and no manifest
-// of its repository references the blob, checked in the deleting
-// statement, and reports whether it did.
-func (s *Store) SweepLink(ctx context.Context, key meta.LinkKey, before time.Time) (bool, error) {
-	n, err := s.SweepLinks(ctx, []meta.LinkKey{key}, before)
-	return n == 1, err
-}
-
-// SweepLinks is SweepLink for a batch, in one statement (so one
-// transaction), each link re-checked as it is deleted. It returns how many
-// links it removed.
+// SweepLinks removes each link made before before whose blob no manifest
+// of its repository references, in one statement (so one transaction),
+// each re-checked as it is deleted. It returns how many links it removed.
 func (s *Store) SweepLinks(ctx context.Context, keys []meta.LinkKey, before time.Time) (int, error) {
 	if len(keys) == 0 {
 		return 0, nil
@@ -326,22 +311,14 @@ func (s *Store) BlobRecord(ctx context.Context, d digest.Digest) (meta.BlobRecor
 	return b, nil
 }
 
-// ClaimBlob makes the blob's row a tombstone held by claim, so that its
-// bytes may be deleted, and reports whether claim holds it. In one
-// transaction: a blob without a row gets a tombstone (size is recorded for
-// reports); a tombstone claim already holds stays its own (with a new
+// ClaimBlobs makes each candidate's row a tombstone held by claim, so that
+// its bytes may be deleted (the candidates' Deleting and ClaimExpires are
+// ignored; Size is recorded for those without a row), in one transaction
+// whose statements re-check every row: a blob without a row gets a
+// tombstone; a tombstone claim already holds stays its own (with a new
 // lease); another run's tombstone is taken over only if its lease ended
-// before claim.At, and is otherwise left alone (false); a row recorded at
-// or after before, or with a link or a reference, is left alone (false);
-// any other row becomes a tombstone.
-func (s *Store) ClaimBlob(ctx context.Context, d digest.Digest, size int64, before time.Time, claim meta.Claim) (bool, error) {
-	claimed, err := s.ClaimBlobs(ctx, []meta.BlobRecord{{Digest: d, Size: size}}, before, claim)
-	return len(claimed) == 1, err
-}
-
-// ClaimBlobs is ClaimBlob for a batch (the candidates' Deleting and
-// ClaimExpires are ignored; Size is recorded for those without a row), in
-// one transaction whose statements re-check every row. It returns the
+// before claim.At; a row recorded at or after before, or with a link or a
+// reference, is left alone; any other row becomes a tombstone. It returns the
 // blobs claim holds, each with its row's size and lease, ordered by
 // digest: never a tombstone of another run whose lease is still running.
 func (s *Store) ClaimBlobs(ctx context.Context, cands []meta.BlobRecord, before time.Time, claim meta.Claim) ([]meta.BlobRecord, error) {
@@ -392,14 +369,9 @@ func (s *Store) ClaimBlobs(ctx context.Context, cands []meta.BlobRecord, before 
 	return claimed, nil
 }
 
-// DropBlob removes the blob's tombstone (once its bytes are gone) if the
-// run with this token holds it. A row that is not a tombstone, another
-// run's tombstone, or none, is left alone.
-func (s *Store) DropBlob(ctx context.Context, token string, d digest.Digest) error {
-	return s.DropBlobs(ctx, token, []digest.Digest{d})
-}
-
-// DropBlobs is DropBlob for a batch, in one statement.
+// DropBlobs removes the tombstones (once their bytes are gone) the run
+// with this token holds, in one statement. A row that is not a
+// tombstone, another run's tombstone, or none, is left alone.
 func (s *Store) DropBlobs(ctx context.Context, token string, ds []digest.Digest) error {
 	if len(ds) == 0 {
 		return nil

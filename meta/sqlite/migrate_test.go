@@ -210,17 +210,17 @@ func TestMigrateGCClaims(t *testing.T) {
 	if err != nil || !rec.Deleting || !rec.ClaimExpires.Before(time.Now()) {
 		t.Fatalf("old tombstone after migration = %+v, %v; want an expired claim", rec, err)
 	}
-	if err := s.DropBlob(t.Context(), "", d); err == nil {
+	if err := s.DropBlobs(t.Context(), "", []digest.Digest{d}); err == nil {
 		t.Error("DropBlob with an empty token succeeded")
 	}
 	if _, err := s.BlobRecord(t.Context(), d); err != nil {
 		t.Errorf("DropBlob with an empty token dropped an unowned tombstone: %v", err)
 	}
 	claim := meta.Claim{Token: "new", At: time.Now(), Lease: time.Minute}
-	if ok, err := s.ClaimBlob(t.Context(), d, 4, time.Time{}, claim); !ok || err != nil {
-		t.Fatalf("ClaimBlob of the old tombstone = %v, %v", ok, err)
+	if got, err := s.ClaimBlobs(t.Context(), []meta.BlobRecord{{Digest: d, Size: 4}}, time.Time{}, claim); len(got) != 1 || err != nil {
+		t.Fatalf("ClaimBlob of the old tombstone = %v, %v", got, err)
 	}
-	if err := s.DropBlob(t.Context(), claim.Token, d); err != nil {
+	if err := s.DropBlobs(t.Context(), claim.Token, []digest.Digest{d}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.BlobRecord(t.Context(), d); !errors.Is(err, meta.ErrBlobNotFound) {
