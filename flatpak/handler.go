@@ -24,7 +24,7 @@ type Meta interface {
 	// the index list holding it (nil for a tagged image), the tags that
 	// list it and the icons it shows by size, all from one snapshot; it
 	// returns the generation of that snapshot.
-	IndexImages(ctx context.Context, filter map[string][]string, fn func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error) (int64, error)
+	IndexImages(ctx context.Context, filter meta.IndexFilter, fn func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error) (int64, error)
 	// ManifestIcons returns the icons each of the manifests shows, by
 	// size (absent: none).
 	ManifestIcons(ctx context.Context, keys ...meta.ManifestKey) (map[meta.ManifestKey]map[int]digest.Digest, error)

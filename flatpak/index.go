@@ -31,6 +31,8 @@ const (
 // indexQuery is a parsed, normalized index query.
 type indexQuery struct {
 	filter map[string][]string
+	// typed is filter as the store takes it.
+	typed meta.IndexFilter
 	// key is the filter in a canonical form: keys sorted, each key's
 	// values sorted and unique. Equal filters have equal keys.
 	key string
@@ -101,6 +103,9 @@ func parseIndexQuery(raw string) (indexQuery, error) {
 		}
 	}
 	q.key = b.String()
+	if q.typed, err = meta.ParseIndexFilter(q.filter); err != nil {
+		return indexQuery{}, fmt.Errorf("%w: %v", errBadQuery, err)
+	}
 	return q, nil
 }
 
@@ -293,7 +298,7 @@ func (h *Handler) buildIndex(ctx context.Context, q indexQuery, canPull func(str
 		}
 		return res
 	}
-	gen, err := h.md.IndexImages(ctx, q.filter, func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error {
+	gen, err := h.md.IndexImages(ctx, q.typed, func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error {
 		if canPull != nil && !canPull(img.Repo) {
 			return nil
 		}

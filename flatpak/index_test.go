@@ -479,7 +479,7 @@ type countingMeta struct {
 	builds atomic.Int64
 }
 
-func (c *countingMeta) IndexImages(ctx context.Context, filter map[string][]string, fn func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error) (int64, error) {
+func (c *countingMeta) IndexImages(ctx context.Context, filter meta.IndexFilter, fn func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error) (int64, error) {
 	c.builds.Add(1)
 	return c.Meta.IndexImages(ctx, filter, fn)
 }

@@ -1,13 +1,11 @@
 package sqlite
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -108,12 +106,9 @@ func (s *Store) IndexGeneration(ctx context.Context) (int64, error) {
 // (see metatest.IndexStore for the contract). It reads one snapshot, the
 // icons each image shows included, and returns the generation of that
 // snapshot.
-func (s *Store) IndexImages(ctx context.Context, filter map[string][]string,
+func (s *Store) IndexImages(ctx context.Context, filter meta.IndexFilter,
 	fn func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error) (int64, error) {
-	f, err := compileIndexFilter(filter)
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: index: %w", err)
-	}
+	f := compileIndexFilter(filter)
 	tx, err := s.r.begin(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: index: %w", err)
@@ -272,7 +267,7 @@ type indexFilter struct {
 	empty bool
 }
 
-// mapCond is one label: or annotation: key of the filter.
+// mapCond is one label or annotation condition of the filter.
 type mapCond struct {
 	column string // "labels" or "annotations"
 	key    string
@@ -280,61 +275,17 @@ type mapCond struct {
 	values []string
 }
 
-// compileIndexFilter checks the filter's keys: repository, tag, os,
-// architecture, label:K, label:K:exists, annotation:K and
-// annotation:K:exists. Any other key is an error.
-func compileIndexFilter(filter map[string][]string) (*indexFilter, error) {
-	f := &indexFilter{}
-	for k, vals := range filter {
-		if len(vals) == 0 {
-			f.empty = true
+// compileIndexFilter maps the typed filter onto the columns.
+func compileIndexFilter(filter meta.IndexFilter) *indexFilter {
+	f := &indexFilter{repos: filter.Repositories, tags: filter.Tags, oses: filter.OS, archs: filter.Architectures, empty: filter.None}
+	for _, c := range filter.Maps {
+		column := "labels"
+		if c.Annotation {
+			column = "annotations"
 		}
-		switch k {
-		case "repository":
-			f.repos = vals
-		case "tag":
-			f.tags = vals
-		case "os":
-			f.oses = vals
-		case "architecture":
-			f.archs = vals
-		default:
-			kind, rest, _ := strings.Cut(k, ":")
-			var column string
-			switch kind {
-			case "label":
-				column = "labels"
-			case "annotation":
-				column = "annotations"
-			default:
-				return nil, fmt.Errorf("unknown filter key %q", k)
-			}
-			c := mapCond{column: column, key: rest, values: vals}
-			if key, ok := strings.CutSuffix(rest, ":exists"); ok {
-				c.key, c.exists, c.values = key, true, nil
-			}
-			if c.key == "" {
-				return nil, fmt.Errorf("filter key %q names no %s", k, kind)
-			}
-			f.maps = append(f.maps, c)
-		}
+		f.maps = append(f.maps, mapCond{column: column, key: c.Key, exists: c.Exists, values: c.Values})
 	}
-	// Map iteration order is random: sort the conditions so that equal
-	// filters give equal SQL.
-	slices.SortFunc(f.maps, func(a, b mapCond) int {
-		return cmp.Or(cmp.Compare(a.column, b.column), cmp.Compare(a.key, b.key), compareBool(a.exists, b.exists))
-	})
-	return f, nil
-}
-
-func compareBool(a, b bool) int {
-	switch {
-	case a == b:
-		return 0
-	case !a:
-		return -1
-	}
-	return 1
+	return f
 }
 
 // sql fills the template's conditions: %[1]s on the repository r and the
