@@ -74,8 +74,10 @@ func addExtra(res *Result, k string, v float64) {
 	res.Extra[k] = v
 }
 
-func (r *Runner) pushMono(ctx context.Context) (Result, error)    { return r.bigPush(ctx, 0) }
-func (r *Runner) pushChunked(ctx context.Context) (Result, error) { return r.bigPush(ctx, r.Sizes.ChunkSize) }
+func (r *Runner) pushMono(ctx context.Context) (Result, error) { return r.bigPush(ctx, 0) }
+func (r *Runner) pushChunked(ctx context.Context) (Result, error) {
+	return r.bigPush(ctx, r.Sizes.ChunkSize)
+}
 
 // pushSmall: many clients push small images (config + layer + manifest),
 // each client into its own repository.
