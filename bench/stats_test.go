@@ -69,8 +69,8 @@ func TestNextLink(t *testing.T) {
 	for h, want := range map[string]string{
 		`</v2/_catalog?last=b&n=2>; rel="next"`:                            "/v2/_catalog?last=b&n=2",
 		`<https://x/a>; rel="prev", </v2/_catalog?last=c&n=2>; rel="next"`: "/v2/_catalog?last=c&n=2",
-		``:                       "",
-		`</v2/x>; rel="prev"`:    "",
+		``:                    "",
+		`</v2/x>; rel="prev"`: "",
 	} {
 		if got := nextLink(h); got != want {
 			t.Errorf("nextLink(%q) = %q, want %q", h, got, want)
