@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -179,6 +180,9 @@ func (r *Runner) Scenario(ctx context.Context, name string) (Result, error) {
 	return res, err
 }
 
+// clientLabel marks the load tool's goroutines in CPU profiles.
+var clientLabel = pprof.Labels("side", "client")
+
 // opFunc is one timed operation of worker w, number i; it reports the
 // requests it made and the payload bytes it moved.
 type opFunc func(ctx context.Context, w, i int) (reqs int, bytes int64, err error)
@@ -210,6 +214,9 @@ func (r *Runner) load(ctx context.Context, workers, n int, d time.Duration, op o
 	deadline := start.Add(d)
 	for w := range workers {
 		wg.Go(func() {
+			// CPU profiles taken in process tell the client's work from
+			// the server's by this label (see BenchmarkServer).
+			pprof.SetGoroutineLabels(pprof.WithLabels(ctx, clientLabel))
 			var lat []time.Duration
 			var reqs int
 			var bytes int64
