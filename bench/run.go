@@ -98,6 +98,7 @@ type scenario struct {
 
 var scenarios = []scenario{
 	{name: "push-mono", run: (*Runner).pushMono},
+	{name: "push-one", run: (*Runner).pushOne},
 	{name: "push-chunked", run: (*Runner).pushChunked},
 	{name: "push-small", run: (*Runner).pushSmall},
 	{name: "pull", run: (*Runner).pull},

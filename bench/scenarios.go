@@ -42,15 +42,15 @@ type bigBlob struct {
 const bigRepo = "bench/big"
 
 // bigPush is the big blob push with chunk bytes per PATCH (0: monolithic).
-func (r *Runner) bigPush(ctx context.Context, chunk int64) (Result, error) {
+func (r *Runner) bigPush(ctx context.Context, streams int, chunk int64) (Result, error) {
 	s := r.Sizes
-	n := s.Streams * s.BlobsPerStr
+	n := streams * s.BlobsPerStr
 	blobs := make([]bigBlob, n)
 	for i := range blobs {
 		id := r.uid("big")
 		blobs[i] = bigBlob{id, genDigest(id, s.BlobSize)}
 	}
-	t, err := r.load(ctx, s.Streams, n, s.MaxTime, func(ctx context.Context, _, i int) (int, int64, error) {
+	t, err := r.load(ctx, streams, n, s.MaxTime, func(ctx context.Context, _, i int) (int, int64, error) {
 		b := blobs[i]
 		body := newGen(b.id, s.BlobSize)
 		if chunk == 0 {
@@ -60,7 +60,7 @@ func (r *Runner) bigPush(ctx context.Context, chunk int64) (Result, error) {
 		return q, s.BlobSize, err
 	})
 	res := t.result("MiB/s")
-	addExtra(&res, "per_stream_mib_s", res.Value/float64(s.Streams))
+	addExtra(&res, "per_stream_mib_s", res.Value/float64(streams))
 	if err == nil {
 		r.bigs = append(r.bigs, blobs...)
 	}
@@ -74,9 +74,12 @@ func addExtra(res *Result, k string, v float64) {
 	res.Extra[k] = v
 }
 
-func (r *Runner) pushMono(ctx context.Context) (Result, error) { return r.bigPush(ctx, 0) }
+func (r *Runner) pushMono(ctx context.Context) (Result, error) {
+	return r.bigPush(ctx, r.Sizes.Streams, 0)
+}
+func (r *Runner) pushOne(ctx context.Context) (Result, error) { return r.bigPush(ctx, 1, 0) }
 func (r *Runner) pushChunked(ctx context.Context) (Result, error) {
-	return r.bigPush(ctx, r.Sizes.ChunkSize)
+	return r.bigPush(ctx, r.Sizes.Streams, r.Sizes.ChunkSize)
 }
 
 // pushSmall: many clients push small images (config + layer + manifest),
