@@ -1,14 +1,10 @@
 package delta_test
 
 import (
-	"archive/tar"
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,6 +18,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-dev/berth/delta"
+	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/meta"
 )
 
@@ -42,8 +39,8 @@ func BenchmarkDelta(b *testing.B) {
 		b.Run(fmt.Sprintf("layer=%dMiB", size>>20), func(b *testing.B) {
 			e := newEnv(b)
 			dir := b.TempDir()
-			l1 := writeLayer(b, filepath.Join(dir, "v1.tar.gz"), size, false)
-			l2 := writeLayer(b, filepath.Join(dir, "v2.tar.gz"), size, true)
+			l1 := testutil.WriteLayer(b, filepath.Join(dir, "v1.tar.gz"), size, -1, 0)
+			l2 := testutil.WriteLayer(b, filepath.Join(dir, "v2.tar.gz"), size, int(size>>20)/8, 1<<20)
 			benchPush(b, e, l1)
 			v2 := benchPush(b, e, l2)
 			m := delta.New(e.md, e.blobs, delta.Options{TempDir: dir, MaxDiffFileSize: 64 << 20}, nil)
@@ -94,65 +91,14 @@ func BenchmarkDelta(b *testing.B) {
 	}
 }
 
-type benchLayer struct {
-	path   string
-	diffID digest.Digest
-	d      digest.Digest
-	size   int64
-}
-
-// writeLayer writes a gzipped tar of size bytes of random files (4 MiB
-// each) to path; changed flips 64 bytes of one file and adds a file.
-func writeLayer(b *testing.B, path string, size int64, changed bool) benchLayer {
-	b.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	blobHash, tarHash := digest.SHA256.Digester(), digest.SHA256.Digester()
-	bw := bufio.NewWriterSize(io.MultiWriter(f, blobHash.Hash()), 1<<20)
-	zw, _ := gzip.NewWriterLevel(bw, gzip.BestSpeed)
-	tw := tar.NewWriter(io.MultiWriter(zw, tarHash.Hash()))
-	const fileSize = 4 << 20
-	r := rand.New(rand.NewPCG(42, 42))
-	buf := make([]byte, fileSize)
-	files := int(size / fileSize)
-	for i := range files {
-		for j := 0; j < len(buf); j += 8 {
-			v := r.Uint64()
-			for k := range 8 {
-				buf[j+k] = byte(v >> (8 * k))
-			}
-		}
-		if changed && i == files/2 {
-			for k := range 64 {
-				buf[fileSize/2+k] ^= 0x5a
-			}
-		}
-		tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("files/share/data/%04d.bin", i), Typeflag: tar.TypeReg,
-			Mode: 0o644, Size: fileSize, ModTime: time.Unix(1e9, 0)})
-		tw.Write(buf)
-	}
-	if changed {
-		tw.WriteHeader(&tar.Header{Name: "files/share/added.bin", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1 << 20, ModTime: time.Unix(1e9, 0)})
-		tw.Write(buf[:1<<20])
-	}
-	tw.Close()
-	zw.Close()
-	bw.Flush()
-	st, _ := f.Stat()
-	return benchLayer{path: path, diffID: tarHash.Digest(), d: blobHash.Digest(), size: st.Size()}
-}
-
 // benchPush pushes an image of l (tag "latest", the ref label) to
 // repository "bench" and returns its digest.
-func benchPush(b *testing.B, e *env, l benchLayer) digest.Digest {
+func benchPush(b *testing.B, e *env, l testutil.Layer) digest.Digest {
 	b.Helper()
 	cfg, _ := json.Marshal(map[string]any{
 		"architecture": "amd64", "os": "linux",
 		"config": map[string]any{"Labels": map[string]string{"org.flatpak.ref": "app/org.example.Bench/x86_64/stable"}},
-		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{l.diffID.String()}},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{l.DiffID.String()}},
 	})
 	post := func(body io.Reader, d digest.Digest) {
 		res, err := http.Post(e.srv.URL+"/v2/bench/blobs/uploads/?digest="+d.String(), "application/octet-stream", body)
@@ -165,15 +111,15 @@ func benchPush(b *testing.B, e *env, l benchLayer) digest.Digest {
 		}
 	}
 	post(bytes.NewReader(cfg), digest.FromBytes(cfg))
-	f, err := os.Open(l.path)
+	f, err := os.Open(l.Path)
 	if err != nil {
 		b.Fatal(err)
 	}
-	post(f, l.d)
+	post(f, l.Digest)
 	f.Close()
 	mf := v1.Manifest{MediaType: v1.MediaTypeImageManifest,
 		Config: v1.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))},
-		Layers: []v1.Descriptor{{MediaType: v1.MediaTypeImageLayerGzip, Digest: l.d, Size: l.size}}}
+		Layers: []v1.Descriptor{{MediaType: v1.MediaTypeImageLayerGzip, Digest: l.Digest, Size: l.Size}}}
 	mf.SchemaVersion = 2
 	mb, _ := json.Marshal(mf)
 	req, _ := http.NewRequest(http.MethodPut, e.srv.URL+"/v2/bench/manifests/latest", bytes.NewReader(mb))

@@ -1,14 +1,11 @@
 package e2e
 
 import (
-	"archive/tar"
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,56 +15,14 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/tardiff"
 )
-
-// deltaLayer is a Flatpak-like layer written to a file: its tar's DiffID,
-// and the gzip blob's digest and size.
-type deltaLayer struct {
-	path        string
-	diffID, dgz digest.Digest
-	size        int64
-}
-
-// writeDeltaLayer writes a gzipped tar of files 4 MiB of random bytes
-// each, size bytes in all; version v flips 64 bytes of file v (v > 0).
-func writeDeltaLayer(t *testing.T, path string, size int64, v int) deltaLayer {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	blobH, tarH := digest.SHA256.Digester(), digest.SHA256.Digester()
-	bw := bufio.NewWriterSize(io.MultiWriter(f, blobH.Hash()), 1<<20)
-	zw, _ := gzip.NewWriterLevel(bw, gzip.BestSpeed)
-	tw := tar.NewWriter(io.MultiWriter(zw, tarH.Hash()))
-	const fileSize = 4 << 20
-	var seed [32]byte
-	rng := rand.NewChaCha8(seed)
-	buf := make([]byte, fileSize)
-	for i := range int(size / fileSize) {
-		rng.Read(buf)
-		if v > 0 && i == v {
-			for k := range 64 {
-				buf[fileSize/2+k] ^= 0x5a
-			}
-		}
-		tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("files/share/data/%03d.bin", i), Typeflag: tar.TypeReg,
-			Mode: 0o644, Size: fileSize, ModTime: time.Unix(1e9, 0)})
-		tw.Write(buf)
-	}
-	tw.Close()
-	zw.Close()
-	bw.Flush()
-	st, _ := f.Stat()
-	return deltaLayer{path: path, diffID: tarH.Digest(), dgz: blobH.Digest(), size: st.Size()}
-}
 
 // pushDeltaImage pushes a one-layer image of l labelled with a Flatpak
 // ref under tag latest, streaming the layer from its file; it returns the
 // manifest digest.
-func pushDeltaImage(t *testing.T, base, repo string, l deltaLayer) digest.Digest {
+func pushDeltaImage(t *testing.T, base, repo string, l testutil.Layer) digest.Digest {
 	t.Helper()
 	post := func(body io.Reader, n int64, d digest.Digest) {
 		t.Helper()
@@ -86,19 +41,19 @@ func pushDeltaImage(t *testing.T, base, repo string, l deltaLayer) digest.Digest
 	cfg, _ := json.Marshal(map[string]any{
 		"architecture": "amd64", "os": "linux",
 		"config": map[string]any{"Labels": map[string]string{"org.flatpak.ref": "app/org.example.Big/x86_64/stable"}},
-		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{l.diffID.String()}},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{l.DiffID.String()}},
 	})
 	post(bytes.NewReader(cfg), int64(len(cfg)), digest.FromBytes(cfg))
-	f, err := os.Open(l.path)
+	f, err := os.Open(l.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	post(f, l.size, l.dgz)
+	post(f, l.Size, l.Digest)
 	f.Close()
 	mf, _ := json.Marshal(map[string]any{
 		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
 		"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest.FromBytes(cfg), "size": len(cfg)},
-		"layers": []any{map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": l.dgz, "size": l.size}},
+		"layers": []any{map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": l.Digest, "size": l.Size}},
 	})
 	req, _ := http.NewRequest(http.MethodPut, base+"/v2/"+repo+"/manifests/latest", bytes.NewReader(mf))
 	req.Header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
@@ -128,13 +83,13 @@ func TestDeltaJobSurvivesKill(t *testing.T) {
 	}
 	srv := startServerOn(t, data)
 	base := "http://" + srv.Addr
-	layers := []deltaLayer{writeDeltaLayer(t, filepath.Join(dir, "v0.tar.gz"), size, 0)}
+	layers := []testutil.Layer{testutil.WriteLayer(t, filepath.Join(dir, "v0.tar.gz"), size, -1, 0)}
 	pushDeltaImage(t, base, repo, layers[0])
 
 	var target digest.Digest
 	killed := false
 	for v := 1; v <= 3 && !killed; v++ {
-		layers = append(layers, writeDeltaLayer(t, filepath.Join(dir, fmt.Sprintf("v%d.tar.gz", v)), size, v))
+		layers = append(layers, testutil.WriteLayer(t, filepath.Join(dir, fmt.Sprintf("v%d.tar.gz", v)), size, v, 0))
 		logStart := fileSize(srv.LogPath)
 		target = pushDeltaImage(t, base, repo, layers[v])
 		// Kill as soon as the worker has planned the new target's deltas.
@@ -199,14 +154,14 @@ func TestDeltaJobSurvivesKill(t *testing.T) {
 		json.NewDecoder(r2.Body).Decode(&dm)
 		r2.Body.Close()
 		for _, l := range dm.Layers {
-			if l.Annotations["io.github.containers.delta.from"] != prev.diffID.String() {
+			if l.Annotations["io.github.containers.delta.from"] != prev.DiffID.String() {
 				continue
 			}
-			if l.Annotations["io.github.containers.delta.to"] != last.diffID.String() {
-				t.Errorf("delta to %s, want %s", l.Annotations["io.github.containers.delta.to"], last.diffID)
+			if l.Annotations["io.github.containers.delta.to"] != last.DiffID.String() {
+				t.Errorf("delta to %s, want %s", l.Annotations["io.github.containers.delta.to"], last.DiffID)
 			}
-			if got := applyDeltaBlob(t, base, repo, l.Digest, prev); got != last.diffID {
-				t.Errorf("the delta published after the restart rebuilds %s, not %s", got, last.diffID)
+			if got := applyDeltaBlob(t, base, repo, l.Digest, prev); got != last.DiffID {
+				t.Errorf("the delta published after the restart rebuilds %s, not %s", got, last.DiffID)
 			}
 			return
 		}
@@ -216,9 +171,9 @@ func TestDeltaJobSurvivesKill(t *testing.T) {
 
 // applyDeltaBlob downloads a delta blob and applies it to the tar of from;
 // it returns the DiffID of the result.
-func applyDeltaBlob(t *testing.T, base, repo string, d digest.Digest, from deltaLayer) digest.Digest {
+func applyDeltaBlob(t *testing.T, base, repo string, d digest.Digest, from testutil.Layer) digest.Digest {
 	t.Helper()
-	f, err := os.Open(from.path)
+	f, err := os.Open(from.Path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,16 +82,19 @@ func pullVerify(b *testing.B, tr *testRegistry, repo string, d digest.Digest) in
 func benchRegistry(b *testing.B) *testRegistry { return newTestRegistry(b, Options{}) }
 
 func BenchmarkBlobPush(b *testing.B) {
-	const size = 32 << 20
-	tr := benchRegistry(b)
-	b.SetBytes(size)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		d := patternDigest(byte(i), size) // the client's hashing is not the server's cost
-		b.StartTimer()
-		pushStream(b, tr, "bench", byte(i), size, d)
+	for _, size := range []int64{32 << 20, 64 << 20} {
+		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
+			tr := benchRegistry(b)
+			b.SetBytes(size)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				d := patternDigest(byte(i), size) // the client's hashing is not the server's cost
+				b.StartTimer()
+				pushStream(b, tr, "bench", byte(i), size, d)
+			}
+		})
 	}
 }
 
@@ -230,21 +233,5 @@ func BenchmarkBlobPushChunked(b *testing.B) {
 		if res.StatusCode != http.StatusCreated {
 			b.Fatalf("PUT: %d", res.StatusCode)
 		}
-	}
-}
-
-// BenchmarkBlobPush64MiB is BenchmarkBlobPush at BenchmarkBlobPushChunked's
-// size.
-func BenchmarkBlobPush64MiB(b *testing.B) {
-	const size = 64 << 20
-	tr := benchRegistry(b)
-	b.SetBytes(size)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		d := patternDigest(byte(i), size)
-		b.StartTimer()
-		pushStream(b, tr, "bench", byte(i), size, d)
 	}
 }
