@@ -52,6 +52,7 @@ const (
 	DefaultLease         = 2 * time.Minute
 	DefaultRetireAfter   = 10 * time.Minute
 	DefaultPoll          = time.Minute
+	DefaultMaxDuration   = 15 * time.Minute
 )
 
 // Options bound and tune delta generation. Zero values take the defaults.
@@ -78,6 +79,12 @@ type Options struct {
 	RetireAfter time.Duration
 	// Poll is how often the worker looks for work unprompted.
 	Poll time.Duration
+	// MaxDuration bounds the making of one delta; past it the pair fails.
+	MaxDuration time.Duration
+	// MaxTarBytes bounds each layer's uncompressed tar (a compression
+	// bomb is rejected, not spooled to the storage disk); 0: 8 times
+	// MaxLayerBytes.
+	MaxTarBytes int64
 	// TempDir holds the spooled layers and deltas while they are made
 	// ("" = os.TempDir()).
 	TempDir string
@@ -123,6 +130,12 @@ func (o Options) withDefaults() Options {
 	if o.Poll <= 0 {
 		o.Poll = DefaultPoll
 	}
+	if o.MaxDuration <= 0 {
+		o.MaxDuration = DefaultMaxDuration
+	}
+	if o.MaxTarBytes <= 0 {
+		o.MaxTarBytes = 8 * o.MaxLayerBytes
+	}
 	if o.TempDir == "" {
 		o.TempDir = os.TempDir()
 	}
@@ -139,6 +152,7 @@ type Store interface {
 	ClaimDelta(ctx context.Context, token string, at time.Time, lease time.Duration) (*meta.DeltaPair, error)
 	RenewDelta(ctx context.Context, k meta.DeltaKey, token string, until time.Time) error
 	FinishDelta(ctx context.Context, k meta.DeltaKey, token string, r meta.DeltaResult) error
+	RequeueDelta(ctx context.Context, k meta.DeltaKey, detail string) error
 	DeltaPairs(ctx context.Context, repo string) ([]meta.DeltaPair, error)
 	DeltaRepositories(ctx context.Context) ([]string, error)
 	DropGoneDeltas(ctx context.Context) ([]string, error)
@@ -329,6 +343,17 @@ func (m *Manager) workOne(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	log := m.log.With("repo", p.Repo, "target", p.Target, "source", p.Source)
+	if p.Attempts > maxAttempts {
+		// Claimed again and again without an end: each time the worker
+		// died (a crash, a kill, the process restarted) while making it.
+		// Stop: a job that takes the server down must not do so forever.
+		res := meta.DeltaResult{State: meta.DeltaFailed, Detail: fmt.Sprintf("abandoned after %d attempts that never finished", p.Attempts-1)}
+		if err := m.store.FinishDelta(ctx, p.DeltaKey, token, res); err != nil && !errors.Is(err, meta.ErrDeltaLost) {
+			return false, err
+		}
+		log.Warn("delta abandoned", "attempts", p.Attempts-1)
+		return true, nil
+	}
 	// The lease is renewed while the delta is made; losing it (the pair
 	// was dropped, or this worker stalled past the lease) stops the work.
 	jctx, cancel := context.WithCancelCause(ctx)
@@ -350,7 +375,7 @@ func (m *Manager) workOne(ctx context.Context) (bool, error) {
 		}
 	}()
 	start := time.Now()
-	res, err := m.make(jctx, p)
+	res, err := m.makeSafely(jctx, p)
 	lost := context.Cause(jctx)
 	cancel(nil)
 	<-renewed
@@ -394,8 +419,30 @@ func (m *Manager) workOne(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
+// makeSafely is make with a time budget (Options.MaxDuration) and a
+// panic turned into a failed pair: a crafted layer must cost one pair,
+// not the worker or the server.
+func (m *Manager) makeSafely(ctx context.Context, p *meta.DeltaPair) (res meta.DeltaResult, err error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, m.opts.MaxDuration, errTooLong)
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			res, err = meta.DeltaResult{State: meta.DeltaFailed, Detail: fmt.Sprintf("making the delta panicked: %v", r)}, nil
+		}
+	}()
+	res, err = m.make(ctx, p)
+	if err != nil && errors.Is(context.Cause(ctx), errTooLong) {
+		return meta.DeltaResult{State: meta.DeltaFailed, Detail: fmt.Sprintf("took longer than %s", m.opts.MaxDuration)}, nil
+	}
+	return res, err
+}
+
+// errTooLong ends a delta that takes longer than Options.MaxDuration.
+var errTooLong = errors.New("delta took too long")
+
 // maxAttempts bounds the tries of a pair whose making fails for a reason
-// other than the delta itself (a store error).
+// other than the delta itself (a store error), or never finishes (the
+// worker died each time).
 const maxAttempts = 5
 
 // retire deletes delta manifests that have not been listed for
@@ -422,8 +469,9 @@ func (m *Manager) retire(ctx context.Context) error {
 }
 
 // Rebuild forgets repo's deltas and plans them again: the next cycle
-// makes them anew (the published ones stay until the new ones replace
-// them).
+// makes them anew. Until a target's new delta is ready its entry leaves
+// _deltaindex (clients then download the whole layer; its old delta
+// manifest is deleted after Options.RetireAfter).
 func (m *Manager) Rebuild(ctx context.Context, repo string) error {
 	return m.store.ResetDeltas(ctx, repo, true)
 }

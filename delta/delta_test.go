@@ -676,3 +676,153 @@ func TestReconcileMakesNothing(t *testing.T) {
 		t.Errorf("Reconcile planned or made deltas: %+v", ps)
 	}
 }
+
+// TestForeignDeltaIndexLeftAlone: a _deltaindex Berth did not make (a
+// mirror of another registry's) is never replaced or deleted, and no
+// deltas are published beside it.
+func TestForeignDeltaIndexLeftAlone(t *testing.T) {
+	e := newEnv(t)
+	f1, order := bigFiles(10, false)
+	f2, _ := bigFiles(10, true)
+	e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f1, order))
+	// Someone else's delta index: an index of an ordinary image.
+	other := e.pushImage("org.example.big", "other", bigRef+"x", makeLayer(t, f2, order))
+	idx := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":%q,"size":%d}]}`,
+		other, manifestSize(t, e, other))
+	req, _ := http.NewRequest(http.MethodPut, e.srv.URL+"/v2/org.example.big/manifests/"+delta.Tag, strings.NewReader(idx))
+	req.Header.Set("Content-Type", v1.MediaTypeImageIndex)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT a foreign _deltaindex: %v %v", res.Status, err)
+	}
+	res.Body.Close()
+	e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f2, order))
+	m := e.manager(delta.Options{})
+	runOnce(t, m)
+	runOnce(t, m)
+	got, err := e.md.ResolveTag(t.Context(), "org.example.big", delta.Tag)
+	if err != nil || got != digest.FromString(idx) {
+		t.Errorf("_deltaindex = %s, %v; want the foreign index %s untouched", got, err, digest.FromString(idx))
+	}
+	if _, err := e.md.GetManifest(t.Context(), "org.example.big", other); err != nil {
+		t.Errorf("the foreign index's child: %v", err)
+	}
+}
+
+func manifestSize(t *testing.T, e *env, d digest.Digest) int {
+	t.Helper()
+	m, err := e.md.GetManifest(t.Context(), "org.example.big", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(m.Content)
+}
+
+// TestDeltaAbandonedAfterRepeatedDeaths: a pair whose making never ends
+// (the worker died each time) is failed after maxAttempts claims instead
+// of taking the server down at every start.
+func TestDeltaAbandonedAfterRepeatedDeaths(t *testing.T) {
+	e := newEnv(t)
+	f1, order := bigFiles(11, false)
+	f2, _ := bigFiles(11, true)
+	e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f1, order))
+	e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f2, order))
+	m := e.manager(delta.Options{Differ: func(context.Context, io.Reader, io.Reader, io.Writer) error {
+		panic("no delta for this pair")
+	}})
+	runOnce(t, m) // plans; the panic fails the pair
+	ps := e.pairs("org.example.big")
+	if len(ps) != 1 || ps[0].State != meta.DeltaFailed || !strings.Contains(ps[0].Detail, "panicked") {
+		t.Fatalf("after a panic: %+v", ps)
+	}
+	// Deaths: the pair is claimed and never finished, again and again.
+	if err := e.md.ResetDeltas(t.Context(), "org.example.big", true); err != nil {
+		t.Fatal(err)
+	}
+	plain := e.manager(delta.Options{Differ: func(ctx context.Context, _, _ io.Reader, _ io.Writer) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_ = plain.RunOnce(ctx) // plans nothing with a dead context; plan by hand below
+	runPlanOnly(t, e)
+	at := time.Now().Add(-10 * time.Hour) // every lease below has ended by now
+	for i := range 5 {
+		if p, err := e.md.ClaimDelta(t.Context(), fmt.Sprint("dead", i), at.Add(time.Duration(i)*time.Hour), time.Minute); err != nil || p == nil {
+			t.Fatalf("claim %d: %+v %v", i, p, err)
+		}
+	}
+	runOnce(t, e.manager(delta.Options{}))
+	ps = e.pairs("org.example.big")
+	if len(ps) != 1 || ps[0].State != meta.DeltaFailed || !strings.Contains(ps[0].Detail, "abandoned") {
+		t.Errorf("after 5 unfinished claims: %+v", ps)
+	}
+}
+
+// runPlanOnly plans the tagged targets (what a cycle does first) without
+// making anything.
+func runPlanOnly(t *testing.T, e *env) {
+	t.Helper()
+	targets, err := e.md.UnplannedDeltaTargets(t.Context(), delta.LabelRef, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range targets {
+		src, err := e.md.EarlierVersions(t.Context(), tg.Repo, tg.Digest, delta.LabelRef, tg.Ref, time.Time{}, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.md.PlanDeltas(t.Context(), tg.Repo, tg.Digest, src); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestCompressionBombRejected: a layer whose tar passes MaxTarBytes is
+// rejected, not spooled.
+func TestCompressionBombRejected(t *testing.T) {
+	e := newEnv(t)
+	f1, order := bigFiles(12, false)
+	f2, _ := bigFiles(12, true)
+	e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f1, order))
+	e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f2, order))
+	runOnce(t, e.manager(delta.Options{MaxTarBytes: 1 << 20}))
+	ps := e.pairs("org.example.big")
+	if len(ps) != 1 || ps[0].State != meta.DeltaRejected || !strings.Contains(ps[0].Detail, "over the limit") {
+		t.Errorf("pairs = %+v, want one rejected over the limit", ps)
+	}
+}
+
+// TestLostDeltaBlobMadeAgain: a ready delta whose blob is gone when it
+// must be published again is made again, not dropped for good.
+func TestLostDeltaBlobMadeAgain(t *testing.T) {
+	e := newEnv(t)
+	f1, order := bigFiles(14, false)
+	f2, _ := bigFiles(14, true)
+	l1, l2 := makeLayer(t, f1, order), makeLayer(t, f2, order)
+	e.pushImage("org.example.big", "stable", bigRef, l1)
+	v2 := e.pushImage("org.example.big", "stable", bigRef, l2)
+	m := e.manager(delta.Options{})
+	runOnce(t, m)
+	dm, dmd := e.deltaEntry("org.example.big", v2)
+	if dm == nil {
+		t.Fatal("no delta")
+	}
+	// The delta manifest and the blob's bytes go (a crash and gc, say).
+	if err := e.md.DeleteManifest(t.Context(), "org.example.big", dmd); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.blobs.Delete(t.Context(), dm.Layers[0].Digest); err != nil {
+		t.Fatal(err)
+	}
+	runOnce(t, m) // publishing finds the blob gone: the pair is made again
+	runOnce(t, m)
+	dm2 := e.deltaFor("org.example.big", v2)
+	if dm2 == nil {
+		t.Fatalf("the delta was not made again: %+v", e.pairs("org.example.big"))
+	}
+	if got := applyTo(t, e, dm2.Layers[0].Digest, l1.tar); !bytes.Equal(got, l2.tar) {
+		t.Error("the remade delta does not rebuild v2")
+	}
+}

@@ -158,6 +158,9 @@ func (m *Manager) make(ctx context.Context, p *meta.DeltaPair) (meta.DeltaResult
 		if ctx.Err() != nil {
 			return meta.DeltaResult{}, ctx.Err()
 		}
+		if errors.Is(err, errTarTooLarge) || errors.Is(err, tardiff.ErrTooLarge) {
+			return reject("%v (limit %d bytes)", err, m.opts.MaxTarBytes)
+		}
 		if oldR.err() != nil || newR.err() != nil {
 			return meta.DeltaResult{}, errors.Join(oldR.err(), newR.err())
 		}
@@ -272,6 +275,7 @@ func (m *Manager) storeBlob(ctx context.Context, repo string, d digest.Digest, s
 		return fmt.Errorf("delta upload: %w", err)
 	}
 	if _, err := w.Commit(ctx, d, size); err != nil {
+		_ = m.blobs.AbortUpload(context.WithoutCancel(ctx), hex.EncodeToString(id))
 		return fmt.Errorf("delta commit: %w", err)
 	}
 	if err := m.store.LinkBlob(ctx, repo, d, size); err != nil {
@@ -343,8 +347,32 @@ func (m *Manager) openLayer(ctx context.Context, desc v1.Descriptor) (*layerRead
 	default:
 		lr.r = raw
 	}
-	lr.r = io.TeeReader(lr.r, lr.h)
+	lr.r = &capReader{r: io.TeeReader(lr.r, lr.h), left: m.opts.MaxTarBytes}
 	return lr, nil
+}
+
+// errTarTooLarge: a layer's uncompressed tar passes Options.MaxTarBytes.
+var errTarTooLarge = errors.New("uncompressed layer over the limit")
+
+// capReader fails once more than left bytes were read.
+type capReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left < 0 {
+		return 0, errTarTooLarge
+	}
+	if int64(len(p)) > c.left+1 {
+		p = p[:c.left+1]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	if c.left < 0 {
+		return n, errTarTooLarge
+	}
+	return n, err
 }
 
 func (l *layerReader) Read(p []byte) (int, error) { return l.r.Read(p) }

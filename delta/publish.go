@@ -45,6 +45,26 @@ func (m *Manager) Publish(ctx context.Context, repo string) error {
 	if err != nil {
 		return err
 	}
+	cur, err := m.store.ResolveTag(ctx, repo, Tag)
+	if errors.Is(err, meta.ErrTagNotFound) || errors.Is(err, meta.ErrRepoNotFound) {
+		cur, err = "", nil
+	}
+	if err != nil {
+		return fmt.Errorf("resolve %s:%s: %w", repo, Tag, err)
+	}
+	if cur != "" {
+		// A _deltaindex Berth did not make (pushed, or mirrored from
+		// another registry) is the repository owner's: never replaced or
+		// deleted, and no deltas are published beside it.
+		ours, err := m.ownIndex(ctx, repo, cur, recorded)
+		if err != nil {
+			return err
+		}
+		if !ours {
+			m.log.Warn("a _deltaindex Berth did not make is left alone; no deltas are published in this repository", "repo", repo, "digest", cur)
+			return nil
+		}
+	}
 	wasLive := make(map[digest.Digest]digest.Digest)
 	for _, dm := range recorded {
 		if dm.Retired.IsZero() {
@@ -79,7 +99,13 @@ func (m *Manager) Publish(ctx context.Context, repo string) error {
 			usable := make([]meta.DeltaPair, 0, len(ps))
 			for _, p := range ps {
 				if err := m.relink(ctx, repo, p.Blob, p.Size); err != nil {
-					m.log.Warn("delta blob unusable; left out", "repo", repo, "target", target, "source", p.Source, "blob", p.Blob, "err", err)
+					m.log.Warn("delta blob unusable; left out and made again", "repo", repo, "target", target, "source", p.Source, "blob", p.Blob, "err", err)
+					if errors.Is(err, blob.ErrNotFound) {
+						if err := m.store.RequeueDelta(ctx, p.DeltaKey, "its blob was gone when published; made again"); err != nil {
+							return err
+						}
+						m.Signal()
+					}
 					continue
 				}
 				usable = append(usable, p)
@@ -111,13 +137,6 @@ func (m *Manager) Publish(ctx context.Context, repo string) error {
 		if err := m.store.PutManifest(ctx, dm); err != nil {
 			return fmt.Errorf("store delta manifest %s@%s: %w", repo, dm.Digest, err)
 		}
-	}
-	cur, err := m.store.ResolveTag(ctx, repo, Tag)
-	if errors.Is(err, meta.ErrTagNotFound) || errors.Is(err, meta.ErrRepoNotFound) {
-		cur, err = "", nil
-	}
-	if err != nil {
-		return fmt.Errorf("resolve %s:%s: %w", repo, Tag, err)
 	}
 	if len(built) == 0 {
 		if cur != "" {
@@ -170,6 +189,42 @@ func (m *Manager) publishEach(ctx context.Context, repos []string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ownIndex reports whether the manifest d (what _deltaindex points at)
+// is a delta index Berth published: an index each of whose children is a
+// delta manifest Berth recorded for repo.
+func (m *Manager) ownIndex(ctx context.Context, repo string, d digest.Digest, recorded []meta.DeltaManifest) (bool, error) {
+	mf, err := m.store.GetManifest(ctx, repo, d)
+	if errors.Is(err, meta.ErrManifestNotFound) {
+		return true, nil // gone meanwhile: nothing to protect
+	}
+	if err != nil {
+		return false, fmt.Errorf("%s:%s: %w", repo, Tag, err)
+	}
+	if mf.MediaType != v1.MediaTypeImageIndex {
+		return false, nil
+	}
+	ours := make(map[digest.Digest]bool, len(recorded))
+	for _, dm := range recorded {
+		ours[dm.Digest] = true
+	}
+	children := 0
+	for _, r := range mf.Refs {
+		if r.Kind != meta.RefManifest {
+			return false, nil
+		}
+		if !ours[r.Digest] {
+			// A child neither recorded nor stored: one of Berth's,
+			// retired and deleted while an interrupted publication left
+			// the index pointing at it.
+			if _, err := m.store.GetManifest(ctx, repo, r.Digest); !errors.Is(err, meta.ErrManifestNotFound) {
+				return false, err
+			}
+		}
+		children++
+	}
+	return children > 0, nil
 }
 
 // relink links a delta blob into repo again (renewing the link) if its

@@ -235,12 +235,16 @@ func (c *InstallCounter) Flush(ctx context.Context) error {
 			}
 			users[key] = ms
 		}
+		// One download is one install or update: of the newest image
+		// that has the blob (images sharing a layer have the same
+		// files), not of each.
 		for _, m := range ms {
 			ref, version, kind := c.attribute(ctx, dl, m)
 			if ref == "" {
 				continue
 			}
 			sums[countKey{dl.day, dl.repo, ref, kind, version}] += n
+			break
 		}
 	}
 	counts := make([]meta.InstallCount, 0, len(sums))

@@ -211,3 +211,13 @@ func TestSplitV2(t *testing.T) {
 		}
 	}
 }
+
+// TestInstallCountedOnce: a layer two images share (a rebuild with new
+// labels, one build under two branches) counts one install, of the
+// image the store lists first (the newest), not one of each.
+func TestInstallCountedOnce(t *testing.T) {
+	f := newInstallFixture(t)
+	f.store.refs[f.layer1] = []digest.Digest{f.v2, f.v1}
+	f.get("/v2/app/blobs/"+f.layer1.String(), "Flatpak 1.14.10", "10.0.0.1", 200)
+	wantCounts(t, f.flush(t), map[string]int64{"v2/install": 1})
+}

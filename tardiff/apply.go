@@ -75,7 +75,7 @@ func Apply(ctx context.Context, delta io.Reader, src Source, out io.Writer) erro
 	}
 	defer dec.Close()
 	r := bufio.NewReaderSize(dec, chunk)
-	a := applier{src: src, out: out, buf: make([]byte, chunk), add: make([]byte, chunk)}
+	a := applier{src: src, out: ctxWriter{ctx, out}, buf: make([]byte, chunk), add: make([]byte, chunk)}
 	defer a.closeFile()
 	for n := 0; ; n++ {
 		if n%1024 == 0 && ctx.Err() != nil {
@@ -289,7 +289,11 @@ func TarSource(ctx context.Context, old io.Reader, tempDir string) (*SpooledSour
 func (s *SpooledSource) fill(ctx context.Context, old io.Reader) error {
 	tr := tar.NewReader(old)
 	w := bufio.NewWriterSize(s.f, 1<<20)
-	var off int64
+	var (
+		off       int64
+		entries   int
+		pathBytes int64
+	)
 	buf := make([]byte, chunk)
 	for {
 		if ctx.Err() != nil {
@@ -301,6 +305,11 @@ func (s *SpooledSource) fill(ctx context.Context, old io.Reader) error {
 		}
 		if err != nil {
 			return fmt.Errorf("tardiff: old tar: %w", err)
+		}
+		entries++
+		pathBytes += int64(len(hdr.Name))
+		if entries > DefaultMaxEntries || pathBytes > DefaultMaxPathBytes {
+			return fmt.Errorf("tardiff: old tar: more than %d entries or %d bytes of paths: %w", DefaultMaxEntries, DefaultMaxPathBytes, ErrTooLarge)
 		}
 		p := CleanPath(hdr.Name)
 		delete(s.files, p)
@@ -327,4 +336,18 @@ func isSparse(hdr *tar.Header) bool {
 	}
 	return hdr.PAXRecords["GNU.sparse.major"] != "" || hdr.PAXRecords["GNU.sparse.minor"] != "" ||
 		hdr.PAXRecords["GNU.sparse.map"] != ""
+}
+
+// ctxWriter stops a long operation when ctx ends (it is checked at every
+// buffer written).
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }

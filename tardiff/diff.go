@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -30,7 +31,21 @@ type Options struct {
 	// MaxMemory bounds the block index of the file being diffed: the
 	// block size grows with the old file so the index fits.
 	MaxMemory int64
+	// MaxEntries and MaxPathBytes bound the old tree's index (entries, and
+	// the bytes of their paths, which a tar's PAX records let be 1 MiB
+	// each); past them Diff fails with ErrTooLarge.
+	MaxEntries   int
+	MaxPathBytes int64
 }
+
+// ErrTooLarge: an input passes one of Options' bounds.
+var ErrTooLarge = errors.New("tar-diff input over the limits")
+
+// Defaults of the old tree's bounds.
+const (
+	DefaultMaxEntries   = 1_000_000
+	DefaultMaxPathBytes = 64 << 20
+)
 
 // Stats describe a delta.
 type Stats struct {
@@ -42,6 +57,7 @@ type Stats struct {
 	FilesDiffed          int   // files diffed against their old version
 	FilesLiteral         int   // files sent whole
 	BlockSize            int   // the largest block size a diff used
+	FalseHits            int64 // checksum hits that were not matches (bounded per file)
 	OldFiles, NewEntries int
 }
 
@@ -65,8 +81,14 @@ func Diff(ctx context.Context, old, new io.Reader, out io.Writer, opt Options) (
 	if opt.MaxMemory <= 0 {
 		opt.MaxMemory = DefaultMaxMemory
 	}
+	if opt.MaxEntries <= 0 {
+		opt.MaxEntries = DefaultMaxEntries
+	}
+	if opt.MaxPathBytes <= 0 {
+		opt.MaxPathBytes = DefaultMaxPathBytes
+	}
 	var st Stats
-	tree, err := readOld(ctx, old, opt.TempDir, &st)
+	tree, err := readOld(ctx, old, opt, &st)
 	if err != nil {
 		return st, err
 	}
@@ -115,8 +137,8 @@ type oldTree struct {
 	bySum  map[[32]byte]string
 }
 
-func readOld(ctx context.Context, old io.Reader, tempDir string, st *Stats) (*oldTree, error) {
-	f, err := os.CreateTemp(tempDir, "tardiff-old-")
+func readOld(ctx context.Context, old io.Reader, opt Options, st *Stats) (*oldTree, error) {
+	f, err := os.CreateTemp(opt.TempDir, "tardiff-old-")
 	if err != nil {
 		return nil, fmt.Errorf("tardiff: %w", err)
 	}
@@ -129,7 +151,11 @@ func readOld(ctx context.Context, old io.Reader, tempDir string, st *Stats) (*ol
 	tr := tar.NewReader(cr)
 	w := bufio.NewWriterSize(f, 1<<20)
 	buf := make([]byte, chunk)
-	var off int64
+	var (
+		off       int64
+		entries   int
+		pathBytes int64
+	)
 	for {
 		if ctx.Err() != nil {
 			t.Close()
@@ -142,6 +168,12 @@ func readOld(ctx context.Context, old io.Reader, tempDir string, st *Stats) (*ol
 		if err != nil {
 			t.Close()
 			return nil, fmt.Errorf("tardiff: old tar: %w", err)
+		}
+		entries++
+		pathBytes += int64(len(hdr.Name))
+		if entries > opt.MaxEntries || pathBytes > opt.MaxPathBytes {
+			t.Close()
+			return nil, fmt.Errorf("tardiff: old tar: more than %d entries or %d bytes of paths: %w", opt.MaxEntries, opt.MaxPathBytes, ErrTooLarge)
 		}
 		p := CleanPath(hdr.Name)
 		delete(t.files, p)
@@ -336,6 +368,11 @@ func (g *gen) diff(p string, old span, n int64) error {
 		}
 	}
 	litStart, i := int64(0), int64(0)
+	// Weak-checksum hits that are not matches cost two reads each; past
+	// this many the rest of the file is data (bounded work whatever the
+	// input).
+	var falseHits int64
+	maxFalseHits := max(4096, n/block)
 	reset(0)
 	for i+block <= n {
 		if i%(16<<20) == 0 && g.ctx.Err() != nil {
@@ -344,10 +381,21 @@ func (g *gen) diff(p string, old span, n int64) error {
 		if in.err != nil || out.err != nil {
 			return fmt.Errorf("tardiff: spool: %w", firstErr(in.err, out.err))
 		}
-		if off, ok := idx[(a&0xffff)|b<<16]; ok {
-			l, err := matchLen(oldR, off, g.spool, i, min(old.size-off, n-i), oldBuf, newBuf)
+		if off, ok := idx[(a&0xffff)|b<<16]; ok && falseHits <= maxFalseHits {
+			// Compare one block first (crafted data can make the weak
+			// checksum match almost everywhere); extend only a real match.
+			l, err := matchLen(oldR, off, g.spool, i, min(old.size-off, n-i, block), oldBuf[:min(block, int64(len(oldBuf)))], newBuf[:min(block, int64(len(newBuf)))])
+			if err == nil && l == block {
+				var more int64
+				more, err = matchLen(oldR, off+block, g.spool, i+block, min(old.size-off, n-i)-block, oldBuf, newBuf)
+				l += more
+			}
 			if err != nil {
 				return err
+			}
+			if l < block {
+				falseHits++
+				g.st.FalseHits++
 			}
 			if l >= block {
 				if err := g.literal(litStart, i); err != nil {

@@ -388,3 +388,27 @@ func TestApplyRefusesHugeWindow(t *testing.T) {
 		t.Errorf("Apply with a 128 MiB window: %v (output %q)", err, out.String())
 	}
 }
+
+// TestCollidingChecksumsBounded: data crafted so the weak checksum matches
+// at nearly every position (the old file is every rotation of a block; the
+// new file repeats the block changed without changing either sum) costs a
+// bounded number of false hits, and the delta still rebuilds the file.
+func TestCollidingChecksumsBounded(t *testing.T) {
+	x := random(13, 64)
+	var old []byte
+	for r := range 64 {
+		old = append(old, x[r:]...)
+		old = append(old, x[:r]...)
+	}
+	y := bytes.Clone(x)
+	y[10]++
+	y[11]--
+	y[40]--
+	y[41]++
+	newFile := bytes.Repeat(y, (1<<20)/64)
+	st, _ := roundTrip(t, mkTar(t, reg("f", old)), mkTar(t, reg("f", newFile)), tardiff.Options{})
+	if limit := max(int64(4096), int64(len(newFile))/64); st.FalseHits > limit+1 {
+		t.Errorf("%d false hits for a %d-byte file, want at most %d", st.FalseHits, len(newFile), limit)
+	}
+	t.Logf("%d false hits", st.FalseHits)
+}

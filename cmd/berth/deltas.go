@@ -98,7 +98,7 @@ func newDeltas() *cobra.Command {
 		}
 	}
 	cmd.AddCommand(list,
-		change("rebuild", "Forget a repository's deltas and make them again", true),
+		change("rebuild", "Forget a repository's deltas and make them again (until each is made, updates download whole layers)", true),
 		change("drop", "Remove a repository's deltas (images pushed later get deltas again)", false))
 	return cmd
 }

@@ -41,6 +41,7 @@ type DeltaStore interface {
 	ClaimDelta(ctx context.Context, token string, at time.Time, lease time.Duration) (*meta.DeltaPair, error)
 	RenewDelta(ctx context.Context, k meta.DeltaKey, token string, until time.Time) error
 	FinishDelta(ctx context.Context, k meta.DeltaKey, token string, r meta.DeltaResult) error
+	RequeueDelta(ctx context.Context, k meta.DeltaKey, detail string) error
 	ReleaseDeltaLeases(ctx context.Context) error
 	DeltaPairs(ctx context.Context, repo string) ([]meta.DeltaPair, error)
 	DeltaRepositories(ctx context.Context) ([]string, error)
@@ -223,6 +224,21 @@ func testDeltaClaim(t *testing.T, s DeltaStore) {
 		t.Errorf("a finished pair was claimed: %+v", p)
 	}
 	wantErr(t, s.FinishDelta(ctx, k, "c", res), meta.ErrDeltaLost, "FinishDelta twice")
+
+	// A ready pair whose blob went is made again.
+	noErr(t, s.RequeueDelta(ctx, k, "blob lost"), "RequeueDelta")
+	if ps, _ := s.DeltaPairs(ctx, "app"); len(ps) != 1 || ps[0].State != meta.DeltaPending || ps[0].Blob != "" || ps[0].Detail != "blob lost" {
+		t.Errorf("after RequeueDelta: %+v", ps)
+	}
+	if p, _ := s.ClaimDelta(ctx, "g", now.Add(time.Hour), time.Minute); p == nil || p.DeltaKey != k {
+		t.Errorf("a requeued pair is not claimable: %+v", p)
+	} else {
+		noErr(t, s.FinishDelta(ctx, k, "g", meta.DeltaResult{State: meta.DeltaFailed}), "FinishDelta failed")
+		noErr(t, s.RequeueDelta(ctx, k, "x"), "RequeueDelta of a failed pair")
+		if ps, _ := s.DeltaPairs(ctx, "app"); ps[0].State != meta.DeltaFailed {
+			t.Errorf("RequeueDelta changed a failed pair: %+v", ps[0])
+		}
+	}
 
 	// ReleaseDeltaLeases frees leased pending pairs at once.
 	k2 := plannedPair(t, s, "other")

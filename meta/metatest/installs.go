@@ -18,8 +18,8 @@ import (
 //   - InstallTotals sums, from day sinceDay on, per repo, ref, version
 //     and kind, in that order.
 //   - BlobUsers returns the manifests of repo that reference blob d as
-//     config or layer (RefBlob), with Digest, Config, ArtifactType,
-//     Annotations and Labels.
+//     config or layer (RefBlob), newest push first, with Digest, Config,
+//     ArtifactType, Annotations and Labels.
 type InstallStore interface {
 	meta.Store
 	AddInstalls(ctx context.Context, counts []meta.InstallCount) error
@@ -85,8 +85,8 @@ func testBlobUsers(t *testing.T, s InstallStore) {
 	put(t, s, m2)
 	got, err := s.BlobUsers(ctx, "app", ds[1], 10)
 	noErr(t, err, "BlobUsers")
-	if len(got) != 2 {
-		t.Fatalf("BlobUsers(layer) = %+v, want both manifests", got)
+	if len(got) != 2 || got[0].Digest != m2.Digest {
+		t.Fatalf("BlobUsers(layer) = %+v, want both manifests, the newer (two) first", got)
 	}
 	for _, g := range got {
 		if g.Digest == m.Digest && (g.Config != ds[0] || g.Labels["org.flatpak.ref"] == "" || g.Annotations["a"] != "b") {

@@ -61,6 +61,9 @@ WHERE repo = $1 AND target = $2 AND source = $3 AND state = 'pending' AND lease_
 	qFinishDelta = `UPDATE delta_pairs SET state = $5, blob = $6, size = $7, diff_from = $8, diff_to = $9,
     layer_size = $10, detail = $11, lease_token = '', lease_until = 0, updated = $12
 WHERE repo = $1 AND target = $2 AND source = $3 AND state = 'pending' AND lease_token = $4`
+	qRequeueDelta = `UPDATE delta_pairs SET state = 'pending', blob = '', size = 0, detail = $4,
+    lease_token = '', lease_until = 0, updated = $5
+WHERE repo = $1 AND target = $2 AND source = $3 AND state = 'ready'`
 	qReleaseDeltaLeases = `UPDATE delta_pairs SET lease_token = '', lease_until = 0 WHERE state = 'pending' AND lease_token <> ''`
 	qDeltaPairs         = `SELECT p.repo, p.target, p.source, p.state, p.blob, p.size, p.diff_from, p.diff_to, p.layer_size, p.detail,
     p.attempts, p.created, p.updated,
@@ -97,7 +100,7 @@ func init() {
 	readQueries = append(readQueries, qUnplannedTargets, qEarlierVersions, qDeltaPairs, qDeltaRepos,
 		qDeltaManifests, qRetiredDeltas)
 	writeQueries = append(writeQueries, qManifestExistsByName, qInsertDeltaTarget, qInsertDeltaPair,
-		qClaimableDelta, qLeaseDelta, qRenewDelta, qFinishDelta, qReleaseDeltaLeases,
+		qClaimableDelta, qLeaseDelta, qRenewDelta, qFinishDelta, qReleaseDeltaLeases, qRequeueDelta,
 		qDropGoneDeltaPairs, qDropGoneDeltaTargets, qResetDeltaPairs, qResetDeltaTargets,
 		qDeltaManifests, qInsertDeltaManif, qRetireDeltaManif, qForgetDeltaManif)
 }
@@ -271,6 +274,16 @@ func (s *Store) FinishDelta(ctx context.Context, k meta.DeltaKey, token string, 
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("sqlite: finish delta %s@%s from %s: %w", k.Repo, k.Target, k.Source, meta.ErrDeltaLost)
+	}
+	return nil
+}
+
+// RequeueDelta makes a ready pair pending again (its blob is gone: it is
+// made again), with detail saying why. A pair in another state is left
+// alone.
+func (s *Store) RequeueDelta(ctx context.Context, k meta.DeltaKey, detail string) error {
+	if _, err := s.w.exec(ctx, qRequeueDelta, k.Repo, k.Target.String(), k.Source.String(), detail, now()); err != nil {
+		return fmt.Errorf("sqlite: requeue delta: %w", err)
 	}
 	return nil
 }

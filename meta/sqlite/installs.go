@@ -29,7 +29,7 @@ JOIN repositories r ON r.id = f.repo_id
 JOIN manifests m ON m.repo_id = f.repo_id AND m.digest = f.manifest_digest
 WHERE f.ref_digest = $2 AND r.name = $1 AND f.kind = 1
 GROUP BY m.digest
-ORDER BY m.digest LIMIT $3`
+ORDER BY m.pushed DESC, m.digest LIMIT $3`
 )
 
 func init() {
@@ -79,8 +79,8 @@ func (s *Store) InstallTotals(ctx context.Context, sinceDay int64) ([]meta.Insta
 }
 
 // BlobUsers returns at most n manifests of repo that reference blob d
-// (as config or layer), with Digest, Config, ArtifactType, Annotations
-// and Labels set.
+// (as config or layer), newest push first, with Digest, Config,
+// ArtifactType, Annotations and Labels set.
 func (s *Store) BlobUsers(ctx context.Context, repo string, d digest.Digest, n int) ([]meta.Manifest, error) {
 	rows, err := s.r.query(ctx, qBlobUsers, repo, d.String(), n)
 	if err != nil {
