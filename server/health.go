@@ -122,8 +122,12 @@ func (rd *readiness) run(ctx context.Context, c *check) string {
 	}
 	errc := make(chan error, 1)
 	go func() {
-		defer c.busy.Store(false)
-		errc <- c.fn(ctx)
+		err := c.fn(ctx)
+		// Not busy before the answer is delivered: a probe right after
+		// this one must not find the check still marked busy (and report
+		// a timeout for a store that answered).
+		c.busy.Store(false)
+		errc <- err
 	}()
 	select {
 	case err := <-errc:
