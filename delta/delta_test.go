@@ -76,7 +76,7 @@ type layer struct {
 	tar, gz []byte
 }
 
-func makeLayer(t *testing.T, files map[string][]byte, order []string) layer {
+func makeLayer(t testing.TB, files map[string][]byte, order []string) layer {
 	t.Helper()
 	var tb bytes.Buffer
 	tw := tar.NewWriter(&tb)
@@ -120,6 +120,24 @@ func bigFiles(seed uint64, changed bool) (map[string][]byte, []string) {
 }
 
 const bigRef = "app/org.example.Big/x86_64/stable"
+
+// versions are the two layers (v2: 64 bytes of the big file changed) and
+// manifest digests twoVersions pushed.
+type versions struct {
+	l1, l2 layer
+	v1, v2 digest.Digest
+}
+
+// twoVersions pushes v1 then v2 of the big app under "stable".
+func (e *env) twoVersions(seed uint64) versions {
+	e.t.Helper()
+	f1, order := bigFiles(seed, false)
+	f2, _ := bigFiles(seed, true)
+	vs := versions{l1: makeLayer(e.t, f1, order), l2: makeLayer(e.t, f2, order)}
+	vs.v1 = e.pushImage("org.example.big", "stable", bigRef, vs.l1)
+	vs.v2 = e.pushImage("org.example.big", "stable", bigRef, vs.l2)
+	return vs
+}
 
 // pushImage pushes an image of one layer with the Flatpak ref label under
 // tag and returns its manifest digest.
@@ -444,11 +462,9 @@ func TestDeltaJobSurvivesRestart(t *testing.T) {
 	for _, release := range []bool{true, false} {
 		t.Run(fmt.Sprintf("release=%v", release), func(t *testing.T) {
 			e := newEnv(t)
-			f1, order := bigFiles(6, false)
-			f2, _ := bigFiles(6, true)
-			l1, l2 := makeLayer(t, f1, order), makeLayer(t, f2, order)
-			e.pushImage("org.example.big", "stable", bigRef, l1)
-			v2d := e.pushImage("org.example.big", "stable", bigRef, l2)
+			vs := e.twoVersions(6)
+			l1, l2 := vs.l1, vs.l2
+			v2d := vs.v2
 
 			started := make(chan struct{})
 			blocked := func(ctx context.Context, old, new io.Reader, out io.Writer) error {
@@ -507,11 +523,9 @@ func TestDeltaGC(t *testing.T) {
 	for _, del := range []string{"source", "target"} {
 		t.Run("delete "+del, func(t *testing.T) {
 			e := newEnv(t)
-			f1, order := bigFiles(7, false)
-			f2, _ := bigFiles(7, true)
-			l1, l2 := makeLayer(t, f1, order), makeLayer(t, f2, order)
-			v1d := e.pushImage("org.example.big", "stable", bigRef, l1)
-			v2d := e.pushImage("org.example.big", "stable", bigRef, l2)
+			vs := e.twoVersions(7)
+			v1d := vs.v1
+			v2d := vs.v2
 			m := e.manager(delta.Options{})
 			runOnce(t, m)
 			dm, dmd := e.deltaEntry("org.example.big", v2d)
@@ -573,10 +587,8 @@ func checkFsck(t *testing.T, e *env) {
 // no verified pair records is reported.
 func TestFsckDeltas(t *testing.T) {
 	e := newEnv(t)
-	f1, order := bigFiles(8, false)
-	f2, _ := bigFiles(8, true)
-	e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f1, order))
-	v2d := e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f2, order))
+	vs := e.twoVersions(8)
+	v2d := vs.v2
 	m := e.manager(delta.Options{})
 	runOnce(t, m)
 	_, dmd := e.deltaEntry("org.example.big", v2d)
@@ -651,16 +663,15 @@ func TestFsckDeltas(t *testing.T) {
 // no delta for a new version.
 func TestReconcileMakesNothing(t *testing.T) {
 	e := newEnv(t)
-	f1, order := bigFiles(9, false)
-	f2, _ := bigFiles(9, true)
-	v1 := e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f1, order))
-	v2 := e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f2, order))
+	vs := e.twoVersions(9)
+	v1 := vs.v1
+	v2 := vs.v2
 	m := e.manager(delta.Options{})
 	runOnce(t, m)
 	if e.deltaFor("org.example.big", v2) == nil {
 		t.Fatal("no delta")
 	}
-	f3, _ := bigFiles(9, true)
+	f3, order := bigFiles(9, true)
 	f3["metadata"] = []byte("[Application]\nname=org.example.Big\n# v3\n")
 	e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f3, order))
 	if err := e.md.DeleteManifest(t.Context(), "org.example.big", v1); err != nil {
@@ -723,10 +734,7 @@ func manifestSize(t *testing.T, e *env, d digest.Digest) int {
 // of taking the server down at every start.
 func TestDeltaAbandonedAfterRepeatedDeaths(t *testing.T) {
 	e := newEnv(t)
-	f1, order := bigFiles(11, false)
-	f2, _ := bigFiles(11, true)
-	e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f1, order))
-	e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f2, order))
+	e.twoVersions(11)
 	m := e.manager(delta.Options{Differ: func(context.Context, io.Reader, io.Reader, io.Writer) error {
 		panic("no delta for this pair")
 	}})
@@ -783,10 +791,7 @@ func runPlanOnly(t *testing.T, e *env) {
 // rejected, not spooled.
 func TestCompressionBombRejected(t *testing.T) {
 	e := newEnv(t)
-	f1, order := bigFiles(12, false)
-	f2, _ := bigFiles(12, true)
-	e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f1, order))
-	e.pushImage("org.example.big", "stable", bigRef, makeLayer(t, f2, order))
+	e.twoVersions(12)
 	runOnce(t, e.manager(delta.Options{MaxTarBytes: 1 << 20}))
 	ps := e.pairs("org.example.big")
 	if len(ps) != 1 || ps[0].State != meta.DeltaRejected || !strings.Contains(ps[0].Detail, "over the limit") {
@@ -798,11 +803,9 @@ func TestCompressionBombRejected(t *testing.T) {
 // must be published again is made again, not dropped for good.
 func TestLostDeltaBlobMadeAgain(t *testing.T) {
 	e := newEnv(t)
-	f1, order := bigFiles(14, false)
-	f2, _ := bigFiles(14, true)
-	l1, l2 := makeLayer(t, f1, order), makeLayer(t, f2, order)
-	e.pushImage("org.example.big", "stable", bigRef, l1)
-	v2 := e.pushImage("org.example.big", "stable", bigRef, l2)
+	vs := e.twoVersions(14)
+	l1, l2 := vs.l1, vs.l2
+	v2 := vs.v2
 	m := e.manager(delta.Options{})
 	runOnce(t, m)
 	dm, dmd := e.deltaEntry("org.example.big", v2)
