@@ -39,6 +39,14 @@
 //     fails blocks the later ones for that endpoint (not for the others)
 //     until it is acknowledged or dropped. Endpoints are independent, one
 //     worker each.
+//   - Replicas. Of the processes sharing a metadata store (replicas
+//     behind a load balancer), one at a time delivers to an endpoint: the
+//     holder of its lease (meta.Leases, "webhook:<name>"), renewed while it
+//     works. A holder that stops releases it; one that dies loses it after
+//     Options.LeaseTTL (30s), and another replica continues from the saved
+//     cursor. A holder that stalls past its lease in the middle of a
+//     delivery may overlap the next holder by that delivery: at least
+//     once still holds.
 //   - Retries. A failed attempt — connection error, refused address, the
 //     endpoint's timeout (default 10s), any answer other than 2xx
 //     (a 3xx included: redirects are never followed) — is retried after

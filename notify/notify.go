@@ -3,6 +3,7 @@ package notify
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -22,13 +24,16 @@ import (
 )
 
 // Store is what the notifier needs of the metadata store: its events
-// outbox (see meta.Outbox, which meta/sqlite implements).
+// outbox (see meta.Outbox) and leases (meta.Leases), so that of the
+// replicas sharing a store one at a time delivers to each endpoint.
 type Store interface {
 	Events(ctx context.Context, after int64, n int) ([]meta.Event, error)
 	LastEventSeq(ctx context.Context) (int64, error)
 	EventCursor(ctx context.Context, consumer string) (int64, error)
 	SetEventCursor(ctx context.Context, consumer string, seq int64) error
 	PruneEvents(ctx context.Context, consumers []string, before time.Time) (int64, error)
+	HoldLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	ReleaseLease(ctx context.Context, name, holder string) error
 }
 
 // Metrics counts deliveries per endpoint (by its name). A nil Metrics
@@ -75,6 +80,7 @@ const (
 	DefaultRetryMax     = 5 * time.Minute
 	DefaultRetention    = time.Hour
 	DefaultPruneEvery   = time.Minute
+	DefaultLeaseTTL     = 30 * time.Second
 )
 
 // Options configure a Notifier; zero fields take the defaults above.
@@ -94,6 +100,12 @@ type Options struct {
 	// pruner runs.
 	Retention  time.Duration
 	PruneEvery time.Duration
+	// Holder names this process among the replicas sharing the store
+	// (empty: a random name). Each endpoint is delivered to by the holder
+	// of its lease, renewed while it works and taken over by another
+	// replica LeaseTTL after its holder stops.
+	Holder   string
+	LeaseTTL time.Duration
 }
 
 // pageSize is how many events an endpoint reads at a time.
@@ -137,6 +149,12 @@ func New(ctx context.Context, store Store, opts Options, logger *slog.Logger) (*
 	if opts.PruneEvery <= 0 {
 		opts.PruneEvery = DefaultPruneEvery
 	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = DefaultLeaseTTL
+	}
+	if opts.Holder == "" {
+		opts.Holder = randomHolder()
+	}
 	n := &Notifier{store: store, opts: opts, log: logger, metrics: metrics{opts.Metrics}}
 	seen := map[string]bool{}
 	for i, ep := range opts.Endpoints {
@@ -164,6 +182,15 @@ func New(ctx context.Context, store Store, opts Options, logger *slog.Logger) (*
 		})
 	}
 	return n, nil
+}
+
+// randomHolder names this process's leases: its host name, pid and a
+// random part (two processes of one host, or a restarted process, differ).
+func randomHolder() string {
+	host, _ := os.Hostname()
+	var b [6]byte
+	_, _ = crand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%x", host, os.Getpid(), b)
 }
 
 // checkEndpoint refuses what config validation refuses too (New may be
@@ -301,6 +328,10 @@ type worker struct {
 	// cursor is the last event done with (delivered, not wanted, or
 	// dropped); saved is the last cursor written to the store.
 	cursor, saved int64
+	// leased: this process holds the endpoint's lease, last renewed at
+	// renewed.
+	leased  bool
+	renewed time.Time
 }
 
 // wants reports whether the endpoint's filters pass ev.
@@ -320,7 +351,14 @@ func (w *worker) wants(ev meta.Event) bool {
 }
 
 func (w *worker) run(ctx context.Context) {
+	defer w.release()
 	for ctx.Err() == nil {
+		if !w.holdLease(ctx) {
+			if !sleep(ctx, w.n.opts.LeaseTTL/3) {
+				break
+			}
+			continue
+		}
 		idle, err := w.step(ctx)
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("webhook: reading the events outbox", "err", err)
@@ -331,6 +369,58 @@ func (w *worker) run(ctx context.Context) {
 		}
 	}
 	w.save(ctx)
+}
+
+// holdLease takes or renews the endpoint's lease (renewing at most every
+// LeaseTTL/3) and reports whether this process has it. On taking it, the
+// worker re-reads its cursor: the previous holder may have moved it.
+func (w *worker) holdLease(ctx context.Context) bool {
+	ttl := w.n.opts.LeaseTTL
+	if w.leased && time.Since(w.renewed) < ttl/3 {
+		return true
+	}
+	start := time.Now()
+	ok, err := w.n.store.HoldLease(ctx, w.consumer, w.n.opts.Holder, ttl)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Warn("webhook: holding the endpoint's lease", "err", err)
+		}
+		ok = false
+	}
+	switch {
+	case ok && !w.leased:
+		cursor, err := w.n.store.EventCursor(ctx, w.consumer)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.log.Warn("webhook: reading the endpoint's cursor", "err", err)
+			}
+			return false
+		}
+		w.cursor, w.saved = max(w.cursor, cursor), cursor
+		w.log.Info("webhook: this replica delivers to the endpoint", "holder", w.n.opts.Holder, "cursor", w.cursor)
+	case !ok && w.leased:
+		w.log.Info("webhook: another replica delivers to the endpoint now", "holder", w.n.opts.Holder)
+	}
+	w.leased = ok
+	if ok {
+		w.renewed = start
+	}
+	return ok
+}
+
+// release saves the cursor and gives up the lease, so another replica
+// takes the endpoint over at once.
+func (w *worker) release() {
+	if !w.leased {
+		return
+	}
+	w.save(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.n.store.ReleaseLease(ctx, w.consumer, w.n.opts.Holder); err != nil {
+		w.log.Warn("webhook: releasing the endpoint's lease", "err", err)
+	}
+	w.leased = false
 }
 
 // step delivers one page of events; idle says there was none.
@@ -346,6 +436,9 @@ func (w *worker) step(ctx context.Context) (idle bool, err error) {
 		if !w.wants(ev) {
 			w.cursor = ev.Seq
 			continue
+		}
+		if !w.holdLease(ctx) {
+			break // another replica delivers now
 		}
 		if !w.deliver(ctx, ev) {
 			break // ctx ended, or the backlog dropped ev: start again from the cursor
@@ -382,6 +475,9 @@ func (w *worker) deliver(ctx context.Context, ev meta.Event) bool {
 			"attempt", attempt+1, "retry_in", wait, "err", err)
 		if !sleep(ctx, wait) {
 			return false
+		}
+		if !w.holdLease(ctx) {
+			return false // another replica delivers now
 		}
 		if err := w.enforceBacklog(ctx); err != nil && ctx.Err() == nil {
 			w.log.Warn("webhook: checking the backlog", "err", err)

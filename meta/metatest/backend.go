@@ -24,6 +24,7 @@ type Backend interface {
 	IconAccessStore
 	DeltaStore
 	InstallStore
+	LeaseStore
 	meta.StatsReader
 	// UploadKnown reports whether an upload session exists (fsck).
 	UploadKnown(ctx context.Context, id string) (bool, error)
@@ -31,7 +32,7 @@ type Backend interface {
 
 // RunAll runs every contract of this package on stores newStore makes:
 // the core (Run), garbage collection, the Flatpak index and icons, the
-// catalogue, the events outbox, deltas and install counts.
+// catalogue, the events outbox, deltas, install counts and leases.
 func RunAll(t *testing.T, newStore func(t *testing.T) Backend) {
 	t.Run("Core", func(t *testing.T) { Run(t, func(t *testing.T) meta.Store { return newStore(t) }) })
 	t.Run("Index", func(t *testing.T) { RunIndex(t, func(t *testing.T) IndexStore { return newStore(t) }) })
@@ -40,6 +41,7 @@ func RunAll(t *testing.T, newStore func(t *testing.T) Backend) {
 	t.Run("IconAccess", func(t *testing.T) { RunIconAccess(t, func(t *testing.T) IconAccessStore { return newStore(t) }) })
 	t.Run("Deltas", func(t *testing.T) { RunDeltas(t, func(t *testing.T) DeltaStore { return newStore(t) }) })
 	t.Run("Installs", func(t *testing.T) { RunInstalls(t, func(t *testing.T) InstallStore { return newStore(t) }) })
+	t.Run("Leases", func(t *testing.T) { RunLeases(t, func(t *testing.T) LeaseStore { return newStore(t) }) })
 }
 
 // RunTwoHandles runs the contracts that need two connections to one
