@@ -25,9 +25,10 @@
 // index URL ("/", "/icons/…"), which the client resolves
 // (flatpak-oci-protocol.md §1, §2.3). Its strong ETag is a fingerprint of
 // the body (the gzipped body has its own, "-gz"); the store's index
-// generation (a counter bumped in the same transaction as every change to
-// manifests, tags or manifest icons) only says whether a cached answer is
-// still valid.
+// generation of the query's scope (a counter bumped in the same
+// transaction as every change to manifests, tags or manifest icons that
+// can alter answers of that scope; meta.IndexFilter.Scope) only says
+// whether a cached answer is still valid.
 //
 // Access (V14): with Options.Access, the index lists only images of
 // repositories the requester may pull, an icon is served only if a

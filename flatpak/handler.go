@@ -18,8 +18,9 @@ import (
 // meta/metatest.IndexStore's.
 type Meta interface {
 	// IndexGeneration is a counter that increases with every change to
-	// manifests, tags or manifest icons.
-	IndexGeneration(ctx context.Context) (int64, error)
+	// manifests, tags or manifest icons that can alter the answers of
+	// scope (meta.IndexFilter.Scope).
+	IndexGeneration(ctx context.Context, scope meta.IndexScope) (int64, error)
 	// IndexImages calls fn for each image the registry index lists, with
 	// the index list holding it (nil for a tagged image), the tags that
 	// list it and the icons it shows by size, all from one snapshot; it

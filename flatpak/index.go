@@ -173,7 +173,7 @@ func (h *Handler) serveIndex(w http.ResponseWriter, r *http.Request, dynamic boo
 
 	// The generation only says whether a cached answer is still valid;
 	// the ETag is the answer's own.
-	gen, err := h.md.IndexGeneration(ctx)
+	gen, err := h.md.IndexGeneration(ctx, q.typed.Scope())
 	if err != nil {
 		h.internalError(w, r, "index generation", err)
 		return
@@ -350,7 +350,7 @@ func (h *Handler) buildIndex(ctx context.Context, q indexQuery, canPull func(str
 		// The walk stopped early: the snapshot's generation is not
 		// known, so the answer counts as of the one the request saw
 		// (a later change makes the cache build it again).
-		gen, err = h.md.IndexGeneration(ctx)
+		gen, err = h.md.IndexGeneration(ctx, q.typed.Scope())
 		if err == nil {
 			h.warnTruncated(ctx, gen, q)
 		}

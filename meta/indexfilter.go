@@ -23,6 +23,31 @@ type IndexFilter struct {
 	None bool
 }
 
+// IndexScope says which changes can alter the answers to a filter: a
+// backend keeps a generation per scope (see metatest.IndexStore).
+type IndexScope int
+
+const (
+	// ScopeAll: any change to manifests, tags or icons.
+	ScopeAll IndexScope = iota
+	// ScopeFlatpak: changes that can alter an answer restricted to images
+	// with the FlatpakRefLabel label; writes of image manifests without it,
+	// and of their tags, are not among them.
+	ScopeFlatpak
+)
+
+// Scope is the scope of the filter's answers: ScopeFlatpak when it
+// requires the FlatpakRefLabel config label (present, or with given
+// values), as every flatpak client's query does; else ScopeAll.
+func (f IndexFilter) Scope() IndexScope {
+	for _, c := range f.Maps {
+		if !c.Annotation && c.Key == FlatpakRefLabel {
+			return ScopeFlatpak
+		}
+	}
+	return ScopeAll
+}
+
 // MapCondition is one condition on an image's config labels or manifest
 // annotations: Key has one of Values, or with Exists, is present.
 type MapCondition struct {

@@ -27,8 +27,18 @@ import (
 // tags it already has, recording the icon a manifest already shows,
 // linking blobs and reading leave it alone.
 //
+// That is the generation of meta.ScopeAll. The generation of
+// meta.ScopeFlatpak (the scope of every filter requiring the
+// org.flatpak.ref label, meta.IndexFilter.Scope) increases with every
+// committed change that alters an answer of that scope, and never for
+// writes of image manifests without the label or of tags on them, so
+// pushes of server images leave the Flatpak index's cache valid; it may
+// also increase for other changes (an index, whose children may carry the
+// label). The two counters are independent: compare a generation only
+// with one of the same scope.
+//
 // IndexImages answers the Flatpak registry index from one snapshot of the
-// store, and returns that snapshot's generation. It calls fn
+// store, and returns that snapshot's generation, of the filter's scope. It calls fn
 //
 //   - with list == nil for each image manifest (OCI image manifest or
 //     Docker schema 2 manifest) that has at least one tag, and tags = all
@@ -76,7 +86,7 @@ import (
 // Annotations (both non-nil); the result is never nil.
 type IndexStore interface {
 	meta.Store
-	IndexGeneration(ctx context.Context) (int64, error)
+	IndexGeneration(ctx context.Context, scope meta.IndexScope) (int64, error)
 	IndexImages(ctx context.Context, filter meta.IndexFilter, fn func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error) (int64, error)
 	PutIcon(ctx context.Context, key meta.ManifestKey, size int, d digest.Digest, png []byte) error
 	Icon(ctx context.Context, d digest.Digest) ([]byte, bool, error)
@@ -94,6 +104,7 @@ func RunIndex(t *testing.T, newStore func(t *testing.T) IndexStore) {
 		fn   func(t *testing.T, s IndexStore)
 	}{
 		{"Generation", testIndexGeneration},
+		{"Generation/FlatpakScope", testFlatpakGeneration},
 		{"Images/TaggedOnly", testIndexTaggedOnly},
 		{"Images/Filters", testIndexFilters},
 		{"Images/Lists", testIndexLists},
@@ -115,7 +126,7 @@ func RunIndex(t *testing.T, newStore func(t *testing.T) IndexStore) {
 
 func generation(t *testing.T, s IndexStore) int64 {
 	t.Helper()
-	g, err := s.IndexGeneration(t.Context())
+	g, err := s.IndexGeneration(t.Context(), meta.ScopeAll)
 	if err != nil {
 		t.Fatalf("IndexGeneration: %v", err)
 	}
@@ -156,6 +167,88 @@ func testIndexGeneration(t *testing.T, s IndexStore) {
 	step("failed delete", false, func() {
 		wantErr(t, s.DeleteTag(ctx, "app", "nope"), meta.ErrTagNotFound, "DeleteTag")
 	})
+}
+
+// testFlatpakGeneration: the ScopeFlatpak generation changes whenever the
+// answer to the flatpak client's filter changes, and not for pushes, tag
+// moves and deletes of images without the label; ScopeAll changes for all.
+func testFlatpakGeneration(t *testing.T, s IndexStore) {
+	ctx := t.Context()
+	flatpakQuery := map[string][]string{"label:org.flatpak.ref:exists": {"1"}}
+	if filterOf(t, flatpakQuery).Scope() != meta.ScopeFlatpak {
+		t.Fatal("the flatpak client's filter is not of ScopeFlatpak")
+	}
+	gen := func(scope meta.IndexScope) int64 {
+		t.Helper()
+		g, err := s.IndexGeneration(ctx, scope)
+		noErr(t, err, "IndexGeneration")
+		return g
+	}
+	answer := func() string { return fmt.Sprint(indexImages(t, s, flatpakQuery)) }
+	g, ga, ans := gen(meta.ScopeFlatpak), gen(meta.ScopeAll), answer()
+	// step applies fn; flatpak says whether the Flatpak generation must
+	// increase (true), must not change (false). The ScopeAll generation
+	// must increase every time, and a changed Flatpak answer needs a
+	// changed Flatpak generation whatever flatpak says.
+	step := func(what string, flatpak bool, fn func()) {
+		t.Helper()
+		fn()
+		ng, nga, nans := gen(meta.ScopeFlatpak), gen(meta.ScopeAll), answer()
+		switch {
+		case nans != ans && ng == g:
+			t.Errorf("%s: the Flatpak answer changed but its generation stayed %d", what, g)
+		case flatpak && ng <= g:
+			t.Errorf("%s: Flatpak generation %d -> %d, want it to increase", what, g, ng)
+		case !flatpak && ng != g:
+			t.Errorf("%s: Flatpak generation %d -> %d, want it unchanged (no Flatpak image involved)", what, g, ng)
+		case ng < g:
+			t.Errorf("%s: Flatpak generation went back, %d -> %d", what, g, ng)
+		}
+		if nga <= ga {
+			t.Errorf("%s: ScopeAll generation %d -> %d, want it to increase", what, ga, nga)
+		}
+		g, ga, ans = ng, nga, nans
+	}
+	labels := map[string]string{meta.FlatpakRefLabel: "app/org.example.App/x86_64/stable"}
+	server, server2 := image("srv", "server", ""), image("srv", "server2", "")
+	app := flatpakImage("apps", "app", "amd64", labels, nil)
+	child := flatpakImage("multi", "child", "amd64", labels, nil)
+	plainChild := image("multi", "plain-child", "")
+	idx := indexOf("multi", "idx", child, plainChild)
+
+	step("push a server image with a tag", false, func() { put(t, s, server, "v1") })
+	step("push another, untagged", false, func() { put(t, s, server2) })
+	step("move the server tag", false, func() { put(t, s, server2, "v1") })
+	step("tag the server image again", false, func() { put(t, s, server, "v2") })
+	step("delete a server tag", false, func() { noErr(t, s.DeleteTag(ctx, "srv", "v2"), "DeleteTag") })
+	step("delete a server image", false, func() { noErr(t, s.DeleteManifest(ctx, "srv", server.Digest), "DeleteManifest") })
+	step("push an app, untagged", true, func() { put(t, s, app) })
+	step("tag the app", true, func() { put(t, s, app, "stable") })
+	step("record the app's icon", true, func() {
+		png := []byte("\x89PNG icon")
+		noErr(t, s.PutIcon(ctx, meta.ManifestKey{Repo: "apps", Digest: app.Digest}, 64, digest.FromBytes(png), png), "PutIcon")
+	})
+	step("push an index's children", true, func() { put(t, s, child); put(t, s, plainChild) })
+	step("tag the index", true, func() { put(t, s, idx, "latest") })
+	step("tag the app v1", true, func() { put(t, s, app, "v1") })
+	step("delete the index's tag", true, func() { noErr(t, s.DeleteTag(ctx, "multi", "latest"), "DeleteTag") })
+	step("delete the app's tag", true, func() { noErr(t, s.DeleteTag(ctx, "apps", "stable"), "DeleteTag") })
+	step("delete the app", true, func() {
+		noErr(t, s.DeleteTag(ctx, "apps", "v1"), "DeleteTag")
+		noErr(t, s.DeleteManifest(ctx, "apps", app.Digest), "DeleteManifest")
+	})
+
+	// IndexImages reports the generation of its filter's scope.
+	put(t, s, server, "v3")
+	for _, q := range []map[string][]string{flatpakQuery, {"repository": {"srv"}}} {
+		f := filterOf(t, q)
+		want := gen(f.Scope())
+		got, err := s.IndexImages(ctx, f, func(_, _ *meta.Manifest, _ []string, _ map[int]digest.Digest) error { return nil })
+		noErr(t, err, "IndexImages")
+		if got != want {
+			t.Errorf("IndexImages(%v) generation = %d, want IndexGeneration(%v) = %d", q, got, f.Scope(), want)
+		}
+	}
 }
 
 // indexEntry is one call of IndexImages' fn, flattened for comparison.

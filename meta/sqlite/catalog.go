@@ -41,7 +41,7 @@ ORDER BY r.name, f.manifest_digest, f.ord LIMIT $4`
 // until it does: the index generation. Tokens are only compared for
 // equality.
 func (s *Store) CatalogVersion(ctx context.Context) (string, error) {
-	gen, err := s.IndexGeneration(ctx)
+	gen, err := s.IndexGeneration(ctx, meta.ScopeAll)
 	if err != nil {
 		return "", fmt.Errorf("sqlite: catalog version: %w", err)
 	}

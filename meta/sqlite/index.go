@@ -27,7 +27,8 @@ const (
 )
 
 const (
-	qIndexGeneration = `SELECT value FROM index_generation WHERE id = 1`
+	qIndexGeneration   = `SELECT value FROM index_generation WHERE id = 1`
+	qFlatpakGeneration = `SELECT value FROM flatpak_generation WHERE id = 1`
 
 	// Image manifest and index media types, as SQL lists.
 	imageTypesSQL = `('application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json')`
@@ -91,12 +92,22 @@ JOIN repositories r ON r.name = k.value ->> 0
 JOIN manifest_icons i ON i.repo_id = r.id AND i.manifest_digest = k.value ->> 1`
 )
 
-// IndexGeneration returns the index generation: a counter that increases
-// with every committed change to manifests or tags (push, tag move,
-// delete, garbage collection), and only then.
-func (s *Store) IndexGeneration(ctx context.Context) (int64, error) {
+// generationQuery is the query of a scope's counter: index_generation
+// (migration 0003) or flatpak_generation (0010).
+func generationQuery(scope meta.IndexScope) string {
+	if scope == meta.ScopeFlatpak {
+		return qFlatpakGeneration
+	}
+	return qIndexGeneration
+}
+
+// IndexGeneration returns the index generation of scope: a counter that
+// increases with every committed change to manifests, tags or icons
+// (push, tag move, delete, garbage collection) that can alter answers of
+// that scope, and only then.
+func (s *Store) IndexGeneration(ctx context.Context, scope meta.IndexScope) (int64, error) {
 	var g int64
-	if err := s.r.queryRow(ctx, qIndexGeneration).Scan(&g); err != nil {
+	if err := s.r.queryRow(ctx, generationQuery(scope)).Scan(&g); err != nil {
 		return 0, fmt.Errorf("sqlite: index generation: %w", err)
 	}
 	return g, nil
@@ -115,7 +126,7 @@ func (s *Store) IndexImages(ctx context.Context, filter meta.IndexFilter,
 	}
 	defer tx.tx.Rollback()
 	var gen int64
-	if err := tx.tx.QueryRowContext(ctx, qIndexGeneration).Scan(&gen); err != nil {
+	if err := tx.tx.QueryRowContext(ctx, generationQuery(filter.Scope())).Scan(&gen); err != nil {
 		return 0, fmt.Errorf("sqlite: index generation: %w", err)
 	}
 	if f.empty {

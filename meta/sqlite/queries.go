@@ -191,7 +191,7 @@ var (
 		qResolveTag, qTags, qReferrers, qReferrersOfType, qGetUpload,
 		qUntaggedManifests, qNextRepo, qUnreferencedLinks, qUnlinkedBlobs, qBlobDeleting, qBlobRecords,
 		qLinks, qBlobRefs, qExpiredUploads, qUploadExists, qBlobRecord,
-		qIndexGeneration, qCatalogTags, qCatalogChildren, qManifestSizes, qLinkCreated,
+		qIndexGeneration, qFlatpakGeneration, qCatalogTags, qCatalogChildren, qManifestSizes, qLinkCreated,
 		qLinkingRepos,
 		qEvents, qLastEventSeq,
 	}
