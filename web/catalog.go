@@ -46,6 +46,9 @@ const listPage = 1000
 // built and shared by concurrent requests.
 type snapshot struct {
 	version string
+	// readAt is when its version was read, before any of its rows: the
+	// snapshot shows every change committed before then.
+	readAt time.Time
 	// raw is what the snapshot was built from, kept so the next change
 	// re-reads only the repositories it touched (see refresh).
 	raw        *rawCatalog

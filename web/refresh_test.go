@@ -2,12 +2,17 @@ package web
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"reflect"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/berth-dev/berth/meta"
+	"github.com/berth-dev/berth/meta/sqlite"
 )
 
 // TestIncrementalRefresh: after every kind of change (a push, a tag
@@ -82,4 +87,62 @@ func TestIncrementalRefresh(t *testing.T) {
 	check("events pruned unseen", false)
 	s.push("server", img{layer: "six"}, "v6")
 	check("after a full load, incremental again", true)
+}
+
+// churning is a store whose catalogue changes between any two looks.
+type churning struct {
+	*sqlite.Store
+	v atomic.Int64
+}
+
+func (c *churning) CatalogVersion(context.Context) (string, error) {
+	return strconv.FormatInt(c.v.Add(1), 10), nil
+}
+
+// TestRebuildsCoalesce: under constant change, requests that arrive
+// together share a rebuild that started after they asked, instead of
+// each waiting for the others' rebuilds and then making its own.
+func TestRebuildsCoalesce(t *testing.T) {
+	s := newSite(t, Options{})
+	s.push("server", img{layer: "one"}, "v1")
+	md := &churning{Store: s.md}
+	h, err := New(md, nil, Options{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 16
+	var (
+		start sync.WaitGroup
+		done  sync.WaitGroup
+		mu    sync.Mutex
+		got   = map[*snapshot]bool{}
+	)
+	start.Add(1)
+	for range n {
+		done.Go(func() {
+			start.Wait()
+			asked := time.Now()
+			snap, err := h.snapshot(t.Context())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if !snap.readAt.After(asked) {
+				t.Errorf("a request asked at %v got a snapshot read at %v: changes before it asked may be missing", asked, snap.readAt)
+			}
+			if len(snap.repos) != 1 {
+				t.Errorf("snapshot has %d repositories, want 1", len(snap.repos))
+			}
+			mu.Lock()
+			got[snap] = true
+			mu.Unlock()
+		})
+	}
+	start.Done()
+	done.Wait()
+	// One rebuild serves those that asked before it started, a second
+	// those that asked while it ran; scheduling may add one.
+	if len(got) > 3 {
+		t.Errorf("%d concurrent requests made %d rebuilds, want at most 3", n, len(got))
+	}
 }

@@ -201,7 +201,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // CatalogVersion has not changed, else a new one (one rebuild at a time;
 // concurrent requests wait for it), re-reading only the repositories the
 // events since the cached one name when it can (refresh).
+//
+// A request is answered from a snapshot that shows every change committed
+// before it asked. While changes keep coming, the requests that waited
+// for a rebuild take the one that started after they asked (it shows
+// their changes), instead of each starting another rebuild in turn.
 func (h *Handler) snapshot(ctx context.Context) (*snapshot, error) {
+	asked := time.Now()
 	v, err := h.cat.CatalogVersion(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("catalog version: %w", err)
@@ -211,6 +217,15 @@ func (h *Handler) snapshot(ctx context.Context) (*snapshot, error) {
 	}
 	h.loading.Lock()
 	defer h.loading.Unlock()
+	if s := h.snap.Load(); s != nil && (s.version == v || s.readAt.After(asked)) {
+		return s, nil
+	}
+	// The version to build at is read now, before any row: the snapshot
+	// shows at least everything committed before readAt.
+	readAt := time.Now()
+	if v, err = h.cat.CatalogVersion(ctx); err != nil {
+		return nil, fmt.Errorf("catalog version: %w", err)
+	}
 	if s := h.snap.Load(); s != nil && s.version == v {
 		return s, nil
 	}
@@ -230,6 +245,7 @@ func (h *Handler) snapshot(ctx context.Context) (*snapshot, error) {
 			return nil, fmt.Errorf("load catalogue: %w", err)
 		}
 	}
+	s.readAt = readAt
 	h.snap.Store(s)
 	h.log.DebugContext(ctx, "catalogue: rebuilt", "incremental", incremental, "repositories", len(s.repos), "apps", len(s.apps), "duration", time.Since(start))
 	return s, nil
