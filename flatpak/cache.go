@@ -43,6 +43,10 @@ type indexCache struct {
 	lru      *list.List // of *cacheEntry, most recent first
 	entries  map[string]*list.Element
 	inflight map[flightKey]*flight
+	// pending is, by key, the flight that waits for a build slot: it will
+	// read a snapshot after anyone who joins it now looked at the
+	// generation, so any caller of that key may share it.
+	pending map[string]*flight
 }
 
 type cacheEntry struct {
@@ -81,12 +85,15 @@ func newIndexCache(maxBytes int64, maxBuilds int) *indexCache {
 	return &indexCache{
 		max: maxBytes, sem: make(chan struct{}, max(maxBuilds, 1)),
 		lru: list.New(), entries: map[string]*list.Element{}, inflight: map[flightKey]*flight{},
+		pending: map[string]*flight{},
 	}
 }
 
 // get returns the answer cached for key if it is of generation gen or
 // newer, or builds it with build: once for each (key, gen) however many
-// callers ask at the same time, under a context that keeps ctx's values
+// callers ask at the same time, and callers of any generation share a
+// build of their key that has not begun (while generations move, at most
+// one build per key waits for a slot), under a context that keeps ctx's values
 // but not its cancellation. It caches the answer if it fits. A caller
 // whose ctx ends stops waiting (ctx.Err()); the build goes on for the
 // others.
@@ -103,8 +110,12 @@ func (c *indexCache) get(ctx context.Context, key string, gen int64, build func(
 	fk := flightKey{key, gen}
 	f, ok := c.inflight[fk]
 	if !ok {
+		f, ok = c.pending[key]
+	}
+	if !ok {
 		f = &flight{done: make(chan struct{})}
 		c.inflight[fk] = f
+		c.pending[key] = f
 		go c.fly(context.WithoutCancel(ctx), fk, f, build)
 	}
 	f.waiters++
@@ -127,6 +138,9 @@ func (c *indexCache) fly(ctx context.Context, fk flightKey, f *flight, build fun
 	c.sem <- struct{}{}
 	defer func() { <-c.sem }()
 	c.mu.Lock()
+	if c.pending[fk.key] == f { // it begins: later callers need a newer snapshot
+		delete(c.pending, fk.key)
+	}
 	if f.waiters == 0 {
 		delete(c.inflight, fk)
 		c.mu.Unlock()

@@ -326,3 +326,75 @@ func TestIndexCacheFloodOfKeys(t *testing.T) {
 		t.Errorf("%d entries, want the cap %d", n, maxCacheEntries)
 	}
 }
+
+// TestIndexCachePendingShared: while generations move, callers of newer
+// generations share the one build of their key that waits for a slot
+// (it reads a snapshot after they looked), instead of queueing one build
+// per generation.
+func TestIndexCachePendingShared(t *testing.T) {
+	c := newIndexCache(1<<20, 1) // one build at a time
+	var builds atomic.Int64
+	release := make(chan struct{})
+	started := make(chan struct{}, 10)
+	// The store's generation; a build answers from the snapshot it reads
+	// when it begins, as IndexImages does.
+	var current atomic.Int64
+	current.Store(1)
+	build := func(int64) func(context.Context) (*indexAnswer, error) {
+		return func(context.Context) (*indexAnswer, error) {
+			builds.Add(1)
+			gen := current.Load()
+			started <- struct{}{}
+			<-release
+			return answer(gen, 10), nil
+		}
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if _, err := c.get(ctx, "k", 1, build(1)); err != nil {
+			t.Error(err)
+		}
+	})
+	<-started // generation 1 builds and holds the only slot
+	var got [6]int64
+	for i := range got {
+		gen := int64(i + 2)
+		current.Store(gen) // a change, then a caller that sees it
+		wg.Go(func() {
+			a, err := c.get(ctx, "k", gen, build(gen))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got[i] = a.gen
+		})
+	}
+	// Wait until all six wait on flights (the ones after generation 1's),
+	// then let the builds run.
+	for {
+		c.mu.Lock()
+		n := 0
+		for fk, f := range c.inflight {
+			if fk.gen > 1 {
+				n += f.waiters
+			}
+		}
+		c.mu.Unlock()
+		if n >= len(got) {
+			break
+		}
+		runtime.Gosched()
+	}
+	current.Store(int64(len(got) + 1))
+	close(release)
+	wg.Wait()
+	if n := builds.Load(); n != 2 {
+		t.Errorf("%d builds for generations 1 to 7 of one key, want 2 (the running one and one shared by the rest)", n)
+	}
+	for i, g := range got {
+		if g < int64(i+2) {
+			t.Errorf("a caller of generation %d got an answer of generation %d", i+2, g)
+		}
+	}
+}
