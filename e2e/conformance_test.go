@@ -156,14 +156,22 @@ func (j *junitReport) notPassed() []badCase {
 // every switch on, against a fresh berth, and requires that nothing failed,
 // errored, was skipped or was disabled.
 func TestConformance(t *testing.T) {
-	bin := findTool(t, "conformance")
 	// The suite's sparse data set pushes an image manifest whose layer is
 	// never uploaded; Berth refuses that unless told to accept sparse
 	// manifests (docs/design-notes.md).
 	s := startServer(t, "BERTH_VALIDATION_SPARSE_MANIFESTS=true")
-	addr, stop := s.Addr, func() { s.Stop(t) }
+	// berth must still be up after the run, and exit cleanly.
+	runConformance(t, s.Addr, "conformance", func() { s.Stop(t) })
+}
 
-	results := filepath.Join(repoRoot(t), "test-output", "conformance")
+// runConformance runs the official conformance suite, every option on,
+// against the registry at addr, with its report in test-output/<out>;
+// stop runs after the suite and before its results are judged. It fails
+// the test unless every case passed.
+func runConformance(t *testing.T, addr, out string, stop func()) {
+	t.Helper()
+	bin := findTool(t, "conformance")
+	results := filepath.Join(repoRoot(t), "test-output", out)
 	if err := os.RemoveAll(results); err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +206,7 @@ func TestConformance(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatalf("conformance suite timed out after %s; output in %s", conformanceTimeout, results)
 	}
-	stop() // berth must still be up and must exit cleanly after the run
+	stop()
 
 	counts, parseErr := parseConformanceOutput(stdout.Bytes())
 	if parseErr != nil {

@@ -65,9 +65,16 @@ func randomBytes(t testing.TB, n int) []byte {
 // offline by crane from layer tarballs written here; every pulled blob is
 // checked against its descriptor, and file contents against what was put in.
 func TestInterop(t *testing.T) {
+	addr, _ := startBerth(t)
+	runInterop(t, addr)
+}
+
+// runInterop runs the real clients (crane, skopeo, oras, regctl, podman)
+// against the registry at addr, one subtest each.
+func runInterop(t *testing.T, addr string) {
+	t.Helper()
 	tools := newToolRunner(t)
 	tools.need(t, "crane")
-	addr, _ := startBerth(t)
 	x := &interop{addr: addr, tools: tools, rc: newRegistryClient(addr)}
 
 	work := t.TempDir()
