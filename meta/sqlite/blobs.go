@@ -127,7 +127,11 @@ func (s *Store) RefreshLink(ctx context.Context, repo string, d digest.Digest, o
 	if created >= cut {
 		return nil
 	}
-	if _, err := s.w.exec(ctx, qTouchLink, repo, string(d), now(), cut); err != nil {
+	err = s.write(ctx, func(tx txn) error {
+		_, err := tx.exec(ctx, qTouchLink, repo, string(d), now(), cut)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("sqlite: refresh link %s in %s: %w", d, repo, err)
 	}
 	return nil

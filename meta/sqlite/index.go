@@ -352,13 +352,13 @@ func (f *indexFilter) sql(template, alias string) (string, []any) {
 func (s *Store) PutIcon(ctx context.Context, key meta.ManifestKey, size int, d digest.Digest, png []byte) error {
 	err := s.write(ctx, func(tx txn) error {
 		var one int
-		if err := tx.tx.QueryRowContext(ctx, qIconManifestExists, key.Repo, string(key.Digest)).Scan(&one); err != nil {
+		if err := tx.tx.QueryRowContext(tx.ctx, qIconManifestExists, key.Repo, string(key.Digest)).Scan(&one); err != nil {
 			return err
 		}
-		if _, err := tx.tx.ExecContext(ctx, qInsertIcon, string(d), png, now()); err != nil {
+		if _, err := tx.tx.ExecContext(tx.ctx, qInsertIcon, string(d), png, now()); err != nil {
 			return err
 		}
-		_, err := tx.tx.ExecContext(ctx, qPutManifestIcon, key.Repo, string(key.Digest), size, string(d))
+		_, err := tx.tx.ExecContext(tx.ctx, qPutManifestIcon, key.Repo, string(key.Digest), size, string(d))
 		return err
 	})
 	switch {

@@ -73,10 +73,10 @@ func putManifest(ctx context.Context, tx txn, m *meta.Manifest, tags []string, a
 		}
 		// Its icons, in the same transaction: one write per push.
 		for _, ic := range m.Icons {
-			if _, err := tx.tx.ExecContext(ctx, qInsertIcon, string(ic.Digest), ic.PNG, t); err != nil {
+			if _, err := tx.tx.ExecContext(tx.ctx, qInsertIcon, string(ic.Digest), ic.PNG, t); err != nil {
 				return err
 			}
-			if _, err := tx.tx.ExecContext(ctx, qPutManifestIcon, m.Repo, string(m.Digest), ic.Size, string(ic.Digest)); err != nil {
+			if _, err := tx.tx.ExecContext(tx.ctx, qPutManifestIcon, m.Repo, string(m.Digest), ic.Size, string(ic.Digest)); err != nil {
 				return err
 			}
 		}

@@ -54,7 +54,7 @@ func (p *pool) query(ctx context.Context, q string, args ...any) (*sql.Rows, err
 
 func (p *pool) begin(ctx context.Context, opts *sql.TxOptions) (txn, error) {
 	tx, err := p.db.BeginTx(ctx, opts)
-	return txn{tx: tx, p: p}, err
+	return txn{tx: tx, p: p, ctx: ctx}, err
 }
 
 // close closes the statements and the database; a second call returns nil.
@@ -69,21 +69,25 @@ func (p *pool) close() error {
 	return errors.Join(errs...)
 }
 
-// txn runs a pool's prepared statements inside a transaction.
+// txn runs a pool's prepared statements inside a transaction, under the
+// context the transaction began with: the ctx its methods take is the
+// caller's, and is not used, so that one caller's cancellation cannot
+// interrupt a transaction that holds other callers' writes (group.go).
 type txn struct {
-	tx *sql.Tx
-	p  *pool
+	tx  *sql.Tx
+	p   *pool
+	ctx context.Context
 }
 
-func (t txn) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	res, err := t.tx.StmtContext(ctx, t.p.stmt(q)).ExecContext(ctx, args...)
+func (t txn) exec(_ context.Context, q string, args ...any) (sql.Result, error) {
+	res, err := t.tx.StmtContext(t.ctx, t.p.stmt(q)).ExecContext(t.ctx, args...)
 	return res, diskErr(err)
 }
 
-func (t txn) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	return t.tx.StmtContext(ctx, t.p.stmt(q)).QueryRowContext(ctx, args...)
+func (t txn) queryRow(_ context.Context, q string, args ...any) *sql.Row {
+	return t.tx.StmtContext(t.ctx, t.p.stmt(q)).QueryRowContext(t.ctx, args...)
 }
 
-func (t txn) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return t.tx.StmtContext(ctx, t.p.stmt(q)).QueryContext(ctx, args...)
+func (t txn) query(_ context.Context, q string, args ...any) (*sql.Rows, error) {
+	return t.tx.StmtContext(t.ctx, t.p.stmt(q)).QueryContext(t.ctx, args...)
 }

@@ -32,8 +32,9 @@ const (
 // Store is a meta.Store over one SQLite database file. It is safe for
 // concurrent use.
 type Store struct {
-	w *pool // exactly one connection: every write
-	r *pool // query-only connections: reads outside write transactions
+	w     *pool // exactly one connection: every write
+	r     *pool // query-only connections: reads outside write transactions
+	group group // writes waiting to share a transaction (group.go)
 }
 
 // Open opens the database at path, creating the file if it does not exist
@@ -98,20 +99,6 @@ func (s *Store) Close() error {
 		return fmt.Errorf("sqlite: close: %w", err)
 	}
 	return nil
-}
-
-// write runs fn in a transaction on the write connection and commits it if
-// fn returns nil.
-func (s *Store) write(ctx context.Context, fn func(tx txn) error) error {
-	tx, err := s.w.begin(ctx, nil)
-	if err != nil {
-		return diskErr(err)
-	}
-	if err := fn(tx); err != nil {
-		tx.tx.Rollback()
-		return err
-	}
-	return diskErr(tx.tx.Commit())
 }
 
 // ensureRepo returns the id of the repository named name, creating it.

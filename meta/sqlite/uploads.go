@@ -102,7 +102,12 @@ func (s *Store) UpdateUpload(ctx context.Context, id string, prevOffset, offset 
 
 // DeleteUpload implements meta.UploadStore.
 func (s *Store) DeleteUpload(ctx context.Context, id string) error {
-	n, err := rowsAffected(s.w.exec(ctx, qDeleteUpload, id))
+	var n int64
+	err := s.write(ctx, func(tx txn) error {
+		var err error
+		n, err = rowsAffected(tx.exec(ctx, qDeleteUpload, id))
+		return err
+	})
 	switch {
 	case err != nil:
 		return fmt.Errorf("sqlite: delete upload %s: %w", id, err)
