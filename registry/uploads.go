@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -393,8 +392,6 @@ func (b bodyReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
-
 // copyBody streams the request body into dst, at most limit bytes (413
 // past it). Errors reading the body are the client's (400); errors writing
 // are the store's.
@@ -405,10 +402,8 @@ func (reg *Registry) copyBody(w http.ResponseWriter, r *http.Request, dst io.Wri
 	if r.ContentLength > limit {
 		return 0, blobTooLarge(nil, reg.opts.MaxBlobBytes)
 	}
-	buf := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(buf)
 	body := bodyReader{r: http.MaxBytesReader(w, r.Body, limit), rc: http.NewResponseController(w), idle: reg.opts.BodyIdleTimeout}
-	n, err := io.CopyBuffer(dst, body, *buf)
+	n, err := pipeCopy(dst, body)
 	if err == nil {
 		// Done reading: the rest of the exchange has no idle limit. After
 		// an error the deadline stays, so the server's discard of an

@@ -20,6 +20,9 @@ import (
 	"github.com/berth-dev/berth/blob"
 )
 
+// parallelWrite is the size from which Write hashes and writes at once.
+const parallelWrite = 64 << 10
+
 // errClosed is returned by a writer used after Close or Commit.
 var errClosed = errors.New("upload writer closed")
 
@@ -125,7 +128,9 @@ type writer struct {
 }
 
 // Write implements io.Writer. Only the bytes the file accepted are hashed
-// and counted.
+// and counted. A large p is hashed while the file writes it, on another
+// goroutine: a stream then goes at the pace of the slower of the two, not
+// of their sum.
 func (w *writer) Write(p []byte) (int, error) {
 	if w.f == nil {
 		return 0, fmt.Errorf("upload %s: %w", w.id, errClosed)
@@ -133,8 +138,25 @@ func (w *writer) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
-	n, err := w.f.Write(p)
-	w.h.Write(p[:n])
+	var (
+		n   int
+		err error
+	)
+	if len(p) < parallelWrite {
+		n, err = w.f.Write(p)
+		w.h.Write(p[:n])
+	} else {
+		// On a short write the hash has seen more than the file holds:
+		// the error below ends the writer (w.err), so neither is used
+		// again.
+		done := make(chan struct{})
+		go func() {
+			n, err = w.f.Write(p)
+			close(done)
+		}()
+		w.h.Write(p)
+		<-done
+	}
 	w.size += int64(n)
 	if err != nil {
 		w.err = fmt.Errorf("upload %s: write: %w", w.id, err)
