@@ -3,7 +3,9 @@
 #
 #   apt:  skopeo, podman (best effort), ca-certificates, git, jq, curl,
 #         chromium, flatpak, dbus, busybox-static (the Flatpak fixtures and
-#         e2e/flatpak_test.go), rpm (packaging/: rpm -qpl on the built .rpm)
+#         e2e/flatpak_test.go), rpm (packaging/: rpm -qpl on the built .rpm),
+#         postgresql (meta/postgres's tests start throwaway clusters with its
+#         binaries; the packaged cluster is never used)
 #   Go:   pinned tools built into <repo>/.tools/bin, one version stamp per
 #         tool in <repo>/.tools/stamps, so a machine that keeps its disk
 #         builds each tool once.
@@ -29,7 +31,7 @@ GO_TOOLS=(
 	"helm helm.sh/helm/v3/cmd/helm@v3.21.4"
 )
 
-APT_REQUIRED=(ca-certificates git jq curl skopeo chromium flatpak dbus busybox-static rpm)
+APT_REQUIRED=(ca-certificates git jq curl skopeo chromium flatpak dbus busybox-static rpm postgresql)
 APT_OPTIONAL=(podman)
 
 log() { printf 'install-deps: %s\n' "$*"; }

@@ -52,6 +52,9 @@ func RunAll(t *testing.T, newStore func(t *testing.T) Backend) {
 //   - the gc race: pushes through one handle while the other sweeps links
 //     and claims blobs with no grace; every manifest stored keeps its
 //     blobs linked and alive (the locking rule in docs/design-notes.md);
+//   - the outbox's order: pushes on both handles while a reader follows
+//     the outbox by cursor; it sees every event (seq follows commit
+//     order, no hole is filled later);
 //   - delta leases: workers on both handles claim pairs; each pair is
 //     claimed once.
 func RunTwoHandles(t *testing.T, open func(t *testing.T) (Backend, Backend)) {
@@ -62,6 +65,10 @@ func RunTwoHandles(t *testing.T, open func(t *testing.T) (Backend, Backend)) {
 	t.Run("GCRaceReversed", func(t *testing.T) {
 		a, b := open(t)
 		gcRace(t, b, a)
+	})
+	t.Run("OutboxOrder", func(t *testing.T) {
+		a, b := open(t)
+		outboxOrder(t, a, b)
 	})
 	t.Run("DeltaClaims", func(t *testing.T) {
 		a, b := open(t)

@@ -1,0 +1,286 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/berth-dev/berth/meta"
+)
+
+var _ meta.Store = (*Store)(nil)
+
+// Options configure Open.
+type Options struct {
+	// MaxConns bounds the connection pool (0: 16).
+	MaxConns int
+}
+
+// Store is a meta.Store over one PostgreSQL database, shared by any number
+// of processes (replicas). It is safe for concurrent use.
+//
+// Every write runs in a SERIALIZABLE transaction, retried (bounded, with
+// jittered backoff) when PostgreSQL reports a serialization failure or a
+// deadlock: the checks and writes that order pushes against garbage
+// collection (docs/design-notes.md, "The locking rule") are then ordered
+// as SQLite's single writer orders them, with no row lock to forget.
+// Reads of one statement run under READ COMMITTED; reads that must see one
+// snapshot (a manifest and its references, the Flatpak index and its
+// generation) run in a REPEATABLE READ, READ ONLY transaction.
+type Store struct {
+	db  *sql.DB
+	r   reader // reads
+	w   writer // single-statement writes, as write transactions
+	log *slog.Logger
+}
+
+// Open connects to the database named by dsn (a postgres:// URL or
+// key=value string), applies pending migrations under an advisory lock
+// (replicas starting together migrate once) and returns the Store. ctx
+// bounds the connection and the migrations. A nil logger discards.
+func Open(ctx context.Context, dsn string, opts Options, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
+	n := opts.MaxConns
+	if n <= 0 {
+		n = 16
+	}
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: open %s@%s/%s: %w", cfg.User, cfg.Host, cfg.Database, err)
+	}
+	ms, err := loadMigrations(migrationFS)
+	if err == nil {
+		err = migrate(ctx, db, ms, logger)
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
+	s := &Store{db: db, r: reader{db: db}, log: logger}
+	s.w = writer{s: s}
+	return s, nil
+}
+
+var _ = stdlib.GetDefaultDriver // registers the "pgx" database/sql driver
+
+// Close closes the pool. Calls after Close fail.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("postgres: close: %w", err)
+	}
+	return nil
+}
+
+// reader runs reads on the pool.
+type reader struct{ db *sql.DB }
+
+func (r reader) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return r.db.QueryContext(ctx, q, args...)
+}
+
+func (r reader) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return r.db.QueryRowContext(ctx, q, args...)
+}
+
+// begin starts a read-only transaction over one snapshot.
+func (r reader) begin(ctx context.Context, _ *sql.TxOptions) (txn, error) {
+	tx, err := r.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	return txn{tx: tx, ctx: ctx}, err
+}
+
+// writer runs single-statement writes, each as a write transaction.
+type writer struct{ s *Store }
+
+func (w writer) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	var res sql.Result
+	err := w.s.write(ctx, func(tx txn) error {
+		var err error
+		res, err = tx.exec(ctx, q, args...)
+		return err
+	})
+	return res, err
+}
+
+// txn runs statements inside a transaction, under the context it began
+// with. Events written in a write transaction wait in events until its
+// end (see flushEvents).
+type txn struct {
+	tx     *sql.Tx
+	ctx    context.Context
+	events *[]pendingEvent
+}
+
+func (t txn) exec(_ context.Context, q string, args ...any) (sql.Result, error) {
+	res, err := t.tx.ExecContext(t.ctx, q, args...)
+	return res, diskErr(err)
+}
+
+func (t txn) queryRow(_ context.Context, q string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(t.ctx, q, args...)
+}
+
+func (t txn) query(_ context.Context, q string, args ...any) (*sql.Rows, error) {
+	return t.tx.QueryContext(t.ctx, q, args...)
+}
+
+// maxAttempts bounds the tries of a write transaction that keeps meeting
+// serialization failures; the last failure is returned (a 5xx the client
+// retries).
+const maxAttempts = 40
+
+// write runs fn in a SERIALIZABLE transaction and commits it, retrying the
+// whole of it on a serialization failure or deadlock. fn must be safe to
+// run again: it starts from the values it sets, never appends to what a
+// failed attempt left.
+func (s *Store) write(ctx context.Context, fn func(tx txn) error) error {
+	var err error
+	for attempt := range maxAttempts {
+		if err = s.writeOnce(ctx, fn); !retryable(err) {
+			return err
+		}
+		// Jittered backoff: 1, 2, 4 … ms, at most 50 ms.
+		d := time.Duration(mrand.Int64N(int64(min(time.Millisecond<<min(attempt, 7), 100*time.Millisecond)) + 1))
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(d):
+		}
+	}
+	return err
+}
+
+func (s *Store) writeOnce(ctx context.Context, fn func(tx txn) error) error {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelSerializable})
+	if err != nil {
+		return diskErr(err)
+	}
+	var events []pendingEvent
+	t := txn{tx: tx, ctx: ctx, events: &events}
+	if err := fn(t); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := flushEvents(t); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return diskErr(tx.Commit())
+}
+
+// retryable: PostgreSQL aborted the transaction for another's sake
+// (serialization_failure, deadlock_detected); running it again may
+// succeed.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}
+
+// diskErr marks PostgreSQL's disk_full (53100) as ENOSPC, like
+// meta/sqlite does with SQLITE_FULL.
+func diskErr(err error) error {
+	var pe *pgconn.PgError
+	if err != nil && errors.As(err, &pe) && pe.Code == "53100" {
+		return fmt.Errorf("%w (%w)", err, syscall.ENOSPC)
+	}
+	return err
+}
+
+// ensureRepo returns the id of the repository named name, creating it.
+func ensureRepo(ctx context.Context, tx txn, name string, now int64) (int64, error) {
+	if _, err := tx.exec(ctx, qEnsureRepo, name, now); err != nil {
+		return 0, err
+	}
+	var id int64
+	err := tx.queryRow(ctx, qRepoID, name).Scan(&id)
+	return id, err
+}
+
+func now() int64 { return time.Now().UnixNano() }
+
+// The instants a unix-nanosecond int64 can hold.
+var (
+	minTime = time.Unix(0, math.MinInt64)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+// nullTime is t in unix nanoseconds, or NULL when t is zero or beyond what
+// int64 nanoseconds hold.
+func nullTime(t time.Time) any {
+	if t.IsZero() || t.Before(minTime) || t.After(maxTime) {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+func fromNullNanos(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return fromNanos(n.Int64)
+}
+
+// encodeMap is m as a JSON object (bound to a JSONB column with a cast),
+// or NULL when m is empty.
+func encodeMap(m map[string]string) (any, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return string(b), nil
+}
+
+// decodeMap reverses encodeMap; NULL becomes a nil map.
+func decodeMap(s sql.NullString) (map[string]string, error) {
+	if !s.Valid || s.String == "" {
+		return nil, nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal([]byte(s.String), &m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// limit turns a page size into a LIMIT: n < 0 means none.
+func limit(n int) int64 {
+	if n < 0 {
+		return math.MaxInt64
+	}
+	return int64(n)
+}
+
+// rowsAffected returns the count of a successful Exec.
+func rowsAffected(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
