@@ -23,6 +23,9 @@ type Config struct {
 	HTTP       HTTP       `yaml:"http"`
 	Auth       Auth       `yaml:"auth"`
 	Storage    Storage    `yaml:"storage"`
+	// Metadata: where manifests, tags and links are recorded (SQLite in
+	// storage.dir unless metadata.postgres is set).
+	Metadata Metadata `yaml:"metadata"`
 	Log        Log        `yaml:"log"`
 	Limits     Limits     `yaml:"limits"`
 	Validation Validation `yaml:"validation"`
@@ -307,6 +310,23 @@ type Storage struct {
 	// Dir holds blobs (Dir/blobs, Dir/uploads) and the SQLite metadata
 	// (Dir/meta.db).
 	Dir string `yaml:"dir"`
+}
+
+// Metadata chooses the metadata store.
+type Metadata struct {
+	// Postgres, when its DSN is set, keeps the metadata in PostgreSQL
+	// (shared by replicas) instead of SQLite in storage.dir.
+	Postgres Postgres `yaml:"postgres"`
+}
+
+// Postgres is a PostgreSQL metadata store.
+type Postgres struct {
+	// DSN is a postgres:// URL or key=value connection string; DSNFile
+	// reads it from a file instead (it may hold a password).
+	DSN     string `yaml:"dsn"`
+	DSNFile string `yaml:"dsn_file"`
+	// MaxConns bounds the connection pool (0: 16).
+	MaxConns int `yaml:"max_conns"`
 }
 
 // Log configures structured logging.

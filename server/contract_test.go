@@ -1,11 +1,15 @@
 package server
 
 import (
+	"context"
+
 	"github.com/berth-dev/berth/delta"
 	"github.com/berth-dev/berth/flatpak"
 	"github.com/berth-dev/berth/fsck"
 	"github.com/berth-dev/berth/gc"
 	"github.com/berth-dev/berth/meta/metatest"
+	"github.com/berth-dev/berth/meta/postgres"
+	"github.com/berth-dev/berth/meta/sqlite"
 	"github.com/berth-dev/berth/notify"
 	"github.com/berth-dev/berth/registry"
 	"github.com/berth-dev/berth/web"
@@ -28,4 +32,20 @@ var (
 	_ web.InstallStats     = metatest.Backend(nil)
 	_ notify.Store         = metatest.Backend(nil)
 	_ delta.Store          = metatest.Backend(nil)
+)
+
+// backendCloser is a whole backend that can be closed.
+type backendCloser interface {
+	metatest.Backend
+	Close() error
+	ReleaseDeltaLeases(ctx context.Context) error
+}
+
+// The server's Meta asks nothing a backend does not provide, and both
+// backends are one.
+var (
+	_ Meta   = backendCloser(nil)
+	_ Meta   = (*sqlite.Store)(nil)
+	_ Meta   = (*postgres.Store)(nil)
+	_ Locker = (*postgres.Store)(nil)
 )

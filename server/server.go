@@ -17,12 +17,16 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/auth"
+	"github.com/berth-dev/berth/blob"
 	"github.com/berth-dev/berth/blob/fs"
 	"github.com/berth-dev/berth/config"
 	"github.com/berth-dev/berth/delta"
 	"github.com/berth-dev/berth/flatpak"
 	"github.com/berth-dev/berth/gc"
+	"github.com/berth-dev/berth/fsck"
 	"github.com/berth-dev/berth/internal/reqid"
+	"github.com/berth-dev/berth/meta"
+	"github.com/berth-dev/berth/meta/postgres"
 	"github.com/berth-dev/berth/meta/sqlite"
 	"github.com/berth-dev/berth/notify"
 	"github.com/berth-dev/berth/registry"
@@ -34,7 +38,10 @@ import (
 type Server struct {
 	cfg     config.Config
 	log     *slog.Logger
-	meta    *sqlite.Store
+	meta    Meta
+	shared  bool // the metadata is shared with other replicas
+	// unlockServing gives up the shared store's serve lock (nil: none).
+	unlockServing func()
 	gc      *gc.Collector
 	icons   *flatpak.IconRecorder
 	auth    *auth.Service // nil when authentication is off
@@ -55,15 +62,52 @@ type Server struct {
 	installs *flatpak.InstallCounter
 }
 
-// Stores are the embedded stores (filesystem blobs, SQLite metadata) in
-// the configured storage directory, for the commands that work on them
-// directly (gc, fsck). The caller closes them.
-type Stores struct {
-	Blobs *fs.Store
-	Meta  *sqlite.Store
+// Meta is the metadata store Berth runs on: the slices of it that its
+// packages consume (server/contract_test.go checks that each is part of
+// metatest.Backend, the contract every backend passes), and Close.
+type Meta interface {
+	registry.Meta
+	gc.Meta
+	fsck.Meta
+	fsck.DeltaMeta
+	flatpak.Meta
+	flatpak.IconStore
+	flatpak.MissingIcons
+	flatpak.InstallStore
+	web.Catalog
+	web.DeltaSizes
+	web.InstallStats
+	notify.Store
+	delta.Store
+	meta.StatsReader
+	// ReleaseDeltaLeases frees the delta jobs a crashed process held.
+	ReleaseDeltaLeases(ctx context.Context) error
+	Close() error
 }
 
-// OpenStores opens (creating if needed) the stores named by cfg.
+// Stores are the stores cfg names, for the server and for the commands
+// that work on them directly (gc, fsck, deltas). The caller closes them.
+type Stores struct {
+	Blobs blob.Store
+	Meta  Meta
+	// Shared: the metadata is in a database other processes (replicas)
+	// use too, so nothing about it is this process's alone.
+	Shared bool
+}
+
+// Locker is a shared metadata store's own lock between the servers on
+// it and a repair that needs none to run (the local serve.lock cannot see
+// other replicas).
+type Locker interface {
+	// HoldServing holds the lock shared while a server runs.
+	HoldServing(ctx context.Context) (release func(), err error)
+	// TryExclusive takes it if no server holds it.
+	TryExclusive(ctx context.Context) (release func(), ok bool, err error)
+}
+
+// OpenStores opens (creating if needed) the stores named by cfg: blobs
+// in storage.dir; metadata in PostgreSQL when metadata.postgres.dsn is
+// set, else SQLite in storage.dir.
 func OpenStores(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Stores, error) {
 	dir := cfg.Storage.Dir
 	if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -72,6 +116,13 @@ func OpenStores(ctx context.Context, cfg config.Config, logger *slog.Logger) (*S
 	blobs, err := fs.New(dir, logger.With("component", "blob"))
 	if err != nil {
 		return nil, fmt.Errorf("open blob store in %s: %w", dir, err)
+	}
+	if pg := cfg.Metadata.Postgres; pg.DSN != "" {
+		md, err := postgres.Open(ctx, pg.DSN, postgres.Options{MaxConns: pg.MaxConns}, logger.With("component", "meta"))
+		if err != nil {
+			return nil, fmt.Errorf("open metadata in PostgreSQL: %w", err)
+		}
+		return &Stores{Blobs: blobs, Meta: md, Shared: true}, nil
 	}
 	md, err := sqlite.Open(ctx, filepath.Join(dir, "meta.db"), logger.With("component", "meta"))
 	if err != nil {
@@ -151,6 +202,13 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		return nil, err
 	}
 	blobs, md := st.Blobs, st.Meta
+	var unlockServing func()
+	if l, ok := md.(Locker); ok && st.Shared {
+		if unlockServing, err = l.HoldServing(ctx); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
 	collector := gc.New(md, blobs, GCPolicy(cfg), logger.With("component", "gc"))
 	// Tombstones a crashed gc left refuse pushes of their blobs: finish
 	// them before serving (errors are logged; the next run retries).
@@ -274,7 +332,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		}
 		h = withAuth(withActor(h), authSvc, auditLog, failedLogins(cfg.Limits.RateLimit))
 	}
-	srv := &Server{cfg: cfg, log: logger, meta: md, gc: collector, icons: icons, auth: authSvc, metrics: metrics, ready: ready, notify: notifier, deltas: deltas, installs: installs}
+	srv := &Server{cfg: cfg, log: logger, meta: md, shared: st.Shared, unlockServing: unlockServing, gc: collector, icons: icons, auth: authSvc, metrics: metrics, ready: ready, notify: notifier, deltas: deltas, installs: installs}
 	srv.handler = withMiddleware(hardenTransport(h, cfg.HTTP, logger), logger, &srv.inflight)
 	if metrics != nil {
 		srv.handler = metrics.instrument(srv.handler)
@@ -327,8 +385,13 @@ func (s *Server) runDeltas(ctx context.Context) {
 		s.log.Error("deltas: temporary directory; no deltas are made", "dir", dir, "err", err)
 		return
 	}
-	if err := s.meta.ReleaseDeltaLeases(ctx); err != nil {
-		s.log.Warn("deltas: releasing old leases", "err", err)
+	// Leases of a crashed run are released at once, unless the store is
+	// shared: other replicas' leases are live, and a dead replica's
+	// expire on their own.
+	if !s.shared {
+		if err := s.meta.ReleaseDeltaLeases(ctx); err != nil {
+			s.log.Warn("deltas: releasing old leases", "err", err)
+		}
 	}
 	s.deltas.Run(ctx)
 }
@@ -432,6 +495,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) Close() error {
 	if s.auth != nil {
 		_ = s.auth.Close()
+	}
+	if s.unlockServing != nil {
+		s.unlockServing()
 	}
 	return s.meta.Close()
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/berth-dev/berth/delta"
 	"github.com/berth-dev/berth/meta"
-	"github.com/berth-dev/berth/meta/sqlite"
 	"github.com/berth-dev/berth/oci"
 	"github.com/berth-dev/berth/server"
 )
@@ -105,7 +104,7 @@ func newDeltas() *cobra.Command {
 
 // deltaEnv is what a deltas subcommand works with.
 type deltaEnv struct {
-	meta *sqlite.Store
+	meta server.Meta
 	mgr  *delta.Manager
 	// serving: berth serve holds the data directory (its worker makes the
 	// deltas); otherwise this process holds the lock while it runs.
@@ -142,6 +141,11 @@ func withDeltas(cmd *cobra.Command, cfgFile, data string, lock bool, fn func(del
 	}
 	defer st.Close()
 	env.meta = st.Meta
+	if st.Shared {
+		// The metadata is shared by replicas: their workers make the
+		// deltas, and their leases are theirs.
+		env.serving = true
+	}
 	opts := server.DeltaOptions(cfg)
 	if !env.serving && lock {
 		if err := os.MkdirAll(opts.TempDir, 0o750); err != nil {

@@ -93,6 +93,9 @@ func newGC() *cobra.Command {
 			}
 			defer st.Close()
 			c := gc.New(st.Meta, st.Blobs, server.GCPolicy(cfg), logger.With("component", "gc"))
+			if dryRun && st.Shared {
+				return errors.New("gc --dry-run works on a copy of SQLite metadata; with metadata.postgres it is not available")
+			}
 			// The dry run is the real run on a copy of the metadata.
 			c.SetSnapshot(sqliteSnapshot(metaPath(cfg)))
 			r, err := c.Run(ctx, dryRun)
@@ -101,7 +104,11 @@ func newGC() *cobra.Command {
 				return err
 			}
 			// Deltas from or to the images gc deleted: berth serve's
-			// worker drops them within a minute; without one, now.
+			// worker drops them within a minute (the replicas', with a
+			// shared store); without one, now.
+			if st.Shared {
+				return nil
+			}
 			release, lerr := lockData(cfg.Storage.Dir)
 			if lerr != nil {
 				return nil
@@ -165,7 +172,18 @@ func newFsck() *cobra.Command {
 				// Holding serve's lock proves nothing serves this data, so
 				// leftovers of any age are a crash's; it also keeps a
 				// berth serve from starting during the repair.
-				release, err := lockData(cfg.Storage.Dir)
+				var release func()
+				if l, ok := st.Meta.(server.Locker); ok && st.Shared {
+					// Replicas share the metadata: their lock is in the
+					// database, not in storage.dir.
+					var held bool
+					release, held, err = l.TryExclusive(ctx)
+					if err == nil && !held {
+						err = errDataInUse
+					}
+				} else {
+					release, err = lockData(cfg.Storage.Dir)
+				}
 				switch {
 				case err == nil:
 					defer release()

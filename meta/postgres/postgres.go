@@ -284,3 +284,46 @@ func rowsAffected(res sql.Result, err error) (int64, error) {
 	}
 	return res.RowsAffected()
 }
+
+// serveLock is the advisory lock key every berth serve of the database
+// holds shared, and a repair that must know no server runs takes
+// exclusively ("berthsrv").
+const serveLock = 0x6265727468737276
+
+// HoldServing takes the serve lock shared on a connection of its own, for
+// as long as the process serves (release, or the connection's end when
+// the process dies, gives it up).
+func (s *Store) HoldServing(ctx context.Context) (release func(), err error) {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: serve lock: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock_shared($1)`, serveLock); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("postgres: serve lock: %w", err)
+	}
+	return func() {
+		conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock_shared($1)`, serveLock)
+		conn.Close()
+	}, nil
+}
+
+// TryExclusive takes the serve lock exclusively if no berth serve holds
+// it: ok false means a server runs on this database.
+func (s *Store) TryExclusive(ctx context.Context) (release func(), ok bool, err error) {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("postgres: exclusive lock: %w", err)
+	}
+	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, serveLock).Scan(&ok); err != nil || !ok {
+		conn.Close()
+		if err != nil {
+			return nil, false, fmt.Errorf("postgres: exclusive lock: %w", err)
+		}
+		return nil, false, nil
+	}
+	return func() {
+		conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, serveLock)
+		conn.Close()
+	}, true, nil
+}
