@@ -38,12 +38,14 @@ type Info struct {
 }
 
 // UploadState is what an upload session must persist to resume writing after
-// a restart or on another replica: the number of bytes durably written and
-// the marshalled sha256 state over exactly those bytes. It is opaque to
-// callers, who store it with the session and hand it back unchanged.
+// a restart or on another replica: the number of bytes durably written, and
+// the driver's own state over exactly those bytes (the filesystem driver's
+// marshalled sha256; the S3 driver's multipart upload, parts and hash).
+// Callers store it with the session and hand it back unchanged; they read
+// Size and never decode Data.
 type UploadState struct {
-	Size   int64  `json:"size"`
-	SHA256 []byte `json:"sha256,omitempty"`
+	Size int64  `json:"size"`
+	Data []byte `json:"data,omitempty"`
 }
 
 // Provider reads committed blobs.
@@ -91,6 +93,12 @@ type Writer interface {
 
 // Manager lists and removes committed blobs and upload data (used by gc and
 // fsck).
+//
+// Garbage collection relies on two properties of every driver: Stat is
+// linearizable with Delete (once Delete returns, no Stat finds the blob,
+// and a Stat that finds it was before the Delete), and a Commit of a blob
+// that already exists refreshes its ModTime (a push of it is recent, for
+// gc's grace). blobtest checks both.
 type Manager interface {
 	// Delete removes a committed blob; ErrNotFound if absent.
 	Delete(ctx context.Context, d digest.Digest) error
@@ -99,6 +107,14 @@ type Manager interface {
 	// WalkUploads calls fn for the data of every upload not yet committed
 	// or aborted, with the time it was last written.
 	WalkUploads(ctx context.Context, fn func(id string, modTime time.Time) error) error
+}
+
+// Redirector is what a driver whose blobs clients can fetch directly
+// provides (S3: a presigned GET): the registry answers a blob GET with a
+// redirect to it when configured to. Optional.
+type Redirector interface {
+	// RedirectURL returns a URL that serves blob d for ttl.
+	RedirectURL(ctx context.Context, d digest.Digest, ttl time.Duration) (string, error)
 }
 
 // Store is everything a driver provides.

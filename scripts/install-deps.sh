@@ -29,6 +29,9 @@ GO_TOOLS=(
 	"cosign github.com/sigstore/cosign/v3/cmd/cosign@v3.1.3"
 	"nfpm github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0"
 	"helm helm.sh/helm/v3/cmd/helm@v3.21.4"
+	# The S3 server of blob/s3's tests and the replica tests (no release
+	# tags on the proxy: a pinned pseudo-version; ~5 min cold build).
+	"minio github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c"
 )
 
 APT_REQUIRED=(ca-certificates git jq curl skopeo chromium flatpak dbus busybox-static rpm postgresql)

@@ -60,6 +60,8 @@ func RunFactory(t *testing.T, f Factory) {
 		{"DigestMismatch", testDigestMismatch},
 		{"SizeMismatch", testSizeMismatch},
 		{"CommitExisting", testCommitExisting},
+		{"CommitExistingRefreshes", testCommitExistingRefreshes},
+		{"StatAfterDelete", testStatAfterDelete},
 		{"CommitCanceled", testCommitCanceled},
 		{"WriterAfterClose", testWriterAfterClose},
 		{"Resume", testResume},

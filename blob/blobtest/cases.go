@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -360,8 +361,8 @@ func testResumeBadState(t *testing.T, f Factory) {
 	}{
 		{"negative size", blob.UploadState{Size: -1}},
 		{"size without hash state", blob.UploadState{Size: 10}},
-		{"corrupt hash state", blob.UploadState{Size: 10, SHA256: []byte("not a hash state")}},
-		{"truncated hash state", blob.UploadState{Size: 10, SHA256: st10.SHA256[:len(st10.SHA256)/2]}},
+		{"corrupt hash state", blob.UploadState{Size: 10, Data: []byte("not a hash state")}},
+		{"truncated hash state", blob.UploadState{Size: 10, Data: st10.Data[:len(st10.Data)/2]}},
 	} {
 		if w, err := s.Upload(t.Context(), "bad", tc.st); !errors.Is(err, blob.ErrInvalid) {
 			t.Errorf("Upload with %s = %v, want ErrInvalid", tc.name, err)
@@ -373,7 +374,7 @@ func testResumeBadState(t *testing.T, f Factory) {
 
 	// A hash state over 5 bytes claiming 10: refused now, or the commit
 	// of what it would produce is a digest mismatch.
-	mixed := blob.UploadState{Size: 10, SHA256: st5.SHA256}
+	mixed := blob.UploadState{Size: 10, Data: st5.Data}
 	if w, err := s.Upload(t.Context(), "bad", mixed); err == nil {
 		write(t, w, []byte("!"))
 		want := append(slices.Clone(data), '!')
@@ -796,4 +797,48 @@ func testConcurrentReaders(t *testing.T, f Factory) {
 		})
 	}
 	wg.Wait()
+}
+
+// testCommitExistingRefreshes: committing a blob that exists moves its
+// ModTime forward (gc's grace runs from the latest push). Stores keep
+// times to the second at worst, so the second commit waits past one.
+func testCommitExistingRefreshes(t *testing.T, f Factory) {
+	s := f.store(t)
+	data := []byte("pushed twice")
+	d := put(t, s, "first", blob.SHA256, data)
+	before, err := s.Stat(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	put(t, s, "second", blob.SHA256, data)
+	after, err := s.Stat(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after.ModTime.After(before.ModTime) {
+		t.Errorf("ModTime after a second commit = %v, not after the first's %v", after.ModTime, before.ModTime)
+	}
+}
+
+// testStatAfterDelete: once Delete returns, Stat and Open say the blob is
+// gone, at once and from another instance over the same storage.
+func testStatAfterDelete(t *testing.T, f Factory) {
+	s := f.store(t)
+	others := []blob.Store{s}
+	if f.Reopen != nil {
+		others = append(others, f.Reopen(t, s))
+	}
+	for i := range 20 {
+		data := fmt.Appendf(nil, "blob %d", i)
+		d := put(t, s, fmt.Sprint("stat-delete-", i), blob.SHA256, data)
+		if err := s.Delete(t.Context(), d); err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range others {
+			if _, err := o.Stat(t.Context(), d); !errors.Is(err, blob.ErrNotFound) {
+				t.Fatalf("Stat right after Delete = %v, want ErrNotFound", err)
+			}
+		}
+	}
 }

@@ -70,12 +70,12 @@ func restoreSHA256(st blob.UploadState) (hash.Hash, error) {
 	switch {
 	case st.Size < 0:
 		return nil, fmt.Errorf("state size %d: %w", st.Size, blob.ErrInvalid)
-	case len(st.SHA256) == 0 && st.Size == 0:
+	case len(st.Data) == 0 && st.Size == 0:
 		return h, nil
-	case len(st.SHA256) == 0:
+	case len(st.Data) == 0:
 		return nil, fmt.Errorf("state of %d bytes has no hash state: %w", st.Size, blob.ErrInvalid)
 	}
-	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.SHA256); err != nil {
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.Data); err != nil {
 		return nil, fmt.Errorf("corrupt hash state: %v: %w", err, blob.ErrInvalid)
 	}
 	// The standard library's sha256 state (stable across Go releases, see
@@ -83,7 +83,7 @@ func restoreSHA256(st blob.UploadState) (hash.Hash, error) {
 	// disagrees with st.Size would only show up at Commit as a digest
 	// mismatch; catch it here.
 	const marshaledSize = 4 + 8*4 + sha256.BlockSize + 8
-	if b := st.SHA256; len(b) == marshaledSize && string(b[:4]) == "sha\x03" {
+	if b := st.Data; len(b) == marshaledSize && string(b[:4]) == "sha\x03" {
 		if n := binary.BigEndian.Uint64(b[len(b)-8:]); n != uint64(st.Size) {
 			return nil, fmt.Errorf("hash state covers %d bytes, state says %d: %w", n, st.Size, blob.ErrInvalid)
 		}
@@ -190,7 +190,7 @@ func (w *writer) State() (blob.UploadState, error) {
 	if err != nil {
 		return blob.UploadState{}, fmt.Errorf("upload %s: %w", w.id, err)
 	}
-	return blob.UploadState{Size: w.size, SHA256: b}, nil
+	return blob.UploadState{Size: w.size, Data: b}, nil
 }
 
 // Close implements blob.Writer. It keeps the upload's data. Closing a
