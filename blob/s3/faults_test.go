@@ -127,7 +127,9 @@ func (p *faultProxy) clear() {
 	p.mu.Unlock()
 }
 
-func isPart(r *http.Request) bool { return r.Method == http.MethodPut && r.URL.Query().Has("partNumber") }
+func isPart(r *http.Request) bool {
+	return r.Method == http.MethodPut && r.URL.Query().Has("partNumber")
+}
 
 func storeVia(t *testing.T, endpoint string, srv s3test.Server, bucket string) *s3.Store {
 	t.Helper()
@@ -256,7 +258,9 @@ func TestCutResponse(t *testing.T) {
 	if _, err := w.Commit(t.Context(), d, int64(len(data))); err != nil {
 		t.Fatal(err)
 	}
-	p.fail(func(r *http.Request) bool { return r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") }, 0, "", -1)
+	p.fail(func(r *http.Request) bool {
+		return r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/")
+	}, 0, "", -1)
 	rc, err := s.Open(t.Context(), d)
 	if err != nil {
 		t.Fatal(err)
