@@ -308,8 +308,38 @@ func (a Auth) Enabled() bool {
 // Storage configures the embedded stores.
 type Storage struct {
 	// Dir holds blobs (Dir/blobs, Dir/uploads) and the SQLite metadata
-	// (Dir/meta.db).
+	// (Dir/meta.db), unless S3 and metadata.postgres replace them; it
+	// always holds serve's lock and temporary files.
 	Dir string `yaml:"dir"`
+	// S3, when its endpoint is set, keeps blobs in an S3-compatible
+	// bucket (shared by replicas) instead of Dir.
+	S3 S3 `yaml:"s3"`
+}
+
+// S3 is an S3-compatible blob store.
+type S3 struct {
+	// Endpoint is the server's URL (https://s3.eu-west-1.amazonaws.com,
+	// http://127.0.0.1:9000): its scheme decides TLS.
+	Endpoint string `yaml:"endpoint"`
+	Region   string `yaml:"region"`
+	Bucket   string `yaml:"bucket"`
+	// Prefix is put before every key.
+	Prefix string `yaml:"prefix"`
+	// AccessKey and SecretKey (or the files holding them); both empty:
+	// the standard AWS environment variables and shared credentials.
+	AccessKey     string `yaml:"access_key"`
+	AccessKeyFile string `yaml:"access_key_file"`
+	SecretKey     string `yaml:"secret_key"`
+	SecretKeyFile string `yaml:"secret_key_file"`
+	// PathStyle addresses the bucket in the path (MinIO and most
+	// self-hosted stores) instead of the host name.
+	PathStyle bool `yaml:"path_style"`
+	// Redirect > 0: blob GETs are redirected to presigned URLs valid
+	// this long, so clients download from the store; 0 serves them.
+	Redirect time.Duration `yaml:"redirect"`
+	// PartSize of multipart uploads (at least 5 MiB; 0: 16 MiB); each
+	// upload in progress holds up to one part in memory.
+	PartSize int64 `yaml:"part_size"`
 }
 
 // Metadata chooses the metadata store.
@@ -452,6 +482,20 @@ func (c Config) validate() problems {
 	}
 	if c.Storage.Dir == "" {
 		ps.add(path{"storage", "dir"}, "required")
+	}
+	if s := c.Storage.S3; s.Endpoint != "" {
+		if u, err := url.Parse(s.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			ps.add(path{"storage", "s3", "endpoint"}, "is not an http(s) URL without credentials")
+		}
+		if s.Bucket == "" {
+			ps.add(path{"storage", "s3", "bucket"}, "required with storage.s3.endpoint")
+		}
+		if s.PartSize != 0 && s.PartSize < 5<<20 {
+			ps.add(path{"storage", "s3", "part_size"}, "%d is under S3's minimum part of 5 MiB", s.PartSize)
+		}
+		if s.Redirect < 0 {
+			ps.add(path{"storage", "s3", "redirect"}, "must not be negative")
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

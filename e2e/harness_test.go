@@ -1,6 +1,8 @@
 // Package e2e runs a real `berth serve` and drives it with real clients: the
 // OCI conformance suite, crane, skopeo, oras, regctl and podman. It has test
-// files only; it imports nothing from Berth and talks to it over HTTP.
+// files only; it imports none of Berth's code (test helpers only: fixtures,
+// the throwaway PostgreSQL and MinIO of internal/testenv) and talks to it
+// over HTTP.
 //
 // The tools come from PATH or from <repo>/.tools/bin (scripts/install-deps.sh
 // puts them there). A missing tool skips its test locally; with CI=true or
@@ -26,6 +28,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/testenv/pgtest"
+	"github.com/berth-dev/berth/internal/testenv/s3test"
 )
 
 const (
@@ -54,6 +59,9 @@ var (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	// The replica tests' PostgreSQL and MinIO, if they started them.
+	pgtest.Stop()
+	s3test.Stop()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}

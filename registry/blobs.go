@@ -56,6 +56,17 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, name, ref s
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
+	if rd, ok := reg.blobs.(blob.Redirector); ok && reg.opts.RedirectTTL > 0 && r.Method == http.MethodGet {
+		u, err := rd.RedirectURL(ctx, d, reg.opts.RedirectTTL)
+		if err == nil {
+			h.Del("Content-Type")
+			h.Set("Cache-Control", "no-store") // the URL expires; the blob does not
+			h.Set("Location", u)
+			w.WriteHeader(http.StatusTemporaryRedirect)
+			return nil
+		}
+		reg.log.WarnContext(ctx, "blob redirect: serving the blob instead", "digest", d, "err", err)
+	}
 	f, err := reg.blobs.Open(ctx, d)
 	if err != nil {
 		return fmt.Errorf("blob %s in %s: %w", d, name, err)

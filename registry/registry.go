@@ -34,6 +34,10 @@ type Meta interface {
 
 // Options are the registry's limits. Zero values take the defaults.
 type Options struct {
+	// RedirectTTL > 0: a blob GET is answered with a 307 to a URL of the
+	// blob store's (blob.Redirector, e.g. a presigned S3 GET) valid this
+	// long, when the store gives one; HEAD is always answered here.
+	RedirectTTL time.Duration
 	// MaxManifestBytes caps a manifest body (the spec asks for at least
 	// 4 MB); larger bodies get 413.
 	MaxManifestBytes int64

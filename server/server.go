@@ -19,6 +19,7 @@ import (
 	"github.com/berth-dev/berth/auth"
 	"github.com/berth-dev/berth/blob"
 	"github.com/berth-dev/berth/blob/fs"
+	"github.com/berth-dev/berth/blob/s3"
 	"github.com/berth-dev/berth/config"
 	"github.com/berth-dev/berth/delta"
 	"github.com/berth-dev/berth/flatpak"
@@ -106,16 +107,30 @@ type Locker interface {
 }
 
 // OpenStores opens (creating if needed) the stores named by cfg: blobs
-// in storage.dir; metadata in PostgreSQL when metadata.postgres.dsn is
-// set, else SQLite in storage.dir.
+// in S3 when storage.s3.endpoint is set, else in storage.dir; metadata in
+// PostgreSQL when metadata.postgres.dsn is set, else SQLite in
+// storage.dir.
 func OpenStores(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Stores, error) {
 	dir := cfg.Storage.Dir
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("storage dir: %w", err)
 	}
-	blobs, err := fs.New(dir, logger.With("component", "blob"))
-	if err != nil {
-		return nil, fmt.Errorf("open blob store in %s: %w", dir, err)
+	var blobs blob.Store
+	if c := cfg.Storage.S3; c.Endpoint != "" {
+		s, err := s3.New(ctx, s3.Options{
+			Endpoint: c.Endpoint, Region: c.Region, Bucket: c.Bucket, Prefix: c.Prefix,
+			AccessKey: c.AccessKey, SecretKey: c.SecretKey, PathStyle: c.PathStyle, PartSize: c.PartSize,
+		}, logger.With("component", "blob"))
+		if err != nil {
+			return nil, fmt.Errorf("open blob store: %w", err)
+		}
+		blobs = s
+	} else {
+		s, err := fs.New(dir, logger.With("component", "blob"))
+		if err != nil {
+			return nil, fmt.Errorf("open blob store in %s: %w", dir, err)
+		}
+		blobs = s
 	}
 	if pg := cfg.Metadata.Postgres; pg.DSN != "" {
 		md, err := postgres.Open(ctx, pg.DSN, postgres.Options{MaxConns: pg.MaxConns}, logger.With("component", "meta"))
@@ -276,6 +291,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		MaxUploadsPerRepository: capOption(cfg.Uploads.MaxPerRepository),
 		MaxUploadsPerClient:     capOption(cfg.Uploads.MaxPerClient),
 		BodyIdleTimeout:         cfg.Uploads.IdleTimeout,
+		RedirectTTL:             cfg.Storage.S3.Redirect,
 	}, logger.With("component", "registry"))
 	mux := http.NewServeMux()
 	var v2 http.Handler = reg

@@ -589,15 +589,19 @@ func (w *writer) Commit(ctx context.Context, expected digest.Digest, size int64)
 			return mismatch(fmt.Errorf("upload %s: bytes hash to %s, not %s: %w", w.id, got, expected, blob.ErrDigestMismatch))
 		}
 	}
-	// A blob that exists already: refresh its time, drop the upload.
+	// A blob that exists already: refresh its time, drop the upload. One
+	// that gc deletes meanwhile (the touch finds no key) is written anew.
 	if _, err := w.s.c.StatObject(ctx, w.s.bucket, key, minio.StatObjectOptions{}); err == nil {
-		if err := w.s.touch(ctx, key); err != nil {
+		err := w.s.touch(ctx, key)
+		if err == nil {
+			if err := w.s.removeUpload(ctx, w.id); err != nil {
+				w.s.log.Warn("s3: removing a committed upload", "upload", w.id, "err", err)
+			}
+			return blob.Info{Digest: expected, Size: w.size, ModTime: time.Now()}, nil
+		}
+		if !notFound(err) {
 			return blob.Info{}, fmt.Errorf("s3: refresh %s: %w", expected, err)
 		}
-		if err := w.s.removeUpload(ctx, w.id); err != nil {
-			w.s.log.Warn("s3: removing a committed upload", "upload", w.id, "err", err)
-		}
-		return w.s.Stat(ctx, expected)
 	} else if !notFound(err) {
 		return blob.Info{}, fmt.Errorf("s3: stat %s: %w", expected, err)
 	}

@@ -52,10 +52,15 @@ func strict() bool { return os.Getenv("CI") == "true" || os.Getenv("BERTH_E2E") 
 // Main runs the tests and stops the cluster, if one was started.
 func Main(m *testing.M) {
 	code := m.Run()
+	Stop()
+	os.Exit(code)
+}
+
+// Stop stops the cluster, if one was started (for a TestMain of its own).
+func Stop() {
 	if cluster != nil && cluster.dir != "" {
 		cluster.stop()
 	}
-	os.Exit(code)
 }
 
 // DSN returns the DSN of a new, empty database on the test server, dropped

@@ -49,12 +49,17 @@ func strict() bool { return os.Getenv("CI") == "true" || os.Getenv("BERTH_E2E") 
 // Main runs the tests and stops MinIO, if one was started.
 func Main(m *testing.M) {
 	code := m.Run()
+	Stop()
+	os.Exit(code)
+}
+
+// Stop stops MinIO, if one was started (for a TestMain of its own).
+func Stop() {
 	if proc != nil {
 		proc.Process.Kill()
 		proc.Wait()
 		os.RemoveAll(dir)
 	}
-	os.Exit(code)
 }
 
 // Bucket returns the server and the name of a new, empty bucket on it,

@@ -1,0 +1,381 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/internal/testenv/pgtest"
+	"github.com/berth-dev/berth/internal/testenv/s3test"
+)
+
+// The scale-out topology: replicas of berth serve on one PostgreSQL
+// database and one S3 bucket (MinIO), each with a data directory of its
+// own that no other replica sees, behind a round-robin balancer.
+
+// replicaSite is such a topology.
+type replicaSite struct {
+	env      []string // the BERTH_* settings every replica and command shares
+	replicas []*server
+	lb       *roundRobin
+}
+
+// sharedStores returns the settings of a new database and bucket.
+func sharedStores(t *testing.T) []string {
+	t.Helper()
+	dsn := pgtest.DSN(t)
+	srv, bucket := s3test.Bucket(t)
+	return []string{
+		"BERTH_METADATA_POSTGRES_DSN=" + dsn,
+		"BERTH_STORAGE_S3_ENDPOINT=" + srv.Endpoint,
+		"BERTH_STORAGE_S3_REGION=us-east-1",
+		"BERTH_STORAGE_S3_BUCKET=" + bucket,
+		"BERTH_STORAGE_S3_ACCESS_KEY=" + srv.AccessKey,
+		"BERTH_STORAGE_S3_SECRET_KEY=" + srv.SecretKey,
+		"BERTH_STORAGE_S3_PATH_STYLE=true",
+		"BERTH_STORAGE_S3_PART_SIZE=5242880",
+	}
+}
+
+// newReplicaSite starts n replicas on new shared stores; each replica's
+// extra settings come from each(i).
+func newReplicaSite(t *testing.T, n int, each func(i int) []string, env ...string) *replicaSite {
+	t.Helper()
+	s := &replicaSite{env: append(sharedStores(t), env...)}
+	var addrs []string
+	for i := range n {
+		var extra []string
+		if each != nil {
+			extra = each(i)
+		}
+		srv := startServer(t, append(append([]string{}, s.env...), extra...)...)
+		s.replicas = append(s.replicas, srv)
+		addrs = append(addrs, srv.Addr)
+	}
+	s.lb = newRoundRobin(t, addrs...)
+	return s
+}
+
+// fsck runs berth fsck against the shared stores (from a fresh data
+// directory: nothing local matters) and fails the test unless it exits 0
+// and reports no damage.
+func (s *replicaSite) fsck(t *testing.T, when string) {
+	t.Helper()
+	out, err := runBerthWith(t, s.env, "fsck", "--data", t.TempDir(), "--grace", "0")
+	if err != nil || len(fsckProblems(out)) > 0 {
+		t.Errorf("berth fsck %s: %v\n%s", when, err, fsckSummary(out))
+		return
+	}
+	t.Logf("berth fsck %s: %s", when, fsckSummary(out))
+}
+
+// TestReplicas: three replicas behind a round-robin balancer pass the
+// conformance suite and the real clients; a chunked upload whose requests
+// land on three replicas completes; the Flatpak index and the catalogue
+// are the same from every replica right after a push; the flatpak client
+// installs through the balancer.
+func TestReplicas(t *testing.T) {
+	site := newReplicaSite(t, 3, nil, "BERTH_VALIDATION_SPARSE_MANIFESTS=true")
+	lb := site.lb
+
+	t.Run("Conformance", func(t *testing.T) {
+		runConformance(t, lb.Addr, "conformance-replicas", func() {})
+	})
+	t.Run("Interop", func(t *testing.T) { runInterop(t, lb.Addr) })
+
+	t.Run("ChunkedAcrossReplicas", func(t *testing.T) {
+		data := make([]byte, 13<<20+777)
+		rng := rand.New(rand.NewPCG(13, 13))
+		for i := range data {
+			data[i] = byte(rng.Uint32())
+		}
+		d := digest.FromBytes(data)
+		lb.requests()
+		p := &pusher{c: httpClient(), base: func() string { return lb.URL }}
+		h, _, err := p.expect(http.StatusAccepted, "POST upload", "POST", "/v2/replicas/chunked/blobs/uploads/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loc := h.Get("Location")
+		cuts := []int{0, 6 << 20, 12<<20 + 5, len(data)}
+		for i := 1; i < len(cuts); i++ {
+			h, _, err = p.expect(http.StatusAccepted, "PATCH chunk", "PATCH", loc, data[cuts[i-1]:cuts[i]],
+				"Content-Range", fmt.Sprintf("%d-%d", cuts[i-1], cuts[i]-1), "Content-Type", "application/octet-stream")
+			if err != nil {
+				t.Fatal(err)
+			}
+			loc = h.Get("Location")
+		}
+		sep := "?"
+		if strings.Contains(loc, "?") {
+			sep = "&"
+		}
+		if _, _, err := p.expect(http.StatusCreated, "PUT upload", "PUT", loc+sep+"digest="+d.String(), nil); err != nil {
+			t.Fatal(err)
+		}
+		patched := map[int]bool{}
+		for _, hp := range lb.requests() {
+			if hp.Method == http.MethodPatch {
+				patched[hp.Backend] = true
+			}
+		}
+		if len(patched) != 3 {
+			t.Errorf("the three PATCHes went to %d replicas, want 3", len(patched))
+		}
+		_, body, err := p.expect(http.StatusOK, "GET blob", "GET", "/v2/replicas/chunked/blobs/"+d.String(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(body, data) {
+			t.Fatal("the blob read back through the balancer differs from the chunks pushed")
+		}
+	})
+
+	t.Run("SameIndexEverywhere", func(t *testing.T) {
+		p := &pusher{c: httpClient(), base: func() string { return lb.URL }}
+		for i := range 3 {
+			ref := fmt.Sprintf("app/org.example.Replica%d/x86_64/stable", i)
+			cfg, _ := json.Marshal(map[string]any{
+				"architecture": "amd64", "os": "linux",
+				"config": map[string]any{"Labels": map[string]string{"org.flatpak.ref": ref}},
+				"rootfs": map[string]any{"type": "layers", "diff_ids": []string{}},
+			})
+			img := makeTestImage("replicas/app", "latest", cfg, []byte(fmt.Sprintf("layer of %s", ref)))
+			if err := pushAll(p, img, false); err != nil {
+				t.Fatal(err)
+			}
+			// Right after the push, every replica answers the same,
+			// and shows it.
+			var first string
+			for r, srv := range site.replicas {
+				for _, path := range []string{"/index/static?label%3Aorg.flatpak.ref%3Aexists=1", "/api/v1/search?q=Replica"} {
+					body := getBody(t, "http://"+srv.Addr+path)
+					if path[1] == 'i' && !strings.Contains(body, ref) {
+						t.Errorf("replica %d's index right after the push of %s does not list it", r, ref)
+					}
+					if r == 0 {
+						first += body
+					}
+				}
+			}
+			for r, srv := range site.replicas[1:] {
+				got := getBody(t, "http://"+srv.Addr+"/index/static?label%3Aorg.flatpak.ref%3Aexists=1") +
+					getBody(t, "http://"+srv.Addr+"/api/v1/search?q=Replica")
+				if got != first {
+					t.Errorf("replica %d answers differently from replica 0 after push %d", r+1, i)
+				}
+			}
+		}
+	})
+
+	t.Run("FlatpakInstall", func(t *testing.T) {
+		env := newFlatpakEnv(t)
+		for _, n := range []string{"org.berth.Platform", "org.berth.Hello"} {
+			env.push(t, lb.Addr, n)
+		}
+		u := env.user(t, lb.URL)
+		out := u.flatpak(t, "remote-ls", "--columns=ref", "berthtest")
+		assertRefs(t, "remote-ls through the balancer", out, []string{env.fx["org.berth.Hello"].Ref, env.fx["org.berth.Platform"].Ref}, nil)
+		u.flatpak(t, "install", "-y", "--noninteractive", "berthtest", "org.berth.Hello")
+		out = u.flatpak(t, "list", "--columns=ref")
+		assertRefs(t, "list after install through the balancer", out, []string{env.fx["org.berth.Hello"].Ref}, nil)
+	})
+
+	site.fsck(t, "after the replica tests")
+}
+
+func getBody(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := httpClient().Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v", url, resp.Status, err)
+	}
+	return string(b)
+}
+
+// replicaImage is the i-th image of pusher c: a small config and a layer
+// of its own plus one of a few shared layers.
+func replicaImage(c, i int, shared [][]byte, rng *rand.Rand) testImage {
+	cfg, _ := json.Marshal(map[string]any{
+		"architecture": "amd64", "os": "linux",
+		"config": map[string]any{"Labels": map[string]string{"client": strconv.Itoa(c), "round": strconv.Itoa(i)}},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{}},
+	})
+	return makeTestImage(fmt.Sprintf("replicas/r%d", c%2), fmt.Sprintf("c%d-t%d", c, i%3), cfg,
+		shared[(c+i)%len(shared)], seededBytes(rng, 1<<10+rng.IntN(8<<10)))
+}
+
+// pushRetrying pushes img until it is acknowledged, retrying what a
+// replica dying or gc may take away (connection errors, 5xx,
+// MANIFEST_BLOB_UNKNOWN), at most attempts times.
+func pushRetrying(p *pusher, img testImage, attempts int, retries *atomic.Int64) error {
+	var last error
+	for range attempts {
+		last = pushAll(p, img, false)
+		if last == nil {
+			return nil
+		}
+		var se *statusError
+		switch {
+		case !errors.As(last, &se): // connection refused or reset: not acknowledged
+		case se.status >= 500:
+		case se.status == http.StatusBadRequest && specCode(se.body) == "MANIFEST_BLOB_UNKNOWN":
+		default:
+			return last
+		}
+		retries.Add(1)
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("push of %s:%s not acknowledged after %d attempts: %v", img.Repo, img.Tag, attempts, last)
+}
+
+// TestReplicaKilled: four clients push through the balancer; one replica
+// is killed with SIGKILL in the middle. Every push acknowledged pulls
+// complete afterwards, the others keep serving, fsck is clean.
+func TestReplicaKilled(t *testing.T) {
+	site := newReplicaSite(t, 3, nil)
+	rng := rand.New(rand.NewPCG(uint64(testSeed(t, "BERTH_REPLICAS_SEED")), 1))
+	shared := [][]byte{seededBytes(rng, 40<<10), seededBytes(rng, 24<<10)}
+	const clients, rounds = 4, 24
+	plans := make([][]testImage, clients)
+	for c := range plans {
+		for i := range rounds {
+			plans[c] = append(plans[c], replicaImage(c, i, shared, rng))
+		}
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil,
+		DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext}}
+	p := &pusher{c: client, base: func() string { return site.lb.URL }}
+	var (
+		mu      sync.Mutex
+		acked   = map[string]testImage{}
+		retries atomic.Int64
+		pushed  atomic.Int64
+		wg      sync.WaitGroup
+	)
+	for c := range clients {
+		wg.Go(func() {
+			for _, img := range plans[c] {
+				if err := pushRetrying(p, img, 50, &retries); err != nil {
+					t.Errorf("client %d: %v", c, err)
+					return
+				}
+				pushed.Add(1)
+				mu.Lock()
+				acked[img.Repo+":"+img.Tag] = img
+				mu.Unlock()
+			}
+		})
+	}
+	for pushed.Load() < clients*rounds/3 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	site.replicas[1].Kill(t)
+	t.Logf("replica 1 killed after %d acknowledged pushes", pushed.Load())
+	wg.Wait()
+	t.Logf("%d pushes acknowledged, %d attempts retried", pushed.Load(), retries.Load())
+	if t.Failed() {
+		t.FailNow()
+	}
+	for key, img := range acked {
+		if err := p.verify(img); err != nil {
+			t.Errorf("%s after the kill: %v", key, err)
+		}
+	}
+	// The survivors serve, each on its own.
+	for _, r := range []int{0, 2} {
+		q := &pusher{c: client, base: func() string { return "http://" + site.replicas[r].Addr }}
+		for key, img := range acked {
+			if err := q.verify(img); err != nil {
+				t.Errorf("%s from replica %d: %v", key, r, err)
+			}
+			break
+		}
+	}
+	site.fsck(t, "after a replica was killed")
+}
+
+// TestReplicaGCRace: two replicas collect garbage every 100 ms with no
+// grace period while a third takes pushes that share layers and move
+// tags. Nothing acknowledged is lost: every tagged image pulls complete,
+// and fsck is clean.
+func TestReplicaGCRace(t *testing.T) {
+	site := newReplicaSite(t, 3, func(i int) []string {
+		if i < 2 {
+			// Two collectors at 200 ms: a run every 100 ms on average, as
+			// in TestGCRace.
+			return []string{"BERTH_GC_INTERVAL=200ms", "BERTH_GC_GRACE=0s", "BERTH_GC_UNTAGGED_AFTER=1ns"}
+		}
+		return []string{"BERTH_GC_INTERVAL=0s"}
+	})
+	rng := rand.New(rand.NewPCG(uint64(testSeed(t, "BERTH_REPLICAS_SEED")), 2))
+	shared := [][]byte{seededBytes(rng, 30<<10), seededBytes(rng, 20<<10), seededBytes(rng, 10<<10)}
+	const clients, rounds = 4, 30
+	plans := make([][]testImage, clients)
+	for c := range plans {
+		for i := range rounds {
+			plans[c] = append(plans[c], replicaImage(c, i, shared, rng))
+		}
+	}
+	pushTo := "http://" + site.replicas[2].Addr
+	p := &pusher{c: httpClient(), base: func() string { return pushTo }}
+	var (
+		mu      sync.Mutex
+		tagged  = map[string]testImage{}
+		retries atomic.Int64
+		wg      sync.WaitGroup
+	)
+	for c := range clients {
+		wg.Go(func() {
+			for _, img := range plans[c] {
+				if err := pushRetrying(p, img, gcRaceAttempts, &retries); err != nil {
+					t.Errorf("client %d: %v", c, err)
+					return
+				}
+				mu.Lock()
+				tagged[img.Repo+":"+img.Tag] = img
+				mu.Unlock()
+				if err := p.verify(img); err != nil {
+					t.Errorf("client %d: pull right after push: %v", c, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d pushes acknowledged, %d attempts retried", clients*rounds, retries.Load())
+	if t.Failed() {
+		t.FailNow()
+	}
+	for key, img := range tagged {
+		if err := p.verify(img); err != nil {
+			t.Errorf("%s after the race: %v", key, err)
+		}
+	}
+	for r := range 2 {
+		site.replicas[r].Stop(t)
+		runs, freed := gcActivity(t, site.replicas[r].LogPath)
+		t.Logf("replica %d ran gc %d times and deleted %d manifests and %d blobs", r, runs, freed["manifests"], freed["blobs"])
+		if runs == 0 {
+			t.Errorf("replica %d never ran gc", r)
+		}
+	}
+	site.fsck(t, "after gc on two replicas raced pushes on a third")
+}
