@@ -20,12 +20,12 @@ import (
 // Config is the whole configuration. Every key has a default, so an empty
 // file (or none) is valid.
 type Config struct {
-	HTTP       HTTP       `yaml:"http"`
-	Auth       Auth       `yaml:"auth"`
-	Storage    Storage    `yaml:"storage"`
+	HTTP    HTTP    `yaml:"http"`
+	Auth    Auth    `yaml:"auth"`
+	Storage Storage `yaml:"storage"`
 	// Metadata: where manifests, tags and links are recorded (SQLite in
 	// storage.dir unless metadata.postgres is set).
-	Metadata Metadata `yaml:"metadata"`
+	Metadata   Metadata   `yaml:"metadata"`
 	Log        Log        `yaml:"log"`
 	Limits     Limits     `yaml:"limits"`
 	Validation Validation `yaml:"validation"`

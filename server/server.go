@@ -23,8 +23,8 @@ import (
 	"github.com/berth-dev/berth/config"
 	"github.com/berth-dev/berth/delta"
 	"github.com/berth-dev/berth/flatpak"
-	"github.com/berth-dev/berth/gc"
 	"github.com/berth-dev/berth/fsck"
+	"github.com/berth-dev/berth/gc"
 	"github.com/berth-dev/berth/internal/reqid"
 	"github.com/berth-dev/berth/meta"
 	"github.com/berth-dev/berth/meta/postgres"
@@ -37,16 +37,16 @@ import (
 // Server is a configured Berth: its stores, its handler and its
 // background workers.
 type Server struct {
-	cfg     config.Config
-	log     *slog.Logger
-	meta    Meta
-	shared  bool // the metadata is shared with other replicas
+	cfg    config.Config
+	log    *slog.Logger
+	meta   Meta
+	shared bool // the metadata is shared with other replicas
 	// unlockServing gives up the shared store's serve lock (nil: none).
 	unlockServing func()
-	gc      *gc.Collector
-	icons   *flatpak.IconRecorder
-	auth    *auth.Service // nil when authentication is off
-	handler http.Handler
+	gc            *gc.Collector
+	icons         *flatpak.IconRecorder
+	auth          *auth.Service // nil when authentication is off
+	handler       http.Handler
 	// inflight counts requests being served (see withMiddleware).
 	inflight sync.WaitGroup
 	// metrics is nil when metrics.enabled is false; ready answers
