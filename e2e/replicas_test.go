@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -378,4 +379,140 @@ func TestReplicaGCRace(t *testing.T) {
 		}
 	}
 	site.fsck(t, "after gc on two replicas raced pushes on a third")
+}
+
+// tcpProxy forwards TCP connections to target and can cut them all at
+// once, as a network failure or a database failover does.
+type tcpProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  map[net.Conn]bool
+	cuts   atomic.Int64
+}
+
+func newTCPProxy(t *testing.T, target string) *tcpProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	return p
+}
+
+func (p *tcpProxy) serve(c net.Conn) {
+	u, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	p.conns[c], p.conns[u] = true, true
+	p.mu.Unlock()
+	go func() { io.Copy(u, c); u.Close() }()
+	io.Copy(c, u)
+	c.Close()
+}
+
+// cut closes every connection through the proxy.
+func (p *tcpProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+	}
+	p.conns = map[net.Conn]bool{}
+	p.cuts.Add(1)
+}
+
+// TestReplicaDatabaseCut: the connections of two replicas to PostgreSQL
+// are cut again and again while four clients push through the balancer
+// (transactions die in the middle). Requests that meet a cut get a 5xx
+// and are retried; every acknowledged push pulls complete afterwards, and
+// fsck finds no manifest without its blobs.
+func TestReplicaDatabaseCut(t *testing.T) {
+	stores := sharedStores(t)
+	var dsn string
+	for _, e := range stores {
+		if v, ok := strings.CutPrefix(e, "BERTH_METADATA_POSTGRES_DSN="); ok {
+			dsn = v
+		}
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newTCPProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	site := &replicaSite{env: stores}
+	var addrs []string
+	for range 2 {
+		srv := startServer(t, append(append([]string{}, stores...), "BERTH_METADATA_POSTGRES_DSN="+u.String())...)
+		site.replicas = append(site.replicas, srv)
+		addrs = append(addrs, srv.Addr)
+	}
+	site.lb = newRoundRobin(t, addrs...)
+
+	rng := rand.New(rand.NewPCG(uint64(testSeed(t, "BERTH_REPLICAS_SEED")), 3))
+	shared := [][]byte{seededBytes(rng, 20<<10), seededBytes(rng, 12<<10)}
+	const clients, rounds = 4, 20
+	p := &pusher{c: httpClient(), base: func() string { return site.lb.URL }}
+	var (
+		mu      sync.Mutex
+		acked   = map[string]testImage{}
+		retries atomic.Int64
+		wg      sync.WaitGroup
+		done    = make(chan struct{})
+	)
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(400 * time.Millisecond):
+				proxy.cut()
+			}
+		}
+	}()
+	for c := range clients {
+		plan := make([]testImage, rounds)
+		for i := range plan {
+			plan[i] = replicaImage(c, i, shared, rng)
+		}
+		wg.Go(func() {
+			for _, img := range plan {
+				if err := pushRetrying(p, img, 50, &retries); err != nil {
+					t.Errorf("client %d: %v", c, err)
+					return
+				}
+				mu.Lock()
+				acked[img.Repo+":"+img.Tag] = img
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(done)
+	t.Logf("%d pushes acknowledged; the database connections were cut %d times; %d attempts retried",
+		clients*rounds, proxy.cuts.Load(), retries.Load())
+	if retries.Load() == 0 {
+		t.Error("no push met a cut connection: the test did not exercise the fault")
+	}
+	for key, img := range acked {
+		if err := p.verify(img); err != nil {
+			t.Errorf("%s after the cuts: %v", key, err)
+		}
+	}
+	site.fsck(t, "after the database connections were cut")
 }
