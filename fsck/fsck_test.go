@@ -13,8 +13,11 @@ import (
 
 	"github.com/berth-dev/berth/blob"
 	"github.com/berth-dev/berth/blob/fs"
+	"github.com/berth-dev/berth/internal/testenv/pgtest"
 	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/meta"
+	"github.com/berth-dev/berth/meta/metatest"
+	"github.com/berth-dev/berth/meta/postgres"
 	"github.com/berth-dev/berth/meta/sqlite"
 )
 
@@ -26,14 +29,31 @@ var (
 type stores struct {
 	t     testing.TB
 	blobs *fs.Store
-	meta  *sqlite.Store
+	meta  metatest.Backend
 	n     int
 }
 
-func newStores(t testing.TB) *stores {
+// backends are the metadata stores the damage and repair tests run on.
+var backends = []string{"sqlite", "postgres"}
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func newStores(t testing.TB) *stores { return newStoresOn(t, "sqlite") }
+
+// newStoresOn makes filesystem blobs and the named metadata backend.
+func newStoresOn(t testing.TB, backend string) *stores {
 	t.Helper()
 	blobs, md := testutil.Stores(t, t.TempDir(), nil)
-	return &stores{t: t, blobs: blobs, meta: md}
+	s := &stores{t: t, blobs: blobs, meta: md}
+	if backend == "postgres" {
+		pg, err := postgres.Open(context.Background(), pgtest.DSN(t), postgres.Options{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pg.Close() })
+		s.meta = pg
+	}
+	return s
 }
 
 // commit stores data as a blob file (no row).
@@ -164,37 +184,39 @@ func TestCheck(t *testing.T) {
 			})
 		}, want: nil, repair: nil},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			s := newStores(t)
-			s.push("base", []byte("an intact image"), true)
-			tc.break_(s)
-			r := s.check(false)
-			if got := kinds(r); !slices.Equal(got, tc.want) {
-				t.Fatalf("check = %q, want %q", got, tc.want)
-			}
-			if got, want := r.Unrepaired(), countDamage(tc.want); got != want {
-				t.Errorf("Unrepaired() = %d, want %d (pending collection is not damage)", got, want)
-			}
-			if got := kinds(s.check(true)); !slices.Equal(got, tc.repair) {
-				t.Fatalf("repair = %q, want %q", got, tc.repair)
-			}
-			// After a repair only the unrepairable remain.
-			var left []string
-			for _, k := range tc.repair {
-				if !strings.HasSuffix(k, "+") {
-					left = append(left, k)
+	for _, backend := range backends {
+		for _, tc := range tests {
+			t.Run(backend+"/"+tc.name, func(t *testing.T) {
+				s := newStoresOn(t, backend)
+				s.push("base", []byte("an intact image"), true)
+				tc.break_(s)
+				r := s.check(false)
+				if got := kinds(r); !slices.Equal(got, tc.want) {
+					t.Fatalf("check = %q, want %q", got, tc.want)
 				}
-			}
-			if got := kinds(s.check(false)); !slices.Equal(got, left) {
-				t.Errorf("after repair = %q, want %q", got, left)
-			}
-			// The intact image is never touched.
-			d := digest.FromBytes([]byte("an intact image"))
-			if _, err := s.blobs.Stat(t.Context(), d); err != nil {
-				t.Errorf("intact blob: %v", err)
-			}
-		})
+				if got, want := r.Unrepaired(), countDamage(tc.want); got != want {
+					t.Errorf("Unrepaired() = %d, want %d (pending collection is not damage)", got, want)
+				}
+				if got := kinds(s.check(true)); !slices.Equal(got, tc.repair) {
+					t.Fatalf("repair = %q, want %q", got, tc.repair)
+				}
+				// After a repair only the unrepairable remain.
+				var left []string
+				for _, k := range tc.repair {
+					if !strings.HasSuffix(k, "+") {
+						left = append(left, k)
+					}
+				}
+				if got := kinds(s.check(false)); !slices.Equal(got, left) {
+					t.Errorf("after repair = %q, want %q", got, left)
+				}
+				// The intact image is never touched.
+				d := digest.FromBytes([]byte("an intact image"))
+				if _, err := s.blobs.Stat(t.Context(), d); err != nil {
+					t.Errorf("intact blob: %v", err)
+				}
+			})
+		}
 	}
 }
 

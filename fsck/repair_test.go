@@ -158,34 +158,36 @@ func TestRepairLeavesStoreClean(t *testing.T) {
 			}
 		}},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			s := newStores(t)
-			intact := s.push("base", []byte("an intact image"), true)
-			d := tc.break_(s)
-			if got := kinds(s.check(false)); !slices.Equal(got, tc.want) {
-				t.Fatalf("check = %q, want %q", got, tc.want)
-			}
-			q := filepath.Join(t.TempDir(), "quarantine")
-			r := s.exclusive(q)
-			for _, p := range r.Problems {
-				if !p.Repaired {
-					t.Errorf("not repaired: %s", p)
+	for _, backend := range backends {
+		for _, tc := range tests {
+			t.Run(backend+"/"+tc.name, func(t *testing.T) {
+				s := newStoresOn(t, backend)
+				intact := s.push("base", []byte("an intact image"), true)
+				d := tc.break_(s)
+				if got := kinds(s.check(false)); !slices.Equal(got, tc.want) {
+					t.Fatalf("check = %q, want %q", got, tc.want)
 				}
-			}
-			if r := s.check(false); len(r.Problems) != 0 || r.Unrepaired() != 0 {
-				t.Fatalf("after repair: %q", kinds(r))
-			}
-			if tc.after != nil {
-				tc.after(t, s, d, q)
-			}
-			if _, err := s.blobs.Stat(t.Context(), intact); err != nil {
-				t.Errorf("intact blob: %v", err)
-			}
-			if _, err := s.meta.GetManifest(t.Context(), "base", digest.FromBytes(referencing(intact))); err != nil {
-				t.Errorf("intact manifest: %v", err)
-			}
-		})
+				q := filepath.Join(t.TempDir(), "quarantine")
+				r := s.exclusive(q)
+				for _, p := range r.Problems {
+					if !p.Repaired {
+						t.Errorf("not repaired: %s", p)
+					}
+				}
+				if r := s.check(false); len(r.Problems) != 0 || r.Unrepaired() != 0 {
+					t.Fatalf("after repair: %q", kinds(r))
+				}
+				if tc.after != nil {
+					tc.after(t, s, d, q)
+				}
+				if _, err := s.blobs.Stat(t.Context(), intact); err != nil {
+					t.Errorf("intact blob: %v", err)
+				}
+				if _, err := s.meta.GetManifest(t.Context(), "base", digest.FromBytes(referencing(intact))); err != nil {
+					t.Errorf("intact manifest: %v", err)
+				}
+			})
+		}
 	}
 }
 
@@ -212,7 +214,13 @@ func checkQuarantinedManifest(t *testing.T, s *stores, d digest.Digest, q string
 // pending collection, not damage, with or without a repair while serve may
 // run, which leaves the recent ones and says why.
 func TestCrashLeftoversArePending(t *testing.T) {
-	s := newStores(t)
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) { crashLeftoversArePending(t, backend) })
+	}
+}
+
+func crashLeftoversArePending(t *testing.T, backend string) {
+	s := newStoresOn(t, backend)
 	s.push("base", []byte("an intact image"), true)
 	orphan := s.commit([]byte("orphan of a killed push"))
 	s.upload("0123456789abcdef0123456789abcdef", []byte("half"), false)
