@@ -36,7 +36,7 @@ type hop struct {
 	Status       int
 }
 
-func newRoundRobin(t *testing.T, backends ...string) *roundRobin {
+func newRoundRobin(t testing.TB, backends ...string) *roundRobin {
 	t.Helper()
 	p := &roundRobin{backends: backends, down: map[int]bool{}}
 	rp := &httputil.ReverseProxy{
