@@ -207,10 +207,20 @@ func TestCrash(t *testing.T) {
 // pushAll pushes img's blobs (monolithic or in chunks of 16 KiB) and then
 // its manifest; nil means the manifest PUT was acknowledged with 201.
 func pushAll(p *pusher, img testImage, chunked bool) error {
+	chunk := 0
+	if chunked {
+		chunk = 16 << 10
+	}
+	return pushChunks(p, img, chunk)
+}
+
+// pushChunks pushes img's blobs, each in PATCHes of chunk bytes (0: one
+// monolithic POST), then its manifest.
+func pushChunks(p *pusher, img testImage, chunk int) error {
 	for _, b := range img.blobs() {
 		var err error
-		if chunked {
-			err = p.chunked(img.Repo, b, 16<<10)
+		if chunk > 0 {
+			err = p.chunked(img.Repo, b, chunk)
 		} else {
 			err = p.monolithic(img.Repo, b)
 		}

@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
@@ -516,3 +518,127 @@ func TestReplicaDatabaseCut(t *testing.T) {
 	}
 	site.fsck(t, "after the database connections were cut")
 }
+
+// flakyS3 stands between the replicas and MinIO and answers a share of
+// the requests with 503 SlowDown or 500 InternalError, as an overloaded
+// S3 service does.
+type flakyS3 struct {
+	*httptest.Server
+	failed atomic.Int64
+	on     atomic.Bool
+}
+
+func newFlakyS3(t *testing.T, endpoint string, oneIn int) *flakyS3 {
+	t.Helper()
+	target, _ := url.Parse(endpoint)
+	f := &flakyS3{}
+	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(target)
+		pr.Out.Host = pr.In.Host
+	}}
+	var n atomic.Int64
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if i := n.Add(1); f.on.Load() && i%int64(oneIn) == 0 {
+			f.failed.Add(1)
+			io.Copy(io.Discard, r.Body)
+			code, status := "SlowDown", http.StatusServiceUnavailable
+			if i%(2*int64(oneIn)) == 0 {
+				code, status = "InternalError", http.StatusInternalServerError
+			}
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(status)
+			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>injected</Message></Error>`, code)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+// TestReplicaS3Faults: one S3 request in four fails (SlowDown or 500)
+// while four clients push chunked and monolithic uploads through two
+// replicas. What the SDK's retries cannot absorb reaches the client as a
+// 5xx in the spec's error format, and the client retries; every
+// acknowledged push pulls complete; fsck (straight to MinIO) is clean.
+func TestReplicaS3Faults(t *testing.T) {
+	stores := sharedStores(t)
+	var endpoint string
+	for _, e := range stores {
+		if v, ok := strings.CutPrefix(e, "BERTH_STORAGE_S3_ENDPOINT="); ok {
+			endpoint = v
+		}
+	}
+	flaky := newFlakyS3(t, endpoint, 4)
+	site := &replicaSite{env: stores}
+	var addrs []string
+	for range 2 {
+		srv := startServer(t, append(append([]string{}, stores...), "BERTH_STORAGE_S3_ENDPOINT="+flaky.URL)...)
+		site.replicas = append(site.replicas, srv)
+		addrs = append(addrs, srv.Addr)
+	}
+	site.lb = newRoundRobin(t, addrs...)
+	flaky.on.Store(true)
+
+	rng := rand.New(rand.NewPCG(uint64(testSeed(t, "BERTH_REPLICAS_SEED")), 4))
+	shared := [][]byte{seededBytes(rng, 6<<20), seededBytes(rng, 12<<10)} // one big enough for parts
+	const clients, rounds = 4, 6
+	p := &pusher{c: httpClient(), base: func() string { return site.lb.URL }}
+	var (
+		mu      sync.Mutex
+		acked   = map[string]testImage{}
+		retries atomic.Int64
+		spec5xx atomic.Int64
+		wg      sync.WaitGroup
+	)
+	for c := range clients {
+		plan := make([]testImage, rounds)
+		for i := range plan {
+			plan[i] = replicaImage(c, i, shared, rng)
+		}
+		wg.Go(func() {
+			for i, img := range plan {
+				var last error
+				for range 40 {
+					chunk := 0 // monolithic, then chunked in 2 MiB PATCHes
+					if i%2 == 1 {
+						chunk = 2 << 20
+					}
+					if last = pushChunks(p, img, chunk); last == nil {
+						break
+					}
+					var se *statusError
+					if !errors.As(last, &se) || se.status < 500 {
+						t.Errorf("client %d: not a retriable 5xx: %v", c, last)
+						return
+					}
+					if specCode(se.body) == "" {
+						t.Errorf("client %d: a 5xx without the spec's error body: %s", c, se.body)
+					}
+					spec5xx.Add(1)
+					retries.Add(1)
+				}
+				if last != nil {
+					t.Errorf("client %d: push of %s:%s not acknowledged: %v", c, img.Repo, img.Tag, last)
+					return
+				}
+				mu.Lock()
+				acked[img.Repo+":"+img.Tag] = img
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	flaky.on.Store(false)
+	t.Logf("%d pushes acknowledged; %d S3 requests failed; %d pushes answered 5xx and retried", clients*rounds, flaky.failed.Load(), spec5xx.Load())
+	if flaky.failed.Load() == 0 {
+		t.Error("no S3 request failed: the test did not exercise the fault")
+	}
+	for key, img := range acked {
+		if err := p.verify(img); err != nil {
+			t.Errorf("%s after the faults: %v", key, err)
+		}
+	}
+	site.fsck(t, "after S3 faults")
+}
+

@@ -1,3 +1,9 @@
+// Package postgres is the metadata store on PostgreSQL, for replicas that
+// share one database: the same behaviour as meta/sqlite behind the same
+// contract (meta/metatest.Backend, RunAll and RunTwoHandles), with
+// migrations numbered alike. docs/design-notes.md ("meta/postgres") says
+// how SQLite's single-writer guarantees carry over: SERIALIZABLE writes
+// retried on conflict, an outbox in commit order, sharded generations.
 package postgres
 
 import (

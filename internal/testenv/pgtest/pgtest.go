@@ -26,7 +26,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 )
@@ -202,17 +201,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// Wait polls fn until it returns nil or d passes; for tests that restart
-// connections.
-func Wait(d time.Duration, fn func() error) error {
-	end := time.Now().Add(d)
-	for {
-		err := fn()
-		if err == nil || time.Now().After(end) {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
