@@ -316,16 +316,18 @@ func TestReplicaKilled(t *testing.T) {
 	site.fsck(t, "after a replica was killed")
 }
 
-// TestReplicaGCRace: two replicas collect garbage every 100 ms with no
+// TestReplicaGCRace: two replicas collect garbage every 600 ms with no
 // grace period while a third takes pushes that share layers and move
 // tags. Nothing acknowledged is lost: every tagged image pulls complete,
 // and fsck is clean.
 func TestReplicaGCRace(t *testing.T) {
 	site := newReplicaSite(t, 3, func(i int) []string {
 		if i < 2 {
-			// Two collectors at 200 ms: a run every 100 ms on average, as
-			// in TestGCRace.
-			return []string{"BERTH_GC_INTERVAL=200ms", "BERTH_GC_GRACE=0s", "BERTH_GC_UNTAGGED_AFTER=1ns"}
+			// Two collectors with no grace, each every 600 ms: a run every
+			// 300 ms on average, often enough that most pushes meet one,
+			// rarely enough that a push (slower with the race detector
+			// on, through PostgreSQL and S3) gets through between two.
+			return []string{"BERTH_GC_INTERVAL=600ms", "BERTH_GC_GRACE=0s", "BERTH_GC_UNTAGGED_AFTER=1ns"}
 		}
 		return []string{"BERTH_GC_INTERVAL=0s"}
 	})
@@ -477,13 +479,20 @@ func TestReplicaDatabaseCut(t *testing.T) {
 		wg      sync.WaitGroup
 		done    = make(chan struct{})
 	)
+	// A cut every 300 ms at most, and only once two more pushes were
+	// acknowledged since the last: the clients make progress however slow
+	// a push is (the race detector), and most pushes meet a cut.
+	var acks atomic.Int64
 	go func() {
-		for {
+		for last := int64(0); ; {
 			select {
 			case <-done:
 				return
-			case <-time.After(400 * time.Millisecond):
+			case <-time.After(300 * time.Millisecond):
+			}
+			if n := acks.Load(); n >= last+2 {
 				proxy.cut()
+				last = n
 			}
 		}
 	}()
@@ -501,6 +510,7 @@ func TestReplicaDatabaseCut(t *testing.T) {
 				mu.Lock()
 				acked[img.Repo+":"+img.Tag] = img
 				mu.Unlock()
+				acks.Add(1)
 			}
 		})
 	}
