@@ -15,11 +15,12 @@ import (
 // Listings are keyset-paged like gc's, so a caller building its view of the
 // whole store holds neither a read transaction nor every row at once.
 
-// Catalogue queries; prepared on the read pool (readQueries).
+// Catalogue queries; prepared on the read pool (readQueries). The Flatpak
+// ref label's JSON path is a parameter.
 const (
 	qCatalogTags = `SELECT r.name, t.name, t.digest, t.updated,
     m.media_type, m.artifact_type, m.os, m.architecture, m.variant, m.total_size, m.created, m.pushed,
-    COALESCE(json_extract(m.labels, '$."` + meta.FlatpakRefLabel + `"'), '')
+    COALESCE(json_extract(m.labels, $4), '')
 FROM tags t
 JOIN repositories r ON r.id = t.repo_id
 JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
@@ -27,7 +28,7 @@ WHERE (r.name, t.name) > ($1, $2)
 ORDER BY r.name, t.name LIMIT $3`
 	qCatalogChildren = `SELECT r.name, f.manifest_digest, f.ord, f.ref_digest, f.media_type, f.size, f.platform,
     c.digest IS NOT NULL, COALESCE(c.os, ''), COALESCE(c.architecture, ''), COALESCE(c.variant, ''),
-    COALESCE(c.total_size, 0), COALESCE(json_extract(c.labels, '$."` + meta.FlatpakRefLabel + `"'), '')
+    COALESCE(c.total_size, 0), COALESCE(json_extract(c.labels, $5), '')
 FROM manifest_refs f
 JOIN repositories r ON r.id = f.repo_id
 LEFT JOIN manifests c ON c.repo_id = f.repo_id AND c.digest = f.ref_digest
@@ -56,7 +57,7 @@ func (s *Store) CatalogTags(ctx context.Context, after meta.TagKey, n int) ([]me
 	if n == 0 {
 		return out, nil
 	}
-	rows, err := s.r.query(ctx, qCatalogTags, after.Repo, after.Tag, limit(n))
+	rows, err := s.r.query(ctx, qCatalogTags, after.Repo, after.Tag, limit(n), labelPath(meta.FlatpakRefLabel))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: catalog tags: %w", err)
 	}
@@ -90,7 +91,7 @@ func (s *Store) CatalogChildren(ctx context.Context, after meta.ChildKey, n int)
 	if n == 0 {
 		return out, nil
 	}
-	rows, err := s.r.query(ctx, qCatalogChildren, after.Repo, string(after.Index), after.Ord, limit(n))
+	rows, err := s.r.query(ctx, qCatalogChildren, after.Repo, string(after.Index), after.Ord, limit(n), labelPath(meta.FlatpakRefLabel))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: catalog children: %w", err)
 	}

@@ -73,15 +73,15 @@ ON CONFLICT (repo_id, manifest_digest, size) DO UPDATE SET icon = excluded.icon`
 	// Manifests whose icon labels (or annotations) hold data: URIs and
 	// which show no icon, after the cursor ($1, $2), at most $3.
 	qManifestsWithoutIcons = `SELECT r.name, m.digest,
-    json_extract(m.labels, '$."` + iconLabel64 + `"'), json_extract(m.labels, '$."` + iconLabel128 + `"'),
-    json_extract(m.annotations, '$."` + iconLabel64 + `"'), json_extract(m.annotations, '$."` + iconLabel128 + `"')
+    json_extract(m.labels, $4), json_extract(m.labels, $5),
+    json_extract(m.annotations, $4), json_extract(m.annotations, $5)
 FROM manifests m
 JOIN repositories r ON r.id = m.repo_id
 WHERE (r.name, m.digest) > ($1, $2)
-  AND (json_extract(m.labels, '$."` + iconLabel64 + `"') LIKE 'data:%'
-    OR json_extract(m.labels, '$."` + iconLabel128 + `"') LIKE 'data:%'
-    OR json_extract(m.annotations, '$."` + iconLabel64 + `"') LIKE 'data:%'
-    OR json_extract(m.annotations, '$."` + iconLabel128 + `"') LIKE 'data:%')
+  AND (json_extract(m.labels, $4) LIKE 'data:%'
+    OR json_extract(m.labels, $5) LIKE 'data:%'
+    OR json_extract(m.annotations, $4) LIKE 'data:%'
+    OR json_extract(m.annotations, $5) LIKE 'data:%')
   AND NOT EXISTS (SELECT 1 FROM manifest_icons i WHERE i.repo_id = m.repo_id AND i.manifest_digest = m.digest)
 ORDER BY r.name, m.digest LIMIT $3`
 	// The icons of the manifests named in $1, a JSON array of
@@ -436,7 +436,8 @@ func (s *Store) ManifestsWithoutIcons(ctx context.Context, after meta.ManifestKe
 	if n == 0 {
 		return out, nil
 	}
-	rows, err := s.r.db.QueryContext(ctx, qManifestsWithoutIcons, after.Repo, string(after.Digest), limit(n))
+	rows, err := s.r.db.QueryContext(ctx, qManifestsWithoutIcons, after.Repo, string(after.Digest), limit(n),
+		labelPath(iconLabel64), labelPath(iconLabel128))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: manifests without icons: %w", err)
 	}
