@@ -651,4 +651,3 @@ func TestReplicaS3Faults(t *testing.T) {
 	}
 	site.fsck(t, "after S3 faults")
 }
-
