@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/berth-dev/berth/meta"
@@ -93,18 +92,6 @@ func flushEvents(tx txn) error {
 		}
 	}
 	return nil
-}
-
-// sortedTags returns tags in byte order without repeats, never nil (the
-// payloads list them so).
-func sortedTags(tags []string) []string {
-	out := slices.Clone(tags)
-	slices.Sort(out)
-	out = slices.Compact(out)
-	if out == nil {
-		out = []string{}
-	}
-	return out
 }
 
 // Events implements meta.Outbox, on the read pool.

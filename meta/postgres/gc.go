@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -19,17 +18,6 @@ import (
 // transaction open nor the whole store in memory. Every deletion re-checks
 // its condition in the same write transaction; SQLite's single writer
 // serialises it against LinkBlob and PutManifest.
-
-// nanos is t in unix nanoseconds, clamped to what int64 holds.
-func nanos(t time.Time) int64 {
-	switch {
-	case t.Before(minTime):
-		return math.MinInt64
-	case t.After(maxTime):
-		return math.MaxInt64
-	}
-	return t.UnixNano()
-}
 
 // UntaggedManifests lists manifests no tag and no index of their
 // repository points at, ordered by (repo, digest), after the cursor.

@@ -5,12 +5,9 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"path"
-	"slices"
-	"strconv"
-	"strings"
+
+	"github.com/berth-dev/berth/meta/internal/sqlutil"
 )
 
 // Migrations: numbered alike to meta/sqlite's, one transaction for all
@@ -33,46 +30,9 @@ const (
 	qInsertSchemaVersion = `INSERT INTO schema_version (version, applied) VALUES ($1, $2)`
 )
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	names, err := fs.Glob(fsys, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, name := range names {
-		base := path.Base(name)
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %s: name is not NNNN_description.sql", base)
-		}
-		b, err := fs.ReadFile(fsys, name)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: base, sql: string(b)})
-	}
-	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %s: version %d, want %d", m.name, m.version, i+1)
-		}
-	}
-	if len(ms) == 0 {
-		return nil, fmt.Errorf("no migrations")
-	}
-	return ms, nil
-}
-
 // migrate applies the migrations db lacks, and fails if db was migrated by
 // a newer Berth.
-func migrate(ctx context.Context, db *sql.DB, ms []migration, logger *slog.Logger) error {
+func migrate(ctx context.Context, db *sql.DB, ms []sqlutil.Migration, logger *slog.Logger) error {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -95,7 +55,7 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration, logger *slog.Logge
 	if err := tx.QueryRowContext(ctx, qSchemaVersion).Scan(&current); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	latest := ms[len(ms)-1].version
+	latest := ms[len(ms)-1].Version
 	if current > latest {
 		return fmt.Errorf("migrate: database schema version %d is newer than this binary's %d", current, latest)
 	}
@@ -103,11 +63,11 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration, logger *slog.Logge
 		return nil
 	}
 	for _, m := range ms[current:] {
-		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("migrate: %s: %w", m.name, err)
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("migrate: %s: %w", m.Name, err)
 		}
-		if _, err := tx.ExecContext(ctx, qInsertSchemaVersion, m.version, now()); err != nil {
-			return fmt.Errorf("migrate: %s: %w", m.name, err)
+		if _, err := tx.ExecContext(ctx, qInsertSchemaVersion, m.Version, now()); err != nil {
+			return fmt.Errorf("migrate: %s: %w", m.Name, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {

@@ -9,11 +9,9 @@ package postgres
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	mrand "math/rand/v2"
 	"syscall"
 	"time"
@@ -22,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/berth-dev/berth/meta"
+	"github.com/berth-dev/berth/meta/internal/sqlutil"
 )
 
 var _ meta.Store = (*Store)(nil)
@@ -77,7 +76,7 @@ func Open(ctx context.Context, dsn string, opts Options, logger *slog.Logger) (*
 		db.Close()
 		return nil, fmt.Errorf("postgres: open %s@%s/%s: %w", cfg.User, cfg.Host, cfg.Database, err)
 	}
-	ms, err := loadMigrations(migrationFS)
+	ms, err := sqlutil.LoadMigrations(migrationFS)
 	if err == nil {
 		err = migrate(ctx, db, ms, logger)
 	}
@@ -222,73 +221,6 @@ func ensureRepo(ctx context.Context, tx txn, name string, now int64) (int64, err
 	var id int64
 	err := tx.queryRow(ctx, qRepoID, name).Scan(&id)
 	return id, err
-}
-
-func now() int64 { return time.Now().UnixNano() }
-
-// The instants a unix-nanosecond int64 can hold.
-var (
-	minTime = time.Unix(0, math.MinInt64)
-	maxTime = time.Unix(0, math.MaxInt64)
-)
-
-// nullTime is t in unix nanoseconds, or NULL when t is zero or beyond what
-// int64 nanoseconds hold.
-func nullTime(t time.Time) any {
-	if t.IsZero() || t.Before(minTime) || t.After(maxTime) {
-		return nil
-	}
-	return t.UnixNano()
-}
-
-func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
-
-func fromNullNanos(n sql.NullInt64) time.Time {
-	if !n.Valid {
-		return time.Time{}
-	}
-	return fromNanos(n.Int64)
-}
-
-// encodeMap is m as a JSON object (bound to a JSONB column with a cast),
-// or NULL when m is empty.
-func encodeMap(m map[string]string) (any, error) {
-	if len(m) == 0 {
-		return nil, nil
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	return string(b), nil
-}
-
-// decodeMap reverses encodeMap; NULL becomes a nil map.
-func decodeMap(s sql.NullString) (map[string]string, error) {
-	if !s.Valid || s.String == "" {
-		return nil, nil
-	}
-	var m map[string]string
-	if err := json.Unmarshal([]byte(s.String), &m); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
-// limit turns a page size into a LIMIT: n < 0 means none.
-func limit(n int) int64 {
-	if n < 0 {
-		return math.MaxInt64
-	}
-	return int64(n)
-}
-
-// rowsAffected returns the count of a successful Exec.
-func rowsAffected(res sql.Result, err error) (int64, error) {
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
 }
 
 // serveLock is the advisory lock key every berth serve of the database

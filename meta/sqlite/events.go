@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/berth-dev/berth/meta"
@@ -62,18 +61,6 @@ func insertEvent(ctx context.Context, tx txn, typ, repo string, payload any, t i
 		return fmt.Errorf("event %s: %w", typ, err)
 	}
 	return nil
-}
-
-// sortedTags returns tags in byte order without repeats, never nil (the
-// payloads list them so).
-func sortedTags(tags []string) []string {
-	out := slices.Clone(tags)
-	slices.Sort(out)
-	out = slices.Compact(out)
-	if out == nil {
-		out = []string{}
-	}
-	return out
 }
 
 // Events implements meta.Outbox, on the read pool.

@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-dev/berth/meta"
+	"github.com/berth-dev/berth/meta/internal/sqlutil"
 )
 
 func schemaVersion(t *testing.T, path string) int {
@@ -30,11 +31,11 @@ func schemaVersion(t *testing.T, path string) int {
 }
 
 func TestMigrateFreshAndReopen(t *testing.T) {
-	ms, err := loadMigrations(migrationFS)
+	ms, err := sqlutil.LoadMigrations(migrationFS)
 	if err != nil {
 		t.Fatalf("loadMigrations: %v", err)
 	}
-	latest := ms[len(ms)-1].version
+	latest := ms[len(ms)-1].Version
 	path := filepath.Join(t.TempDir(), "meta.db")
 	ctx := t.Context()
 
@@ -119,7 +120,7 @@ func TestMigrateIncremental(t *testing.T) {
 	db.SetMaxOpenConns(1)
 	apply := func() {
 		t.Helper()
-		ms, err := loadMigrations(fsys)
+		ms, err := sqlutil.LoadMigrations(fsys)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,7 +143,7 @@ func TestMigrateIncremental(t *testing.T) {
 
 	// A failing migration rolls back the whole run.
 	fsys["migrations/0004_d.sql"] = &fstest.MapFile{Data: []byte(`CREATE TABLE d (x INTEGER); SELECT nope FROM nowhere;`)}
-	ms, err := loadMigrations(fsys)
+	ms, err := sqlutil.LoadMigrations(fsys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +173,7 @@ func TestLoadMigrationsInvalid(t *testing.T) {
 		"zero":     {"migrations/0000_a.sql": {Data: []byte(`SELECT 1;`)}},
 		"none":     {},
 	} {
-		if _, err := loadMigrations(fsys); err == nil {
+		if _, err := sqlutil.LoadMigrations(fsys); err == nil {
 			t.Errorf("%s: loadMigrations succeeded", name)
 		}
 	}
@@ -182,7 +183,7 @@ func TestLoadMigrationsInvalid(t *testing.T) {
 // the old, unowned kind: after 0004 any run may take it over and finish
 // it, and no one else's claim on it is assumed.
 func TestMigrateGCClaims(t *testing.T) {
-	ms, err := loadMigrations(migrationFS)
+	ms, err := sqlutil.LoadMigrations(migrationFS)
 	if err != nil {
 		t.Fatal(err)
 	}

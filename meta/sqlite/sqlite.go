@@ -3,19 +3,17 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/url"
 	"path/filepath"
 	"runtime"
-	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/berth-dev/berth/meta"
+	"github.com/berth-dev/berth/meta/internal/sqlutil"
 )
 
 var _ meta.Store = (*Store)(nil)
@@ -61,7 +59,7 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
 	wdb.SetConnMaxIdleTime(0)
-	ms, err := loadMigrations(migrationFS)
+	ms, err := sqlutil.LoadMigrations(migrationFS)
 	if err == nil {
 		err = migrate(ctx, wdb, ms, logger)
 	}
@@ -109,70 +107,4 @@ func ensureRepo(ctx context.Context, tx txn, name string, now int64) (int64, err
 	var id int64
 	err := tx.queryRow(ctx, qRepoID, name).Scan(&id)
 	return id, err
-}
-
-func now() int64 { return time.Now().UnixNano() }
-
-// The instants a unix-nanosecond int64 can hold.
-var (
-	minTime = time.Unix(0, math.MinInt64)
-	maxTime = time.Unix(0, math.MaxInt64)
-)
-
-// nullTime is t in unix nanoseconds, or NULL when t is zero or beyond what
-// int64 nanoseconds hold (before 1678, after 2262).
-func nullTime(t time.Time) any {
-	if t.IsZero() || t.Before(minTime) || t.After(maxTime) {
-		return nil
-	}
-	return t.UnixNano()
-}
-
-func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
-
-func fromNullNanos(n sql.NullInt64) time.Time {
-	if !n.Valid {
-		return time.Time{}
-	}
-	return fromNanos(n.Int64)
-}
-
-// encodeMap is m as a JSON object, or NULL when m is empty.
-func encodeMap(m map[string]string) (any, error) {
-	if len(m) == 0 {
-		return nil, nil
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	return string(b), nil
-}
-
-// decodeMap reverses encodeMap; NULL becomes a nil map.
-func decodeMap(s sql.NullString) (map[string]string, error) {
-	if !s.Valid || s.String == "" {
-		return nil, nil
-	}
-	var m map[string]string
-	if err := json.Unmarshal([]byte(s.String), &m); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
-// limit turns a page size into a LIMIT: n < 0 means none.
-func limit(n int) int64 {
-	if n < 0 {
-		return math.MaxInt64
-	}
-	return int64(n)
-}
-
-// rowsAffected returns the count of a successful Exec.
-func rowsAffected(res sql.Result, err error) (int64, error) {
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
 }
