@@ -180,6 +180,7 @@ type Blobs interface {
 // Signal wakes it.
 type Manager struct {
 	store Store
+	now   func() time.Time // the store's clock (meta.Clock)
 	blobs Blobs
 	opts  Options
 	log   *slog.Logger
@@ -196,7 +197,7 @@ func New(store Store, blobs Blobs, opts Options, logger *slog.Logger) *Manager {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{store: store, blobs: blobs, opts: opts.withDefaults(), log: logger, wake: make(chan struct{}, 1)}
+	return &Manager{store: store, now: meta.ClockOf(store), blobs: blobs, opts: opts.withDefaults(), log: logger, wake: make(chan struct{}, 1)}
 }
 
 // Signal asks the worker to look for work now (after a push, a delete, a
@@ -338,7 +339,7 @@ func (m *Manager) work(ctx context.Context) error {
 // reports whether there was one.
 func (m *Manager) workOne(ctx context.Context) (bool, error) {
 	token := rand.Text()
-	p, err := m.store.ClaimDelta(ctx, token, time.Now(), m.opts.Lease)
+	p, err := m.store.ClaimDelta(ctx, token, m.now(), m.opts.Lease)
 	if err != nil || p == nil {
 		return false, err
 	}
@@ -367,7 +368,7 @@ func (m *Manager) workOne(ctx context.Context) (bool, error) {
 			case <-jctx.Done():
 				return
 			case <-t.C:
-				if err := m.store.RenewDelta(jctx, p.DeltaKey, token, time.Now().Add(m.opts.Lease)); err != nil {
+				if err := m.store.RenewDelta(jctx, p.DeltaKey, token, m.now().Add(m.opts.Lease)); err != nil {
 					cancel(fmt.Errorf("lease lost: %w", err))
 					return
 				}
@@ -449,7 +450,7 @@ const maxAttempts = 5
 // Options.RetireAfter.
 func (m *Manager) retire(ctx context.Context) error {
 	for {
-		old, err := m.store.RetiredDeltaManifests(ctx, time.Now().Add(-m.opts.RetireAfter), 100)
+		old, err := m.store.RetiredDeltaManifests(ctx, m.now().Add(-m.opts.RetireAfter), 100)
 		if err != nil {
 			return err
 		}

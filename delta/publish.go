@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
@@ -129,7 +128,7 @@ func (m *Manager) Publish(ctx context.Context, repo string) error {
 	// manifest that may not exist (deleted as not found when retired),
 	// never a stored manifest nothing records.
 	if !maps.Equal(live, wasLive) {
-		if err := m.store.SetLiveDeltaManifests(ctx, repo, live, time.Now()); err != nil {
+		if err := m.store.SetLiveDeltaManifests(ctx, repo, live, m.now()); err != nil {
 			return err
 		}
 	}

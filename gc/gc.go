@@ -212,7 +212,7 @@ func New(md Meta, blobs Blobs, pol Policy, logger *slog.Logger) *Collector {
 	if pol.ClaimLease <= 0 {
 		pol.ClaimLease = meta.DefaultClaimLease
 	}
-	return &Collector{meta: md, blobs: blobs, pol: pol, log: logger, now: time.Now}
+	return &Collector{meta: md, blobs: blobs, pol: pol, log: logger, now: meta.ClockOf(md)}
 }
 
 // SetSnapshot gives the Collector a way to copy its metadata store, which

@@ -259,6 +259,23 @@ type Store interface {
 	Close() error
 }
 
+// Clock is a store's clock: the times it writes (a link's creation, a
+// push, an upload's progress) are its Now, so the cutoffs compared with
+// them (gc's grace, upload expiry, lease ends) must be too. With several
+// replicas on one database, that makes the database's clock the only one
+// that matters (docs/design-notes.md, "Whose clock").
+type Clock interface {
+	Now() time.Time
+}
+
+// ClockOf returns x's Now if x is a Clock, else time.Now.
+func ClockOf(x any) func() time.Time {
+	if c, ok := x.(Clock); ok {
+		return c.Now
+	}
+	return time.Now
+}
+
 // ErrBlobDeleting is returned by LinkBlob while garbage collection is
 // deleting the blob's bytes (the blob's row is a tombstone). The bytes the
 // caller committed may be gone; it retries after a moment and then checks

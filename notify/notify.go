@@ -235,7 +235,7 @@ func (n *Notifier) pruneEvery(ctx context.Context) {
 	t := time.NewTicker(n.opts.PruneEvery)
 	defer t.Stop()
 	for {
-		pruned, err := n.store.PruneEvents(ctx, consumers, time.Now().Add(-n.opts.Retention))
+		pruned, err := n.store.PruneEvents(ctx, consumers, meta.ClockOf(n.store)().Add(-n.opts.Retention))
 		switch {
 		case err != nil && ctx.Err() == nil:
 			n.log.Warn("pruning the events outbox", "err", err)

@@ -34,7 +34,7 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, name, ref s
 	// puller must not keep garbage alive.
 	if r.Method == http.MethodHead && reg.opts.LinkRefreshAfter > 0 && reg.allowed(r, name, ActionPush) {
 		// Pushers HEAD a blob to decide whether to upload it.
-		err := reg.meta.RefreshLink(ctx, name, d, time.Now().Add(-reg.opts.LinkRefreshAfter))
+		err := reg.meta.RefreshLink(ctx, name, d, reg.now().Add(-reg.opts.LinkRefreshAfter))
 		if err != nil && !errors.Is(err, meta.ErrBlobNotFound) {
 			reg.log.WarnContext(ctx, "refreshing a blob link", "repo", name, "digest", d, "err", err)
 		}

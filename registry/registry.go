@@ -155,6 +155,9 @@ func (o Options) withDefaults() Options {
 type Registry struct {
 	blobs Blobs
 	meta  Meta
+	// now is the metadata store's clock (meta.Clock): the times it
+	// stores, and the cutoffs compared with them.
+	now   func() time.Time
 	opts  Options
 	log   *slog.Logger
 	locks keyedMutex
@@ -165,7 +168,7 @@ func New(blobs Blobs, md Meta, opts Options, logger *slog.Logger) *Registry {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{blobs: blobs, meta: md, opts: opts.withDefaults(), log: logger}
+	return &Registry{blobs: blobs, meta: md, now: meta.ClockOf(md), opts: opts.withDefaults(), log: logger}
 }
 
 // RequestIDHeader is the response header the server's middleware sets; the

@@ -44,7 +44,7 @@ func (reg *Registry) startUpload(w http.ResponseWriter, r *http.Request, name st
 		}
 		return reg.monolithic(w, r, name, d)
 	}
-	now := time.Now()
+	now := reg.now()
 	u := meta.Upload{ID: newUploadID(), Repo: name, State: encodeState(blob.UploadState{}), Created: now, Updated: now, Client: reg.clientID(r)}
 	caps := meta.UploadCaps{PerRepository: max(reg.opts.MaxUploadsPerRepository, 0), PerClient: max(reg.opts.MaxUploadsPerClient, 0)}
 	if err := reg.meta.CreateUploadCapped(r.Context(), u, caps); err != nil {

@@ -81,6 +81,9 @@ type Meta interface {
 	notify.Store
 	delta.Store
 	meta.StatsReader
+	// Now is the store's clock, which the times it stores come from; gc,
+	// the registry, notify and deltas take their cutoffs from it.
+	meta.Clock
 	// ReleaseDeltaLeases frees the delta jobs a crashed process held.
 	ReleaseDeltaLeases(ctx context.Context) error
 	Close() error

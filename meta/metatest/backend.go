@@ -26,6 +26,8 @@ type Backend interface {
 	InstallStore
 	LeaseStore
 	meta.StatsReader
+	// Now is the clock the store stamps rows with (RunClock).
+	meta.Clock
 	// UploadKnown reports whether an upload session exists (fsck).
 	UploadKnown(ctx context.Context, id string) (bool, error)
 }
@@ -42,6 +44,7 @@ func RunAll(t *testing.T, newStore func(t *testing.T) Backend) {
 	t.Run("Deltas", func(t *testing.T) { RunDeltas(t, func(t *testing.T) DeltaStore { return newStore(t) }) })
 	t.Run("Installs", func(t *testing.T) { RunInstalls(t, func(t *testing.T) InstallStore { return newStore(t) }) })
 	t.Run("Leases", func(t *testing.T) { RunLeases(t, func(t *testing.T) LeaseStore { return newStore(t) }) })
+	t.Run("Clock", func(t *testing.T) { RunClock(t, func(t *testing.T) ClockStore { return newStore(t) }) })
 }
 
 // RunTwoHandles runs the contracts that need two connections to one

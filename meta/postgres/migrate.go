@@ -26,8 +26,6 @@ const (
     version INTEGER PRIMARY KEY,
     applied BIGINT NOT NULL
 )`
-	qSchemaVersion       = `SELECT COALESCE(MAX(version), 0) FROM schema_version`
-	qInsertSchemaVersion = `INSERT INTO schema_version (version, applied) VALUES ($1, $2)`
 )
 
 // migrate applies the migrations db lacks, and fails if db was migrated by
@@ -47,32 +45,5 @@ func migrate(ctx context.Context, db *sql.DB, ms []sqlutil.Migration, logger *sl
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, qCreateSchemaVersion); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	var current int
-	if err := tx.QueryRowContext(ctx, qSchemaVersion).Scan(&current); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	latest := ms[len(ms)-1].Version
-	if current > latest {
-		return fmt.Errorf("migrate: database schema version %d is newer than this binary's %d", current, latest)
-	}
-	if current == latest {
-		return nil
-	}
-	for _, m := range ms[current:] {
-		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-			return fmt.Errorf("migrate: %s: %w", m.Name, err)
-		}
-		if _, err := tx.ExecContext(ctx, qInsertSchemaVersion, m.Version, now()); err != nil {
-			return fmt.Errorf("migrate: %s: %w", m.Name, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	logger.InfoContext(ctx, "meta schema migrated", "from", current, "to", latest)
-	return nil
+	return sqlutil.Migrate(ctx, tx, ms, qCreateSchemaVersion, logger)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/berth-dev/berth/meta"
+	"github.com/berth-dev/berth/meta/internal/sqlstore"
 	"github.com/berth-dev/berth/meta/internal/sqlutil"
 )
 
@@ -43,10 +44,11 @@ type Options struct {
 // snapshot (a manifest and its references, the Flatpak index and its
 // generation) run in a REPEATABLE READ, READ ONLY transaction.
 type Store struct {
-	db  *sql.DB
-	r   reader // reads
-	w   writer // single-statement writes, as write transactions
-	log *slog.Logger
+	*sqlstore.Store
+	db    *sql.DB
+	pool  *sqlstore.Pool
+	clock *dbClock
+	log   *slog.Logger
 }
 
 // Open connects to the database named by dsn (a postgres:// URL or
@@ -84,8 +86,36 @@ func Open(ctx context.Context, dsn string, opts Options, logger *slog.Logger) (*
 		db.Close()
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
-	s := &Store{db: db, r: reader{db: db}, log: logger}
-	s.w = writer{s: s}
+	pool, err := sqlstore.NewPool(ctx, db, nil, diskErr)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
+	s := &Store{db: db, pool: pool, log: logger}
+	s.clock = &dbClock{db: db, query: clockQuery, log: func(err error) {
+		logger.Warn("keeping the last offset to the database's clock", "err", err)
+	}}
+	if err := s.clock.measure(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.Store = sqlstore.New(sqlstore.Engine{
+		Name:    "postgres",
+		Queries: &queries,
+		Read:    pool,
+		Write:   s.write,
+		Exec: func(ctx context.Context, q string, args ...any) (sql.Result, error) {
+			var res sql.Result
+			err := s.write(ctx, func(tx *sqlstore.Tx) error {
+				var err error
+				res, err = tx.Exec(ctx, q, args...)
+				return err
+			})
+			return res, err
+		},
+		Snapshot: &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
+		Clock:    s.clock.now,
+	})
 	return s, nil
 }
 
@@ -93,62 +123,10 @@ var _ = stdlib.GetDefaultDriver // registers the "pgx" database/sql driver
 
 // Close closes the pool. Calls after Close fail.
 func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
+	if err := s.pool.Close(); err != nil {
 		return fmt.Errorf("postgres: close: %w", err)
 	}
 	return nil
-}
-
-// reader runs reads on the pool.
-type reader struct{ db *sql.DB }
-
-func (r reader) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return r.db.QueryContext(ctx, q, args...)
-}
-
-func (r reader) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	return r.db.QueryRowContext(ctx, q, args...)
-}
-
-// begin starts a read-only transaction over one snapshot.
-func (r reader) begin(ctx context.Context, _ *sql.TxOptions) (txn, error) {
-	tx, err := r.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
-	return txn{tx: tx, ctx: ctx}, err
-}
-
-// writer runs single-statement writes, each as a write transaction.
-type writer struct{ s *Store }
-
-func (w writer) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	var res sql.Result
-	err := w.s.write(ctx, func(tx txn) error {
-		var err error
-		res, err = tx.exec(ctx, q, args...)
-		return err
-	})
-	return res, err
-}
-
-// txn runs statements inside a transaction, under the context it began
-// with. Events written in a write transaction wait in events until its
-// end (see flushEvents).
-type txn struct {
-	tx     *sql.Tx
-	ctx    context.Context
-	events *[]pendingEvent
-}
-
-func (t txn) exec(_ context.Context, q string, args ...any) (sql.Result, error) {
-	res, err := t.tx.ExecContext(t.ctx, q, args...)
-	return res, diskErr(err)
-}
-
-func (t txn) queryRow(_ context.Context, q string, args ...any) *sql.Row {
-	return t.tx.QueryRowContext(t.ctx, q, args...)
-}
-
-func (t txn) query(_ context.Context, q string, args ...any) (*sql.Rows, error) {
-	return t.tx.QueryContext(t.ctx, q, args...)
 }
 
 // maxAttempts bounds the tries of a write transaction that keeps meeting
@@ -160,7 +138,7 @@ const maxAttempts = 40
 // whole of it on a serialization failure or deadlock. fn must be safe to
 // run again: it starts from the values it sets, never appends to what a
 // failed attempt left.
-func (s *Store) write(ctx context.Context, fn func(tx txn) error) error {
+func (s *Store) write(ctx context.Context, fn func(tx *sqlstore.Tx) error) error {
 	var err error
 	for attempt := range maxAttempts {
 		if err = s.writeOnce(ctx, fn); !retryable(err) {
@@ -177,22 +155,16 @@ func (s *Store) write(ctx context.Context, fn func(tx txn) error) error {
 	return err
 }
 
-func (s *Store) writeOnce(ctx context.Context, fn func(tx txn) error) error {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelSerializable})
+func (s *Store) writeOnce(ctx context.Context, fn func(tx *sqlstore.Tx) error) error {
+	tx, err := s.pool.Begin(ctx, &sql.TxOptions{Isolation: sql.LevelSerializable})
 	if err != nil {
-		return diskErr(err)
+		return err
 	}
-	var events []pendingEvent
-	t := txn{tx: tx, ctx: ctx, events: &events}
-	if err := fn(t); err != nil {
+	if err := fn(tx); err != nil {
 		tx.Rollback()
 		return err
 	}
-	if err := flushEvents(t); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return diskErr(tx.Commit())
+	return tx.Commit()
 }
 
 // retryable: PostgreSQL aborted the transaction for another's sake
@@ -211,16 +183,6 @@ func diskErr(err error) error {
 		return fmt.Errorf("%w (%w)", err, syscall.ENOSPC)
 	}
 	return err
-}
-
-// ensureRepo returns the id of the repository named name, creating it.
-func ensureRepo(ctx context.Context, tx txn, name string, now int64) (int64, error) {
-	if _, err := tx.exec(ctx, qEnsureRepo, name, now); err != nil {
-		return 0, err
-	}
-	var id int64
-	err := tx.queryRow(ctx, qRepoID, name).Scan(&id)
-	return id, err
 }
 
 // serveLock is the advisory lock key every berth serve of the database

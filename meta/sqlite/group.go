@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"github.com/berth-dev/berth/meta/internal/sqlstore"
 	"sync"
 	"sync/atomic"
 )
@@ -36,7 +37,7 @@ const maxGroup = 64
 // writeReq is one call of Store.write waiting in the group queue.
 type writeReq struct {
 	ctx  context.Context
-	fn   func(tx txn) error
+	fn   func(tx *sqlstore.Tx) error
 	err  error
 	done chan struct{} // closed when err is final
 	lead chan struct{} // closed when this caller is to lead the next group
@@ -54,7 +55,7 @@ type group struct {
 // write runs fn in a transaction on the write connection, shared with
 // other writes (see above), and returns once the transaction holding it
 // has committed, or with fn's error, or the transaction's.
-func (s *Store) write(ctx context.Context, fn func(tx txn) error) error {
+func (s *Store) write(ctx context.Context, fn func(tx *sqlstore.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -105,19 +106,19 @@ func (s *Store) commitGroup(batch []*writeReq) {
 			close(r.done)
 		}
 	}
-	tx, err := s.w.begin(ctx, nil)
+	tx, err := s.w.Begin(ctx, nil)
 	if err != nil {
-		settle(diskErr(err))
+		settle(err)
 		return
 	}
 	if len(batch) == 1 {
 		r := batch[0]
 		if r.err = r.fn(tx); r.err != nil {
-			tx.tx.Rollback()
+			tx.Tx.Rollback()
 			settle(nil)
 			return
 		}
-		settle(diskErr(tx.tx.Commit()))
+		settle(tx.Commit())
 		return
 	}
 	for _, r := range batch {
@@ -125,25 +126,25 @@ func (s *Store) commitGroup(batch []*writeReq) {
 			r.err = err // gone before its turn: skipped
 			continue
 		}
-		if _, err := tx.tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
-			tx.tx.Rollback()
+		if _, err := tx.Tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+			tx.Tx.Rollback()
 			settle(fmt.Errorf("group commit: savepoint: %w", diskErr(err)))
 			return
 		}
 		if r.err = r.fn(tx); r.err != nil {
-			if _, err := tx.tx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
+			if _, err := tx.Tx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
 				// No transaction left to continue: nothing of the group
 				// commits.
-				tx.tx.Rollback()
+				tx.Tx.Rollback()
 				settle(fmt.Errorf("group commit: %w", r.err))
 				return
 			}
 		}
-		if _, err := tx.tx.ExecContext(ctx, "RELEASE w"); err != nil {
-			tx.tx.Rollback()
+		if _, err := tx.Tx.ExecContext(ctx, "RELEASE w"); err != nil {
+			tx.Tx.Rollback()
 			settle(fmt.Errorf("group commit: release: %w", diskErr(err)))
 			return
 		}
 	}
-	settle(diskErr(tx.tx.Commit()))
+	settle(tx.Commit())
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-dev/berth/meta"
+	"github.com/berth-dev/berth/meta/internal/sqlstore"
+	"github.com/berth-dev/berth/meta/internal/sqlutil"
 )
 
 func openInternal(t *testing.T) *Store {
@@ -28,7 +30,7 @@ func openInternal(t *testing.T) *Store {
 func blobRow(t *testing.T, s *Store, d digest.Digest) error {
 	t.Helper()
 	var n int
-	if err := s.r.db.QueryRowContext(t.Context(), "SELECT count(*) FROM blobs WHERE digest = ?", string(d)).Scan(&n); err != nil {
+	if err := s.r.DB.QueryRowContext(t.Context(), "SELECT count(*) FROM blobs WHERE digest = ?", string(d)).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n == 0 {
@@ -43,7 +45,7 @@ func holdWriter(t *testing.T, s *Store) (release chan struct{}, done chan error)
 	t.Helper()
 	release, done, running := make(chan struct{}), make(chan error, 1), make(chan struct{})
 	go func() {
-		done <- s.write(context.Background(), func(txn) error {
+		done <- s.write(context.Background(), func(*sqlstore.Tx) error {
 			close(running)
 			<-release
 			return nil
@@ -84,8 +86,8 @@ func TestGroupCommit(t *testing.T) {
 			wctx = ctx // its caller goes away before its turn
 		}
 		wg.Go(func() {
-			errs[i] = s.write(wctx, func(tx txn) error {
-				if _, err := tx.exec(wctx, qInsertBlob, string(d), 10, now()); err != nil {
+			errs[i] = s.write(wctx, func(tx *sqlstore.Tx) error {
+				if _, err := tx.Exec(wctx, qInsertBlob, string(d), 10, sqlutil.Now()); err != nil {
 					return err
 				}
 				if i == 3 {
@@ -137,13 +139,13 @@ func TestGroupCommitFailedGroup(t *testing.T) {
 	for i := range n {
 		d := digest.FromString(fmt.Sprint("blob-", i))
 		wg.Go(func() {
-			errs[i] = s.write(context.Background(), func(tx txn) error {
-				if _, err := tx.exec(context.Background(), qInsertBlob, string(d), 10, now()); err != nil {
+			errs[i] = s.write(context.Background(), func(tx *sqlstore.Tx) error {
+				if _, err := tx.Exec(context.Background(), qInsertBlob, string(d), 10, sqlutil.Now()); err != nil {
 					return err
 				}
 				if i == 2 {
 					// Ends the transaction under the group's feet.
-					if _, err := tx.tx.ExecContext(tx.ctx, "ROLLBACK"); err != nil {
+					if _, err := tx.Tx.ExecContext(tx.Context(), "ROLLBACK"); err != nil {
 						return err
 					}
 					return errors.New("write 2 failed and the transaction is gone")

@@ -1,8 +1,278 @@
 package sqlite
 
-// Every statement the store runs. Placeholders are $1, $2, … and the syntax
+import "github.com/berth-dev/berth/meta/internal/sqlstore"
+
+// Every statement the store runs (meta/internal/sqlstore holds the code that
+// runs them). Placeholders are $1, $2, … and the syntax
 // (ON CONFLICT … DO NOTHING / DO UPDATE, excluded.) is shared with
 // PostgreSQL, so a second dialect can start from a copy of this file.
+
+// Statements of meta/internal/sqlstore/blobs.go.
+const (
+	qLinkCreated = `SELECT l.created FROM blob_links l JOIN repositories r ON r.id = l.repo_id
+WHERE r.name = $1 AND l.digest = $2`
+	qTouchLink = `UPDATE blob_links SET created = $3
+WHERE repo_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2 AND created < $4`
+)
+
+// Statements of meta/internal/sqlstore/catalog.go.
+// Catalogue queries. The Flatpak ref label's JSON path is a parameter.
+const (
+	qCatalogTags = `SELECT r.name, t.name, t.digest, t.updated,
+    m.media_type, m.artifact_type, m.os, m.architecture, m.variant, m.total_size, m.created, m.pushed,
+    COALESCE(json_extract(m.labels, $4), '')
+FROM tags t
+JOIN repositories r ON r.id = t.repo_id
+JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
+WHERE (r.name, t.name) > ($1, $2)
+ORDER BY r.name, t.name LIMIT $3`
+	qCatalogChildren = `SELECT r.name, f.manifest_digest, f.ord, f.ref_digest, f.media_type, f.size, f.platform,
+    c.digest IS NOT NULL, COALESCE(c.os, ''), COALESCE(c.architecture, ''), COALESCE(c.variant, ''),
+    COALESCE(c.total_size, 0), COALESCE(json_extract(c.labels, $5), '')
+FROM manifest_refs f
+JOIN repositories r ON r.id = f.repo_id
+LEFT JOIN manifests c ON c.repo_id = f.repo_id AND c.digest = f.ref_digest
+WHERE f.kind = 2 AND (r.name, f.manifest_digest, f.ord) > ($1, $2, $3)
+  AND EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = f.repo_id AND t.digest = f.manifest_digest)
+ORDER BY r.name, f.manifest_digest, f.ord LIMIT $4`
+)
+
+// Statements of meta/internal/sqlstore/deltas.go.
+const (
+	// Tagged image manifests with the label $1 (a JSON path) and no plan,
+	// oldest push first, at most $2.
+	qUnplannedTargets = `SELECT r.name, m.digest, json_extract(m.labels, $1), m.pushed
+FROM manifests m
+JOIN repositories r ON r.id = m.repo_id
+WHERE m.media_type IN ` + imageTypesSQL + `
+  AND json_extract(m.labels, $1) IS NOT NULL
+  AND EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)
+  AND NOT EXISTS (SELECT 1 FROM delta_targets d WHERE d.repo = r.name AND d.target = m.digest)
+ORDER BY m.pushed, r.name, m.digest
+LIMIT $2`
+	// The image manifests of repository $1 whose label ($2, a JSON path)
+	// is $3, pushed at or before the manifest $4 and after $5 (unix ns),
+	// other than $4: newest first, at most $6.
+	qEarlierVersions = `SELECT m.digest
+FROM manifests m
+JOIN repositories r ON r.id = m.repo_id
+WHERE r.name = $1 AND m.media_type IN ` + imageTypesSQL + `
+  AND json_extract(m.labels, $2) = $3
+  AND m.digest <> $4
+  AND m.pushed <= (SELECT t.pushed FROM manifests t WHERE t.repo_id = m.repo_id AND t.digest = $4)
+  AND m.pushed > $5
+ORDER BY m.pushed DESC, m.digest DESC
+LIMIT $6`
+	qManifestExistsByName = `SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repo_id
+WHERE r.name = $1 AND m.digest = $2`
+	qInsertDeltaTarget = `INSERT INTO delta_targets (repo, target, planned) VALUES ($1, $2, $3)
+ON CONFLICT (repo, target) DO NOTHING`
+	qInsertDeltaPair = `INSERT INTO delta_pairs (repo, target, source, state, created, updated)
+VALUES ($1, $2, $3, 'pending', $4, $4)
+ON CONFLICT (repo, target, source) DO NOTHING`
+	// The oldest pending pair whose lease ended before $1.
+	qClaimableDelta = `SELECT repo, target, source, attempts FROM delta_pairs
+WHERE state = 'pending' AND lease_until < $1
+ORDER BY created, repo, target, source LIMIT 1`
+	qLeaseDelta = `UPDATE delta_pairs SET lease_token = $4, lease_until = $5, attempts = attempts + 1, updated = $6
+WHERE repo = $1 AND target = $2 AND source = $3 AND state = 'pending' AND lease_until < $6`
+	qRenewDelta = `UPDATE delta_pairs SET lease_until = $5
+WHERE repo = $1 AND target = $2 AND source = $3 AND state = 'pending' AND lease_token = $4`
+	qFinishDelta = `UPDATE delta_pairs SET state = $5, blob = $6, size = $7, diff_from = $8, diff_to = $9,
+    layer_size = $10, detail = $11, lease_token = '', lease_until = 0, updated = $12
+WHERE repo = $1 AND target = $2 AND source = $3 AND state = 'pending' AND lease_token = $4`
+	qRequeueDelta = `UPDATE delta_pairs SET state = 'pending', blob = '', size = 0, detail = $4,
+    lease_token = '', lease_until = 0, updated = $5
+WHERE repo = $1 AND target = $2 AND source = $3 AND state = 'ready'`
+	qReleaseDeltaLeases = `UPDATE delta_pairs SET lease_token = '', lease_until = 0 WHERE state = 'pending' AND lease_token <> ''`
+	qDeltaPairs         = `SELECT p.repo, p.target, p.source, p.state, p.blob, p.size, p.diff_from, p.diff_to, p.layer_size, p.detail,
+    p.attempts, p.created, p.updated,
+    COALESCE((SELECT m.pushed FROM manifests m JOIN repositories r ON r.id = m.repo_id
+              WHERE r.name = p.repo AND m.digest = p.source), 0)
+FROM delta_pairs p WHERE p.repo = $1
+ORDER BY p.target, p.created, p.source`
+	qDeltaRepos = `SELECT DISTINCT repo FROM (
+    SELECT repo FROM delta_pairs UNION SELECT repo FROM delta_manifests
+) ORDER BY repo`
+	// Pairs (and plans) whose target or source is no longer a manifest of
+	// their repository.
+	qDropGoneDeltaPairs = `DELETE FROM delta_pairs AS p
+WHERE NOT EXISTS (SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repo_id
+                  WHERE r.name = p.repo AND m.digest = p.target)
+   OR NOT EXISTS (SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repo_id
+                  WHERE r.name = p.repo AND m.digest = p.source)
+RETURNING repo`
+	qDropGoneDeltaTargets = `DELETE FROM delta_targets AS d
+WHERE NOT EXISTS (SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repo_id
+                  WHERE r.name = d.repo AND m.digest = d.target)`
+	qResetDeltaPairs   = `DELETE FROM delta_pairs WHERE repo = $1`
+	qResetDeltaTargets = `DELETE FROM delta_targets WHERE repo = $1`
+	qDeltaManifests    = `SELECT repo, digest, target, retired FROM delta_manifests WHERE repo = $1 ORDER BY target, digest`
+	qInsertDeltaManif  = `INSERT INTO delta_manifests (repo, digest, target, retired) VALUES ($1, $2, $3, 0)
+ON CONFLICT (repo, digest) DO UPDATE SET target = excluded.target, retired = 0`
+	qRetireDeltaManif = `UPDATE delta_manifests SET retired = $3 WHERE repo = $1 AND digest = $2 AND retired = 0`
+	qRetiredDeltas    = `SELECT repo, digest, target, retired FROM delta_manifests
+WHERE retired <> 0 AND retired < $1 ORDER BY retired, repo, digest LIMIT $2`
+	qForgetDeltaManif = `DELETE FROM delta_manifests WHERE repo = $1 AND digest = $2 AND retired <> 0`
+)
+
+// Statements of meta/internal/sqlstore/events.go.
+// The events outbox (migration 0006). Events are written by the changes
+// themselves (manifests.go, blobs.go) through insertEvent, inside their
+// transactions.
+const (
+	qInsertEvent = `INSERT INTO events (id, type, repo, actor, created, payload) VALUES ($1, $2, $3, $4, $5, $6)`
+	qEvents      = `SELECT seq, id, type, repo, actor, created, payload FROM events WHERE seq > $1 ORDER BY seq LIMIT $2`
+	// sqlite_sequence keeps the highest seq ever given, pruned or not.
+	qLastEventSeq = `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)`
+	qInitCursor   = `INSERT INTO event_cursors (consumer, seq, updated)
+VALUES ($1, COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), $2)
+ON CONFLICT (consumer) DO NOTHING`
+	qCursor    = `SELECT seq FROM event_cursors WHERE consumer = $1`
+	qSetCursor = `INSERT INTO event_cursors (consumer, seq, updated) VALUES ($1, $2, $3)
+ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq, updated = excluded.updated
+WHERE excluded.seq > event_cursors.seq`
+	// PruneEvents deletes at most $3 rows per statement (a short write
+	// transaction however large the backlog): those written before $1 at
+	// or below the lowest cursor of the consumers named in $2 (a JSON
+	// array; none named: no bound).
+	qPruneEvents = `DELETE FROM events WHERE seq IN (
+    SELECT seq FROM events
+    WHERE created < $1
+      AND seq <= COALESCE((SELECT MIN(c.seq) FROM event_cursors c
+                           WHERE c.consumer IN (SELECT k.value FROM json_each($2) k)),
+                          CASE WHEN json_array_length($2) = 0 THEN 9223372036854775807 ELSE 0 END)
+    ORDER BY seq LIMIT $3)`
+	// Tags, for tag events: what a tag points at now, and the tags of a
+	// manifest about to be deleted.
+	qTagDigest = `SELECT digest FROM tags WHERE repo_id = $1 AND name = $2`
+	qTagsOf    = `SELECT name FROM tags WHERE repo_id = $1 AND digest = $2 ORDER BY name`
+)
+
+// Statements of meta/internal/sqlstore/icons_access.go.
+// qIconRepositories lists, in byte order and once each, the repositories
+// holding a manifest that shows the icon $1 (manifest_icons_icon indexes
+// the lookup).
+const qIconRepositories = `SELECT DISTINCT r.name
+FROM manifest_icons i
+JOIN repositories r ON r.id = i.repo_id
+WHERE i.icon = $1
+ORDER BY r.name`
+
+// Statements of meta/internal/sqlstore/index.go.
+const (
+	qIndexGeneration   = `SELECT value FROM index_generation WHERE id = 1`
+	qFlatpakGeneration = `SELECT value FROM flatpak_generation WHERE id = 1`
+
+	// Image manifest and index media types, as SQL lists.
+	imageTypesSQL = `('application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json')`
+
+	// Tagged image manifests; %[1]s adds conditions on m and r, %[2]s on
+	// the tag t.
+	qIndexImages = `SELECT r.name, m.digest, m.media_type, m.annotations, m.labels, m.os, m.architecture,
+    m.variant, m.created, m.total_size, m.pushed,
+    (SELECT json_group_array(t.name) FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest),
+    (SELECT json_group_object(i.size, i.icon) FROM manifest_icons i WHERE i.repo_id = m.repo_id AND i.manifest_digest = m.digest)
+FROM manifests m
+JOIN repositories r ON r.id = m.repo_id
+WHERE m.media_type IN ($1, $2)
+  AND EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest%[2]s)%[1]s
+ORDER BY r.name, m.digest`
+
+	// The image manifests of tagged indexes; %[1]s adds conditions on the
+	// child c and r, %[2]s on the index's tag t.
+	qIndexListImages = `SELECT r.name, l.digest, l.media_type, l.annotations,
+    (SELECT json_group_array(t.name) FROM tags t WHERE t.repo_id = l.repo_id AND t.digest = l.digest),
+    c.digest, c.media_type, c.annotations, c.labels, c.os, c.architecture,
+    c.variant, c.created, c.total_size, c.pushed,
+    (SELECT json_group_object(i.size, i.icon) FROM manifest_icons i WHERE i.repo_id = c.repo_id AND i.manifest_digest = c.digest)
+FROM manifests l
+JOIN repositories r ON r.id = l.repo_id
+JOIN manifest_refs f ON f.repo_id = l.repo_id AND f.manifest_digest = l.digest AND f.kind = 2
+JOIN manifests c ON c.repo_id = f.repo_id AND c.digest = f.ref_digest
+WHERE l.media_type IN ($3, $4)
+  AND c.media_type IN ($1, $2)
+  AND EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = l.repo_id AND t.digest = l.digest%[2]s)%[1]s
+ORDER BY r.name, l.digest, f.ord`
+
+	qIconManifestExists = `SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repo_id
+WHERE r.name = $1 AND m.digest = $2`
+	qInsertIcon = `INSERT INTO icons (digest, png, created) VALUES ($1, $2, $3)
+ON CONFLICT (digest) DO NOTHING`
+	qPutManifestIcon = `INSERT INTO manifest_icons (repo_id, manifest_digest, size, icon)
+VALUES ((SELECT id FROM repositories WHERE name = $1), $2, $3, $4)
+ON CONFLICT (repo_id, manifest_digest, size) DO UPDATE SET icon = excluded.icon`
+	qIcon = `SELECT png FROM icons WHERE digest = $1`
+	// Manifests whose icon labels (or annotations) hold data: URIs and
+	// which show no icon, after the cursor ($1, $2), at most $3.
+	qManifestsWithoutIcons = `SELECT r.name, m.digest,
+    json_extract(m.labels, $4), json_extract(m.labels, $5),
+    json_extract(m.annotations, $4), json_extract(m.annotations, $5)
+FROM manifests m
+JOIN repositories r ON r.id = m.repo_id
+WHERE (r.name, m.digest) > ($1, $2)
+  AND (json_extract(m.labels, $4) LIKE 'data:%'
+    OR json_extract(m.labels, $5) LIKE 'data:%'
+    OR json_extract(m.annotations, $4) LIKE 'data:%'
+    OR json_extract(m.annotations, $5) LIKE 'data:%')
+  AND NOT EXISTS (SELECT 1 FROM manifest_icons i WHERE i.repo_id = m.repo_id AND i.manifest_digest = m.digest)
+ORDER BY r.name, m.digest LIMIT $3`
+	// The icons of the manifests named in $1, a JSON array of
+	// [repository, digest] pairs.
+	qManifestIcons = `SELECT k.value ->> 0, k.value ->> 1, i.size, i.icon
+FROM json_each($1) k
+JOIN repositories r ON r.name = k.value ->> 0
+JOIN manifest_icons i ON i.repo_id = r.id AND i.manifest_digest = k.value ->> 1`
+)
+
+// Statements of meta/internal/sqlstore/installs.go.
+const (
+	qAddInstalls = `INSERT INTO flatpak_installs (day, repo, ref, version, kind, count)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (day, repo, ref, version, kind) DO UPDATE SET count = count + excluded.count`
+	qInstallTotals = `SELECT repo, ref, version, kind, SUM(count) FROM flatpak_installs
+WHERE day >= $1
+GROUP BY repo, ref, version, kind
+ORDER BY repo, ref, version, kind`
+	// The manifests of repository $1 that reference blob $2 (config or
+	// layer), at most $3.
+	qBlobUsers = `SELECT m.digest, m.config, m.artifact_type, m.annotations, m.labels
+FROM manifest_refs f
+JOIN repositories r ON r.id = f.repo_id
+JOIN manifests m ON m.repo_id = f.repo_id AND m.digest = f.manifest_digest
+WHERE f.ref_digest = $2 AND r.name = $1 AND f.kind = 1
+GROUP BY m.digest
+ORDER BY m.pushed DESC, m.digest LIMIT $3`
+)
+
+// Statements of meta/internal/sqlstore/leases.go.
+const (
+	// Take a free or expired lease, or renew one's own; no row changes
+	// when another holder's lease is live.
+	qHoldLease = `INSERT INTO leases (name, holder, expires) VALUES ($1, $2, $3)
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires = excluded.expires
+WHERE leases.holder = excluded.holder OR leases.expires <= $4`
+	qReleaseLease = `DELETE FROM leases WHERE name = $1 AND holder = $2`
+)
+
+// Statements of meta/internal/sqlstore/manifests.go.
+// qManifestSizes takes the digests as one JSON array ($2).
+const qManifestSizes = `SELECT m.digest, m.size, m.total_size
+FROM manifests m JOIN repositories r ON r.id = m.repo_id
+WHERE r.name = $1 AND m.digest IN (SELECT k.value FROM json_each($2) k)`
+
+// Statements of meta/internal/sqlstore/stats.go.
+// qStats counts from the smallest structure that holds each figure: the
+// manifests are counted by an index, never by reading their content, and
+// a tombstoned blob (gc deleting it) no longer counts.
+const qStats = `SELECT
+	(SELECT count(*) FROM repositories),
+	(SELECT count(*) FROM manifests),
+	(SELECT count(*) FROM blobs WHERE deleting = 0),
+	(SELECT coalesce(sum(size), 0) FROM blobs WHERE deleting = 0),
+	(SELECT count(*) FROM uploads)`
+
+// The statements of the rest of the store.
 const (
 	// Schema versions (migrate.go).
 	qCreateSchemaVersion = `CREATE TABLE IF NOT EXISTS schema_version (
@@ -184,24 +454,108 @@ ORDER BY f.ref_digest, r.name, f.manifest_digest LIMIT $4`
 	qExpireUpload   = `DELETE FROM uploads WHERE id = $1 AND updated < $2`
 )
 
-// The statements each pool prepares at Open.
-var (
-	readQueries = []string{
-		qRepoID, qRepositories, qBlobLink, qBlobKnown, qGetManifest, qGetRefs,
-		qResolveTag, qTags, qReferrers, qReferrersOfType, qGetUpload,
-		qUntaggedManifests, qNextRepo, qUnreferencedLinks, qUnlinkedBlobs, qBlobDeleting, qBlobRecords,
-		qLinks, qBlobRefs, qExpiredUploads, qUploadExists, qBlobRecord,
-		qIndexGeneration, qFlatpakGeneration, qCatalogTags, qCatalogChildren, qManifestSizes, qLinkCreated,
-		qLinkingRepos,
-		qEvents, qLastEventSeq,
-	}
-	writeQueries = []string{
-		qEnsureRepo, qRepoID, qInsertBlob, qInsertLink, qLinked, qDeleteLink, qTouchLink,
-		qInsertManifest, qInsertRef, qDeleteTagsOf, qDeleteRefsOf, qDeleteManifest,
-		qUpsertTag, qDeleteTag, qCreateUpload, qUpdateUpload, qUploadExists, qDeleteUpload,
-		qBlobDeleting, qSweepManifestFacts, qSweepLinks, qInsertTombstones,
-		qMarkDeleting, qClaimed, qDropBlobs, qExpireUpload,
-		qCountRepoUploads, qCountClientUploads,
-		qInsertEvent, qInitCursor, qCursor, qSetCursor, qPruneEvents, qTagDigest, qTagsOf,
-	}
-)
+// queries are every statement of the store, in this dialect.
+var queries = sqlstore.Queries{
+	Dialect: sqlstore.Dialect{Label: labelArg, MapCond: mapCond},
+
+	AddInstalls:           qAddInstalls,
+	BlobDeleting:          qBlobDeleting,
+	BlobKnown:             qBlobKnown,
+	BlobLink:              qBlobLink,
+	BlobRecord:            qBlobRecord,
+	BlobRecords:           qBlobRecords,
+	BlobRefs:              qBlobRefs,
+	BlobUsers:             qBlobUsers,
+	CatalogChildren:       qCatalogChildren,
+	CatalogTags:           qCatalogTags,
+	ClaimableDelta:        qClaimableDelta,
+	Claimed:               qClaimed,
+	CountClientUploads:    qCountClientUploads,
+	CountRepoUploads:      qCountRepoUploads,
+	CreateUpload:          qCreateUpload,
+	Cursor:                qCursor,
+	DeleteLink:            qDeleteLink,
+	DeleteManifest:        qDeleteManifest,
+	DeleteRefsOf:          qDeleteRefsOf,
+	DeleteTag:             qDeleteTag,
+	DeleteTagsOf:          qDeleteTagsOf,
+	DeleteUpload:          qDeleteUpload,
+	DeltaManifests:        qDeltaManifests,
+	DeltaPairs:            qDeltaPairs,
+	DeltaRepos:            qDeltaRepos,
+	DropBlobs:             qDropBlobs,
+	DropGoneDeltaPairs:    qDropGoneDeltaPairs,
+	DropGoneDeltaTargets:  qDropGoneDeltaTargets,
+	EarlierVersions:       qEarlierVersions,
+	EnsureRepo:            qEnsureRepo,
+	Events:                qEvents,
+	ExpireUpload:          qExpireUpload,
+	ExpiredUploads:        qExpiredUploads,
+	FinishDelta:           qFinishDelta,
+	FlatpakGeneration:     qFlatpakGeneration,
+	ForgetDeltaManif:      qForgetDeltaManif,
+	GetManifest:           qGetManifest,
+	GetRefs:               qGetRefs,
+	GetUpload:             qGetUpload,
+	HoldLease:             qHoldLease,
+	Icon:                  qIcon,
+	IconManifestExists:    qIconManifestExists,
+	IconRepositories:      qIconRepositories,
+	IndexGeneration:       qIndexGeneration,
+	IndexImages:           qIndexImages,
+	IndexListImages:       qIndexListImages,
+	InitCursor:            qInitCursor,
+	InsertBlob:            qInsertBlob,
+	InsertDeltaManif:      qInsertDeltaManif,
+	InsertDeltaPair:       qInsertDeltaPair,
+	InsertDeltaTarget:     qInsertDeltaTarget,
+	InsertEvent:           qInsertEvent,
+	InsertIcon:            qInsertIcon,
+	InsertLink:            qInsertLink,
+	InsertManifest:        qInsertManifest,
+	InsertRef:             qInsertRef,
+	InsertTombstones:      qInsertTombstones,
+	InstallTotals:         qInstallTotals,
+	LastEventSeq:          qLastEventSeq,
+	LeaseDelta:            qLeaseDelta,
+	LinkCreated:           qLinkCreated,
+	Linked:                qLinked,
+	LinkingRepos:          qLinkingRepos,
+	Links:                 qLinks,
+	ManifestExistsByName:  qManifestExistsByName,
+	ManifestIcons:         qManifestIcons,
+	ManifestSizes:         qManifestSizes,
+	ManifestsWithoutIcons: qManifestsWithoutIcons,
+	MarkDeleting:          qMarkDeleting,
+	NextRepo:              qNextRepo,
+	PruneEvents:           qPruneEvents,
+	PutManifestIcon:       qPutManifestIcon,
+	Referrers:             qReferrers,
+	ReferrersOfType:       qReferrersOfType,
+	ReleaseDeltaLeases:    qReleaseDeltaLeases,
+	ReleaseLease:          qReleaseLease,
+	RenewDelta:            qRenewDelta,
+	RepoID:                qRepoID,
+	Repositories:          qRepositories,
+	RequeueDelta:          qRequeueDelta,
+	ResetDeltaPairs:       qResetDeltaPairs,
+	ResetDeltaTargets:     qResetDeltaTargets,
+	ResolveTag:            qResolveTag,
+	RetireDeltaManif:      qRetireDeltaManif,
+	RetiredDeltas:         qRetiredDeltas,
+	SetCursor:             qSetCursor,
+	Stats:                 qStats,
+	SweepLinks:            qSweepLinks,
+	SweepManifestFacts:    qSweepManifestFacts,
+	TagDigest:             qTagDigest,
+	Tags:                  qTags,
+	TagsOf:                qTagsOf,
+	TouchLink:             qTouchLink,
+	UnlinkedBlobs:         qUnlinkedBlobs,
+	UnplannedTargets:      qUnplannedTargets,
+	UnreferencedLinks:     qUnreferencedLinks,
+	UntaggedManifests:     qUntaggedManifests,
+	UpdateUpload:          qUpdateUpload,
+	UploadExists:          qUploadExists,
+	UpsertTag:             qUpsertTag,
+}

@@ -13,6 +13,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/berth-dev/berth/meta"
+	"github.com/berth-dev/berth/meta/internal/sqlstore"
 	"github.com/berth-dev/berth/meta/internal/sqlutil"
 )
 
@@ -30,9 +31,10 @@ const (
 // Store is a meta.Store over one SQLite database file. It is safe for
 // concurrent use.
 type Store struct {
-	w     *pool // exactly one connection: every write
-	r     *pool // query-only connections: reads outside write transactions
-	group group // writes waiting to share a transaction (group.go)
+	*sqlstore.Store
+	w     *sqlstore.Pool // exactly one connection: every write
+	r     *sqlstore.Pool // query-only connections: reads outside write transactions
+	group group          // writes waiting to share a transaction (group.go)
 }
 
 // Open opens the database at path, creating the file if it does not exist
@@ -67,14 +69,14 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 		wdb.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	w, err := newPool(ctx, wdb, writeQueries)
+	w, err := sqlstore.NewPool(ctx, wdb, queries.Statements(), diskErr)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 
 	rdb, err := sql.Open("sqlite", uri+"?"+readParams)
 	if err != nil {
-		w.close()
+		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s for reading: %w", path, err)
 	}
 	n := max(4, runtime.GOMAXPROCS(0))
@@ -82,29 +84,37 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 	rdb.SetMaxIdleConns(n)
 	rdb.SetConnMaxLifetime(0)
 	rdb.SetConnMaxIdleTime(0)
-	r, err := newPool(ctx, rdb, readQueries)
+	r, err := sqlstore.NewPool(ctx, rdb, queries.Statements(), diskErr)
 	if err != nil {
-		w.close()
+		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s for reading: %w", path, err)
 	}
-	return &Store{w: w, r: r}, nil
+	st := &Store{w: w, r: r}
+	st.Store = sqlstore.New(sqlstore.Engine{
+		Name:    "sqlite",
+		Queries: &queries,
+		Read:    r,
+		Write:   st.write,
+		Exec: func(ctx context.Context, q string, args ...any) (sql.Result, error) {
+			return w.Exec(ctx, q, args...)
+		},
+		Snapshot: &sql.TxOptions{ReadOnly: true},
+	})
+	return st, nil
 }
 
 // Close closes the database. Calls after Close fail; a second Close returns
 // nil.
 func (s *Store) Close() error {
-	if err := errors.Join(s.r.close(), s.w.close()); err != nil {
+	if err := errors.Join(s.r.Close(), s.w.Close()); err != nil {
 		return fmt.Errorf("sqlite: close: %w", err)
 	}
 	return nil
 }
 
-// ensureRepo returns the id of the repository named name, creating it.
-func ensureRepo(ctx context.Context, tx txn, name string, now int64) (int64, error) {
-	if _, err := tx.exec(ctx, qEnsureRepo, name, now); err != nil {
-		return 0, err
-	}
-	var id int64
-	err := tx.queryRow(ctx, qRepoID, name).Scan(&id)
-	return id, err
-}
+// BulkLink and BulkManifest are the rows of Load (bulk.go in
+// meta/internal/sqlstore).
+type (
+	BulkLink     = sqlstore.BulkLink
+	BulkManifest = sqlstore.BulkManifest
+)

@@ -5,10 +5,12 @@
 package sqlutil
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"math"
 	"path"
 	"slices"
@@ -147,4 +149,46 @@ func LoadMigrations(fsys fs.FS) ([]Migration, error) {
 		return nil, fmt.Errorf("no migrations")
 	}
 	return ms, nil
+}
+
+// Schema versions: the statements Migrate runs besides the migrations.
+const (
+	qSchemaVersion       = `SELECT COALESCE(MAX(version), 0) FROM schema_version`
+	qInsertSchemaVersion = `INSERT INTO schema_version (version, applied) VALUES ($1, $2)`
+)
+
+// Migrate applies the migrations of ms that the database has not seen, in
+// order, in tx, recording each in schema_version (created by
+// createSchemaVersion, the dialect's CREATE TABLE IF NOT EXISTS), and
+// commits: the schema is either at the old version or the new one. A
+// database newer than ms is an error.
+func Migrate(ctx context.Context, tx *sql.Tx, ms []Migration, createSchemaVersion string, logger *slog.Logger) error {
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, createSchemaVersion); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	var current int
+	if err := tx.QueryRowContext(ctx, qSchemaVersion).Scan(&current); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	latest := ms[len(ms)-1].Version
+	if current > latest {
+		return fmt.Errorf("migrate: database schema version %d is newer than this binary's %d", current, latest)
+	}
+	if current == latest {
+		return nil
+	}
+	for _, m := range ms[current:] {
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("migrate: %s: %w", m.Name, err)
+		}
+		if _, err := tx.ExecContext(ctx, qInsertSchemaVersion, m.Version, Now()); err != nil {
+			return fmt.Errorf("migrate: %s: %w", m.Name, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	logger.InfoContext(ctx, "meta schema migrated", "from", current, "to", latest)
+	return nil
 }

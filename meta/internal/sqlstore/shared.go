@@ -1,11 +1,10 @@
-package sqlite
+package sqlstore
 
 import "github.com/berth-dev/berth/meta/internal/sqlutil"
 
 // What both SQL backends share (meta/internal/sqlutil), by the short names
 // this package's code uses.
 var (
-	now           = sqlutil.Now
 	nullTime      = sqlutil.NullTime
 	nanos         = sqlutil.Nanos
 	fromNanos     = sqlutil.FromNanos

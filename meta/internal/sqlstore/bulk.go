@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -30,10 +30,10 @@ type BulkManifest struct {
 // caller bounds the batch. Registries write through LinkBlob and
 // PutManifest.
 func (s *Store) Load(ctx context.Context, links []BulkLink, manifests []BulkManifest) error {
-	err := s.write(ctx, func(tx txn) error {
-		t := now()
+	err := s.write(ctx, func(tx *Tx) error {
+		t := s.nowNanos()
 		for _, l := range links {
-			if err := linkBlob(ctx, tx, l.Repo, l.Digest, l.Size, t); err != nil {
+			if err := s.linkBlob(ctx, tx, l.Repo, l.Digest, l.Size, t); err != nil {
 				return fmt.Errorf("link %s into %s: %w", l.Digest, l.Repo, err)
 			}
 		}
@@ -47,14 +47,14 @@ func (s *Store) Load(ctx context.Context, links []BulkLink, manifests []BulkMani
 			if err != nil {
 				return fmt.Errorf("manifest %s@%s: labels: %w", m.Repo, m.Digest, err)
 			}
-			if err := putManifest(ctx, tx, m, bm.Tags, annotations, labels, t); err != nil {
+			if err := s.putManifest(ctx, tx, m, bm.Tags, annotations, labels, t); err != nil {
 				return fmt.Errorf("manifest %s@%s: %w", m.Repo, m.Digest, err)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("sqlite: load: %w", err)
+		return fmt.Errorf("%s: load: %w", s.name, err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package postgres
+package sqlstore
 
 import (
 	"context"
@@ -20,9 +20,9 @@ func (s *Store) CreateUpload(ctx context.Context, u meta.Upload) error {
 // cannot both see room for one more.
 func (s *Store) CreateUploadCapped(ctx context.Context, u meta.Upload, caps meta.UploadCaps) error {
 	if u.ID == "" || u.Repo == "" {
-		return errors.New("postgres: create upload: id and repository are required")
+		return fmt.Errorf("%s: create upload: id and repository are required", s.name)
 	}
-	t := now()
+	t := s.nowNanos()
 	created, updated := nullTime(u.Created), nullTime(u.Updated)
 	if created == nil {
 		created = t
@@ -30,10 +30,10 @@ func (s *Store) CreateUploadCapped(ctx context.Context, u meta.Upload, caps meta
 	if updated == nil {
 		updated = created
 	}
-	err := s.write(ctx, func(tx txn) error {
+	err := s.write(ctx, func(tx *Tx) error {
 		if caps.PerRepository > 0 {
 			var n int
-			if err := tx.queryRow(ctx, qCountRepoUploads, u.Repo, caps.PerRepository).Scan(&n); err != nil {
+			if err := tx.QueryRow(ctx, s.q.CountRepoUploads, u.Repo, caps.PerRepository).Scan(&n); err != nil {
 				return err
 			}
 			if n >= caps.PerRepository {
@@ -42,21 +42,21 @@ func (s *Store) CreateUploadCapped(ctx context.Context, u meta.Upload, caps meta
 		}
 		if caps.PerClient > 0 && u.Client != "" {
 			var n int
-			if err := tx.queryRow(ctx, qCountClientUploads, u.Client, caps.PerClient).Scan(&n); err != nil {
+			if err := tx.QueryRow(ctx, s.q.CountClientUploads, u.Client, caps.PerClient).Scan(&n); err != nil {
 				return err
 			}
 			if n >= caps.PerClient {
 				return &meta.TooManyUploadsError{Of: "client", Limit: caps.PerClient}
 			}
 		}
-		_, err := tx.exec(ctx, qCreateUpload, u.ID, u.Repo, u.Offset, u.State, created, updated, u.Client)
+		_, err := tx.Exec(ctx, s.q.CreateUpload, u.ID, u.Repo, u.Offset, u.State, created, updated, u.Client)
 		return err
 	})
 	if errors.Is(err, meta.ErrTooManyUploads) {
 		return fmt.Errorf("create upload in %s: %w", u.Repo, err)
 	}
 	if err != nil {
-		return fmt.Errorf("postgres: create upload %s in %s: %w", u.ID, u.Repo, err)
+		return fmt.Errorf("%s: create upload %s in %s: %w", s.name, u.ID, u.Repo, err)
 	}
 	return nil
 }
@@ -65,12 +65,12 @@ func (s *Store) CreateUploadCapped(ctx context.Context, u meta.Upload, caps meta
 func (s *Store) GetUpload(ctx context.Context, repo, id string) (meta.Upload, error) {
 	u := meta.Upload{ID: id, Repo: repo}
 	var created, updated int64
-	err := s.r.queryRow(ctx, qGetUpload, id, repo).Scan(&u.Offset, &u.State, &created, &updated, &u.Client)
+	err := s.r.QueryRow(ctx, s.q.GetUpload, id, repo).Scan(&u.Offset, &u.State, &created, &updated, &u.Client)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return meta.Upload{}, fmt.Errorf("upload %s in %s: %w", id, repo, meta.ErrUploadNotFound)
 	case err != nil:
-		return meta.Upload{}, fmt.Errorf("postgres: get upload %s in %s: %w", id, repo, err)
+		return meta.Upload{}, fmt.Errorf("%s: get upload %s in %s: %w", s.name, id, repo, err)
 	}
 	u.Created, u.Updated = fromNanos(created), fromNanos(updated)
 	return u, nil
@@ -78,13 +78,13 @@ func (s *Store) GetUpload(ctx context.Context, repo, id string) (meta.Upload, er
 
 // UpdateUpload implements meta.UploadStore.
 func (s *Store) UpdateUpload(ctx context.Context, id string, prevOffset, offset int64, state []byte) error {
-	err := s.write(ctx, func(tx txn) error {
-		n, err := rowsAffected(tx.exec(ctx, qUpdateUpload, offset, state, now(), id, prevOffset))
+	err := s.write(ctx, func(tx *Tx) error {
+		n, err := rowsAffected(tx.Exec(ctx, s.q.UpdateUpload, offset, state, s.nowNanos(), id, prevOffset))
 		if err != nil || n > 0 {
 			return err
 		}
 		var one int
-		if err := tx.queryRow(ctx, qUploadExists, id).Scan(&one); err != nil {
+		if err := tx.QueryRow(ctx, s.q.UploadExists, id).Scan(&one); err != nil {
 			return err // sql.ErrNoRows: no such upload
 		}
 		return meta.ErrUploadConflict
@@ -95,7 +95,7 @@ func (s *Store) UpdateUpload(ctx context.Context, id string, prevOffset, offset 
 	case errors.Is(err, meta.ErrUploadConflict):
 		return fmt.Errorf("update upload %s from offset %d: %w", id, prevOffset, err)
 	case err != nil:
-		return fmt.Errorf("postgres: update upload %s: %w", id, err)
+		return fmt.Errorf("%s: update upload %s: %w", s.name, id, err)
 	}
 	return nil
 }
@@ -103,14 +103,14 @@ func (s *Store) UpdateUpload(ctx context.Context, id string, prevOffset, offset 
 // DeleteUpload implements meta.UploadStore.
 func (s *Store) DeleteUpload(ctx context.Context, id string) error {
 	var n int64
-	err := s.write(ctx, func(tx txn) error {
+	err := s.write(ctx, func(tx *Tx) error {
 		var err error
-		n, err = rowsAffected(tx.exec(ctx, qDeleteUpload, id))
+		n, err = rowsAffected(tx.Exec(ctx, s.q.DeleteUpload, id))
 		return err
 	})
 	switch {
 	case err != nil:
-		return fmt.Errorf("postgres: delete upload %s: %w", id, err)
+		return fmt.Errorf("%s: delete upload %s: %w", s.name, id, err)
 	case n == 0:
 		return fmt.Errorf("delete upload %s: %w", id, meta.ErrUploadNotFound)
 	}

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -18,45 +18,45 @@ import (
 // it. m is not modified.
 func (s *Store) PutManifest(ctx context.Context, m *meta.Manifest, tags ...string) error {
 	if m == nil || m.Repo == "" || m.Digest == "" {
-		return errors.New("sqlite: put manifest: repository and digest are required")
+		return fmt.Errorf("%s: put manifest: repository and digest are required", s.name)
 	}
 	for _, tag := range tags {
 		if tag == "" {
-			return fmt.Errorf("sqlite: put manifest %s@%s: empty tag", m.Repo, m.Digest)
+			return fmt.Errorf("%s: put manifest %s@%s: empty tag", s.name, m.Repo, m.Digest)
 		}
 	}
 	annotations, err := encodeMap(m.Annotations)
 	if err != nil {
-		return fmt.Errorf("sqlite: put manifest %s@%s: annotations: %w", m.Repo, m.Digest, err)
+		return fmt.Errorf("%s: put manifest %s@%s: annotations: %w", s.name, m.Repo, m.Digest, err)
 	}
 	labels, err := encodeMap(m.Labels)
 	if err != nil {
-		return fmt.Errorf("sqlite: put manifest %s@%s: labels: %w", m.Repo, m.Digest, err)
+		return fmt.Errorf("%s: put manifest %s@%s: labels: %w", s.name, m.Repo, m.Digest, err)
 	}
-	err = s.write(ctx, func(tx txn) error {
-		return putManifest(ctx, tx, m, tags, annotations, labels, now())
+	err = s.write(ctx, func(tx *Tx) error {
+		return s.putManifest(ctx, tx, m, tags, annotations, labels, s.nowNanos())
 	})
 	var unknown *meta.BlobUnknownError
 	switch {
 	case errors.As(err, &unknown):
 		return fmt.Errorf("put manifest %s@%s: %w", m.Repo, m.Digest, err)
 	case err != nil:
-		return fmt.Errorf("sqlite: put manifest %s@%s: %w", m.Repo, m.Digest, err)
+		return fmt.Errorf("%s: put manifest %s@%s: %w", s.name, m.Repo, m.Digest, err)
 	}
 	return nil
 }
 
 // putManifest is PutManifest's transaction; annotations and labels are
 // encoded.
-func putManifest(ctx context.Context, tx txn, m *meta.Manifest, tags []string, annotations, labels any, t int64) error {
-	repoID, err := ensureRepo(ctx, tx, m.Repo, t)
+func (s *Store) putManifest(ctx context.Context, tx *Tx, m *meta.Manifest, tags []string, annotations, labels any, t int64) error {
+	repoID, err := s.ensureRepo(ctx, tx, m.Repo, t)
 	if err != nil {
 		return err
 	}
-	if err := checkLinked(ctx, tx, repoID, m.Refs); err != nil {
+	if err := s.checkLinked(ctx, tx, repoID, m.Refs); err != nil {
 		return err
 	}
-	n, err := rowsAffected(tx.exec(ctx, qInsertManifest,
+	n, err := rowsAffected(tx.Exec(ctx, s.q.InsertManifest,
 		repoID, string(m.Digest), m.MediaType, m.Content, len(m.Content), m.ArtifactType,
 		string(m.Subject), string(m.Config), annotations, labels,
 		m.OS, m.Architecture, m.Variant, nullTime(m.Created), m.TotalSize, t))
@@ -66,21 +66,21 @@ func putManifest(ctx context.Context, tx txn, m *meta.Manifest, tags []string, a
 	sorted := sortedTags(tags)
 	if n > 0 { // new: record its references
 		for i, r := range m.Refs {
-			if _, err := tx.exec(ctx, qInsertRef, repoID, string(m.Digest), i,
+			if _, err := tx.Exec(ctx, s.q.InsertRef, repoID, string(m.Digest), i,
 				string(r.Digest), int(r.Kind), r.MediaType, r.Size, r.Platform); err != nil {
 				return err
 			}
 		}
 		// Its icons, in the same transaction: one write per push.
 		for _, ic := range m.Icons {
-			if _, err := tx.tx.ExecContext(tx.ctx, qInsertIcon, string(ic.Digest), ic.PNG, t); err != nil {
+			if _, err := tx.Exec(ctx, s.q.InsertIcon, string(ic.Digest), ic.PNG, t); err != nil {
 				return err
 			}
-			if _, err := tx.tx.ExecContext(tx.ctx, qPutManifestIcon, m.Repo, string(m.Digest), ic.Size, string(ic.Digest)); err != nil {
+			if _, err := tx.Exec(ctx, s.q.PutManifestIcon, m.Repo, string(m.Digest), ic.Size, string(ic.Digest)); err != nil {
 				return err
 			}
 		}
-		if err := insertEvent(ctx, tx, meta.EventManifestPush, m.Repo, meta.ManifestPushPayload{
+		if err := s.insertEvent(ctx, tx, meta.EventManifestPush, m.Repo, meta.ManifestPushPayload{
 			Digest: m.Digest, MediaType: m.MediaType, Size: int64(len(m.Content)), TotalSize: m.TotalSize, Tags: sorted,
 		}, t); err != nil {
 			return err
@@ -90,7 +90,7 @@ func putManifest(ctx context.Context, tx txn, m *meta.Manifest, tags []string, a
 		// A tag that already points here changes nothing and reports
 		// nothing.
 		var prev string
-		err := tx.queryRow(ctx, qTagDigest, repoID, tag).Scan(&prev)
+		err := tx.QueryRow(ctx, s.q.TagDigest, repoID, tag).Scan(&prev)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
@@ -100,10 +100,10 @@ func putManifest(ctx context.Context, tx txn, m *meta.Manifest, tags []string, a
 		if prev != "" && m.KeepTags {
 			return fmt.Errorf("tag %s: %w", tag, meta.ErrTagExists)
 		}
-		if _, err := tx.exec(ctx, qUpsertTag, repoID, tag, string(m.Digest), t); err != nil {
+		if _, err := tx.Exec(ctx, s.q.UpsertTag, repoID, tag, string(m.Digest), t); err != nil {
 			return err
 		}
-		if err := insertEvent(ctx, tx, meta.EventTagUpdate, m.Repo, meta.TagUpdatePayload{
+		if err := s.insertEvent(ctx, tx, meta.EventTagUpdate, m.Repo, meta.TagUpdatePayload{
 			Tag: tag, Digest: m.Digest, Previous: digest.Digest(prev),
 		}, t); err != nil {
 			return err
@@ -114,7 +114,7 @@ func putManifest(ctx context.Context, tx txn, m *meta.Manifest, tags []string, a
 
 // checkLinked returns a *meta.BlobUnknownError for the first RefBlob not
 // linked in the repository.
-func checkLinked(ctx context.Context, tx txn, repoID int64, refs []meta.Ref) error {
+func (s *Store) checkLinked(ctx context.Context, tx *Tx, repoID int64, refs []meta.Ref) error {
 	seen := make(map[digest.Digest]bool, len(refs))
 	for _, r := range refs {
 		if r.Kind != meta.RefBlob || seen[r.Digest] {
@@ -122,7 +122,7 @@ func checkLinked(ctx context.Context, tx txn, repoID int64, refs []meta.Ref) err
 		}
 		seen[r.Digest] = true
 		var one int
-		err := tx.queryRow(ctx, qLinked, repoID, string(r.Digest)).Scan(&one)
+		err := tx.QueryRow(ctx, s.q.Linked, repoID, string(r.Digest)).Scan(&one)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			return &meta.BlobUnknownError{Digest: r.Digest}
@@ -141,17 +141,17 @@ func (s *Store) GetManifest(ctx context.Context, repo string, d digest.Digest) (
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, fmt.Errorf("manifest %s@%s: %w", repo, d, meta.ErrManifestNotFound)
 	case err != nil:
-		return nil, fmt.Errorf("sqlite: get manifest %s@%s: %w", repo, d, err)
+		return nil, fmt.Errorf("%s: get manifest %s@%s: %w", s.name, repo, d, err)
 	}
 	return m, nil
 }
 
 func (s *Store) getManifest(ctx context.Context, repo string, d digest.Digest) (*meta.Manifest, error) {
-	tx, err := s.r.begin(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := s.snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer tx.tx.Rollback()
+	defer tx.Rollback()
 
 	m := &meta.Manifest{Repo: repo, Digest: d}
 	var (
@@ -161,7 +161,7 @@ func (s *Store) getManifest(ctx context.Context, repo string, d digest.Digest) (
 		created             sql.NullInt64
 		pushed              int64
 	)
-	err = tx.queryRow(ctx, qGetManifest, repo, string(d)).Scan(
+	err = tx.QueryRow(ctx, s.q.GetManifest, repo, string(d)).Scan(
 		&repoID, &m.MediaType, &m.Content, &m.ArtifactType, &subject, &config,
 		&annotations, &labels, &m.OS, &m.Architecture, &m.Variant, &created, &m.TotalSize, &pushed)
 	if err != nil {
@@ -176,7 +176,7 @@ func (s *Store) getManifest(ctx context.Context, repo string, d digest.Digest) (
 		return nil, fmt.Errorf("labels: %w", err)
 	}
 
-	rows, err := tx.query(ctx, qGetRefs, repoID, string(d))
+	rows, err := tx.Query(ctx, s.q.GetRefs, repoID, string(d))
 	if err != nil {
 		return nil, err
 	}
@@ -202,12 +202,12 @@ func (s *Store) getManifest(ctx context.Context, repo string, d digest.Digest) (
 // ResolveTag implements meta.ManifestStore.
 func (s *Store) ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, error) {
 	var d string
-	err := s.r.queryRow(ctx, qResolveTag, repo, tag).Scan(&d)
+	err := s.r.QueryRow(ctx, s.q.ResolveTag, repo, tag).Scan(&d)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return "", fmt.Errorf("tag %s:%s: %w", repo, tag, meta.ErrTagNotFound)
 	case err != nil:
-		return "", fmt.Errorf("sqlite: resolve tag %s:%s: %w", repo, tag, err)
+		return "", fmt.Errorf("%s: resolve tag %s:%s: %w", s.name, repo, tag, err)
 	}
 	return digest.Digest(d), nil
 }
@@ -215,44 +215,44 @@ func (s *Store) ResolveTag(ctx context.Context, repo, tag string) (digest.Digest
 // DeleteManifest implements meta.ManifestStore. Blob links and the
 // manifest's referrers stay.
 func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
-	err := s.write(ctx, func(tx txn) error {
+	err := s.write(ctx, func(tx *Tx) error {
 		var repoID int64
-		if err := tx.queryRow(ctx, qRepoID, repo).Scan(&repoID); err != nil {
+		if err := tx.QueryRow(ctx, s.q.RepoID, repo).Scan(&repoID); err != nil {
 			return err
 		}
-		tags, err := tagsOf(ctx, tx, repoID, d)
+		tags, err := s.tagsOf(ctx, tx, repoID, d)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.exec(ctx, qDeleteTagsOf, repoID, string(d)); err != nil {
+		if _, err := tx.Exec(ctx, s.q.DeleteTagsOf, repoID, string(d)); err != nil {
 			return err
 		}
-		if _, err := tx.exec(ctx, qDeleteRefsOf, repoID, string(d)); err != nil {
+		if _, err := tx.Exec(ctx, s.q.DeleteRefsOf, repoID, string(d)); err != nil {
 			return err
 		}
-		n, err := rowsAffected(tx.exec(ctx, qDeleteManifest, repoID, string(d)))
+		n, err := rowsAffected(tx.Exec(ctx, s.q.DeleteManifest, repoID, string(d)))
 		if err == nil && n == 0 {
 			err = sql.ErrNoRows
 		}
 		if err != nil {
 			return err
 		}
-		return insertEvent(ctx, tx, meta.EventManifestDelete, repo,
-			meta.ManifestDeletePayload{Digest: d, Tags: tags}, now())
+		return s.insertEvent(ctx, tx, meta.EventManifestDelete, repo,
+			meta.ManifestDeletePayload{Digest: d, Tags: tags}, s.nowNanos())
 	})
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("delete manifest %s@%s: %w", repo, d, meta.ErrManifestNotFound)
 	case err != nil:
-		return fmt.Errorf("sqlite: delete manifest %s@%s: %w", repo, d, err)
+		return fmt.Errorf("%s: delete manifest %s@%s: %w", s.name, repo, d, err)
 	}
 	return nil
 }
 
 // tagsOf returns the tags pointing at a manifest, in byte order, never
 // nil.
-func tagsOf(ctx context.Context, tx txn, repoID int64, d digest.Digest) ([]string, error) {
-	rows, err := tx.query(ctx, qTagsOf, repoID, string(d))
+func (s *Store) tagsOf(ctx context.Context, tx *Tx, repoID int64, d digest.Digest) ([]string, error) {
+	rows, err := tx.Query(ctx, s.q.TagsOf, repoID, string(d))
 	if err != nil {
 		return nil, err
 	}
@@ -271,34 +271,29 @@ func tagsOf(ctx context.Context, tx txn, repoID int64, d digest.Digest) ([]strin
 // DeleteTag implements meta.ManifestStore. The tag.delete event names the
 // digest the tag pointed at, read in the deleting transaction.
 func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
-	err := s.write(ctx, func(tx txn) error {
+	err := s.write(ctx, func(tx *Tx) error {
 		var repoID int64
-		if err := tx.queryRow(ctx, qRepoID, repo).Scan(&repoID); err != nil {
+		if err := tx.QueryRow(ctx, s.q.RepoID, repo).Scan(&repoID); err != nil {
 			return err
 		}
 		var d string
-		if err := tx.queryRow(ctx, qTagDigest, repoID, tag).Scan(&d); err != nil {
+		if err := tx.QueryRow(ctx, s.q.TagDigest, repoID, tag).Scan(&d); err != nil {
 			return err
 		}
-		if _, err := tx.exec(ctx, qDeleteTag, repo, tag); err != nil {
+		if _, err := tx.Exec(ctx, s.q.DeleteTag, repo, tag); err != nil {
 			return err
 		}
-		return insertEvent(ctx, tx, meta.EventTagDelete, repo,
-			meta.TagDeletePayload{Tag: tag, Digest: digest.Digest(d)}, now())
+		return s.insertEvent(ctx, tx, meta.EventTagDelete, repo,
+			meta.TagDeletePayload{Tag: tag, Digest: digest.Digest(d)}, s.nowNanos())
 	})
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("delete tag %s:%s: %w", repo, tag, meta.ErrTagNotFound)
 	case err != nil:
-		return fmt.Errorf("sqlite: delete tag %s:%s: %w", repo, tag, err)
+		return fmt.Errorf("%s: delete tag %s:%s: %w", s.name, repo, tag, err)
 	}
 	return nil
 }
-
-// qManifestSizes takes the digests as one JSON array ($2).
-const qManifestSizes = `SELECT m.digest, m.size, m.total_size
-FROM manifests m JOIN repositories r ON r.id = m.repo_id
-WHERE r.name = $1 AND m.digest IN (SELECT k.value FROM json_each($2) k)`
 
 // ManifestSizes implements meta.ManifestStore.
 func (s *Store) ManifestSizes(ctx context.Context, repo string, ds []digest.Digest) (map[digest.Digest]meta.ManifestSize, error) {
@@ -308,23 +303,23 @@ func (s *Store) ManifestSizes(ctx context.Context, repo string, ds []digest.Dige
 	}
 	arg, err := json.Marshal(ds)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: manifest sizes in %s: %w", repo, err)
+		return nil, fmt.Errorf("%s: manifest sizes in %s: %w", s.name, repo, err)
 	}
-	rows, err := s.r.query(ctx, qManifestSizes, repo, string(arg))
+	rows, err := s.r.Query(ctx, s.q.ManifestSizes, repo, string(arg))
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: manifest sizes in %s: %w", repo, err)
+		return nil, fmt.Errorf("%s: manifest sizes in %s: %w", s.name, repo, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var d string
 		var size meta.ManifestSize
 		if err := rows.Scan(&d, &size.Content, &size.Total); err != nil {
-			return nil, fmt.Errorf("sqlite: manifest sizes in %s: %w", repo, err)
+			return nil, fmt.Errorf("%s: manifest sizes in %s: %w", s.name, repo, err)
 		}
 		out[digest.Digest(d)] = size
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: manifest sizes in %s: %w", repo, err)
+		return nil, fmt.Errorf("%s: manifest sizes in %s: %w", s.name, repo, err)
 	}
 	return out, nil
 }

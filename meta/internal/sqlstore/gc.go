@@ -1,4 +1,4 @@
-package postgres
+package sqlstore
 
 import (
 	"context"
@@ -22,9 +22,9 @@ import (
 // UntaggedManifests lists manifests no tag and no index of their
 // repository points at, ordered by (repo, digest), after the cursor.
 func (s *Store) UntaggedManifests(ctx context.Context, after meta.ManifestKey, n int) ([]meta.UntaggedManifest, error) {
-	rows, err := s.r.query(ctx, qUntaggedManifests, after.Repo, string(after.Digest), limit(n))
+	rows, err := s.r.Query(ctx, s.q.UntaggedManifests, after.Repo, string(after.Digest), limit(n))
 	if err != nil {
-		return nil, fmt.Errorf("postgres: untagged manifests: %w", err)
+		return nil, fmt.Errorf("%s: untagged manifests: %w", s.name, err)
 	}
 	defer rows.Close()
 	var out []meta.UntaggedManifest
@@ -35,13 +35,13 @@ func (s *Store) UntaggedManifests(ctx context.Context, after meta.ManifestKey, n
 			pushed     int64
 		)
 		if err := rows.Scan(&m.Repo, &d, &subject, &pushed, &m.SubjectExists); err != nil {
-			return nil, fmt.Errorf("postgres: untagged manifests: %w", err)
+			return nil, fmt.Errorf("%s: untagged manifests: %w", s.name, err)
 		}
 		m.Digest, m.Subject, m.Pushed = digest.Digest(d), digest.Digest(subject), fromNanos(pushed)
 		out = append(out, m)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: untagged manifests: %w", err)
+		return nil, fmt.Errorf("%s: untagged manifests: %w", s.name, err)
 	}
 	return out, nil
 }
@@ -56,13 +56,13 @@ func (s *Store) SweepManifests(ctx context.Context, keys []meta.ManifestKey, rul
 		return nil, nil
 	}
 	var swept []meta.ManifestKey
-	err := s.write(ctx, func(tx txn) error {
+	err := s.write(ctx, func(tx *Tx) error {
 		swept = swept[:0]
 		repoIDs := map[string]int64{}
 		for _, key := range keys {
 			repoID, ok := repoIDs[key.Repo]
 			if !ok {
-				err := tx.queryRow(ctx, qRepoID, key.Repo).Scan(&repoID)
+				err := tx.QueryRow(ctx, s.q.RepoID, key.Repo).Scan(&repoID)
 				switch {
 				case errors.Is(err, sql.ErrNoRows):
 					repoID = -1
@@ -74,7 +74,7 @@ func (s *Store) SweepManifests(ctx context.Context, keys []meta.ManifestKey, rul
 			if repoID < 0 {
 				continue
 			}
-			ok, err := sweepManifest(ctx, tx, repoID, key.Digest, rule)
+			ok, err := s.sweepManifest(ctx, tx, repoID, key.Digest, rule)
 			if err != nil {
 				return fmt.Errorf("%s@%s: %w", key.Repo, key.Digest, err)
 			}
@@ -85,20 +85,20 @@ func (s *Store) SweepManifests(ctx context.Context, keys []meta.ManifestKey, rul
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: sweep manifests: %w", err)
+		return nil, fmt.Errorf("%s: sweep manifests: %w", s.name, err)
 	}
 	return swept, nil
 }
 
 // sweepManifest deletes the manifest in tx if rule holds for it, and
 // reports whether it did.
-func sweepManifest(ctx context.Context, tx txn, repoID int64, d digest.Digest, rule meta.ManifestSweep) (bool, error) {
+func (s *Store) sweepManifest(ctx context.Context, tx *Tx, repoID int64, d digest.Digest, rule meta.ManifestSweep) (bool, error) {
 	var (
 		pushed                           int64
 		subject                          string
 		subjectExists, tagged, hasParent bool
 	)
-	err := tx.queryRow(ctx, qSweepManifestFacts, repoID, string(d)).Scan(
+	err := tx.QueryRow(ctx, s.q.SweepManifestFacts, repoID, string(d)).Scan(
 		&pushed, &subject, &subjectExists, &tagged, &hasParent)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -109,10 +109,10 @@ func sweepManifest(ctx context.Context, tx txn, repoID int64, d digest.Digest, r
 	if !sweepable(rule, pushed, subject != "", subjectExists, tagged, hasParent) {
 		return false, nil
 	}
-	if _, err := tx.exec(ctx, qDeleteRefsOf, repoID, string(d)); err != nil {
+	if _, err := tx.Exec(ctx, s.q.DeleteRefsOf, repoID, string(d)); err != nil {
 		return false, err
 	}
-	n, err := rowsAffected(tx.exec(ctx, qDeleteManifest, repoID, string(d)))
+	n, err := rowsAffected(tx.Exec(ctx, s.q.DeleteManifest, repoID, string(d)))
 	return n > 0, err
 }
 
@@ -135,7 +135,7 @@ func sweepable(rule meta.ManifestSweep, pushed int64, hasSubject, subjectExists,
 func (s *Store) UnreferencedLinks(ctx context.Context, before time.Time, after meta.LinkKey, n int) ([]meta.LinkKey, error) {
 	out, err := s.unreferencedLinks(ctx, nanos(before), after, limit(n))
 	if err != nil {
-		return nil, fmt.Errorf("postgres: unreferenced links: %w", err)
+		return nil, fmt.Errorf("%s: unreferenced links: %w", s.name, err)
 	}
 	return out, nil
 }
@@ -146,7 +146,7 @@ func (s *Store) unreferencedLinks(ctx context.Context, before int64, after meta.
 	var out []meta.LinkKey
 	repo, from := after.Repo, string(after.Digest)
 	var id int64
-	err := s.r.queryRow(ctx, qRepoID, repo).Scan(&id)
+	err := s.r.QueryRow(ctx, s.q.RepoID, repo).Scan(&id)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		id = -1 // no such repository (or none yet): start with the next
@@ -155,7 +155,7 @@ func (s *Store) unreferencedLinks(ctx context.Context, before int64, after meta.
 	}
 	for int64(len(out)) < n {
 		if id >= 0 {
-			rows, err := s.r.query(ctx, qUnreferencedLinks, id, from, before, n-int64(len(out)))
+			rows, err := s.r.Query(ctx, s.q.UnreferencedLinks, id, from, before, n-int64(len(out)))
 			if err != nil {
 				return nil, err
 			}
@@ -175,7 +175,7 @@ func (s *Store) unreferencedLinks(ctx context.Context, before int64, after meta.
 				break
 			}
 		}
-		err := s.r.queryRow(ctx, qNextRepo, repo).Scan(&id, &repo)
+		err := s.r.QueryRow(ctx, s.q.NextRepo, repo).Scan(&id, &repo)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			return out, nil
@@ -189,15 +189,15 @@ func (s *Store) unreferencedLinks(ctx context.Context, before int64, after meta.
 
 // Links lists every link, ordered by (repo, digest), after the cursor.
 func (s *Store) Links(ctx context.Context, after meta.LinkKey, n int) ([]meta.LinkKey, error) {
-	out, err := s.linkKeys(ctx, qLinks, after.Repo, string(after.Digest), limit(n))
+	out, err := s.linkKeys(ctx, s.q.Links, after.Repo, string(after.Digest), limit(n))
 	if err != nil {
-		return nil, fmt.Errorf("postgres: links: %w", err)
+		return nil, fmt.Errorf("%s: links: %w", s.name, err)
 	}
 	return out, nil
 }
 
 func (s *Store) linkKeys(ctx context.Context, q string, args ...any) ([]meta.LinkKey, error) {
-	rows, err := s.r.query(ctx, q, args...)
+	rows, err := s.r.Query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -228,11 +228,11 @@ func (s *Store) SweepLinks(ctx context.Context, keys []meta.LinkKey, before time
 	}
 	arg, err := json.Marshal(pairs)
 	if err != nil {
-		return 0, fmt.Errorf("postgres: sweep links: %w", err)
+		return 0, fmt.Errorf("%s: sweep links: %w", s.name, err)
 	}
-	n, err := rowsAffected(s.w.exec(ctx, qSweepLinks, string(arg), nanos(before)))
+	n, err := rowsAffected(s.wexec(ctx, s.q.SweepLinks, string(arg), nanos(before)))
 	if err != nil {
-		return 0, fmt.Errorf("postgres: sweep %d links: %w", len(keys), err)
+		return 0, fmt.Errorf("%s: sweep %d links: %w", s.name, len(keys), err)
 	}
 	return int(n), nil
 }
@@ -242,24 +242,24 @@ func (s *Store) SweepLinks(ctx context.Context, keys []meta.LinkKey, before time
 // by digest, after the cursor. With a zero before it lists only
 // tombstones.
 func (s *Store) UnlinkedBlobs(ctx context.Context, before time.Time, after digest.Digest, n int) ([]meta.BlobRecord, error) {
-	out, err := s.blobRecords(ctx, qUnlinkedBlobs, string(after), nanos(before), limit(n))
+	out, err := s.blobRecords(ctx, s.q.UnlinkedBlobs, string(after), nanos(before), limit(n))
 	if err != nil {
-		return nil, fmt.Errorf("postgres: unlinked blobs: %w", err)
+		return nil, fmt.Errorf("%s: unlinked blobs: %w", s.name, err)
 	}
 	return out, nil
 }
 
 // BlobRecords lists every blob row, ordered by digest, after the cursor.
 func (s *Store) BlobRecords(ctx context.Context, after digest.Digest, n int) ([]meta.BlobRecord, error) {
-	out, err := s.blobRecords(ctx, qBlobRecords, string(after), limit(n))
+	out, err := s.blobRecords(ctx, s.q.BlobRecords, string(after), limit(n))
 	if err != nil {
-		return nil, fmt.Errorf("postgres: blob records: %w", err)
+		return nil, fmt.Errorf("%s: blob records: %w", s.name, err)
 	}
 	return out, nil
 }
 
 func (s *Store) blobRecords(ctx context.Context, q string, args ...any) ([]meta.BlobRecord, error) {
-	rows, err := s.r.query(ctx, q, args...)
+	rows, err := s.r.Query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -286,12 +286,12 @@ func (s *Store) blobRecords(ctx context.Context, q string, args ...any) ([]meta.
 func (s *Store) BlobRecord(ctx context.Context, d digest.Digest) (meta.BlobRecord, error) {
 	b := meta.BlobRecord{Digest: d}
 	var expires int64
-	err := s.r.queryRow(ctx, qBlobRecord, string(d)).Scan(&b.Size, &b.Deleting, &expires)
+	err := s.r.QueryRow(ctx, s.q.BlobRecord, string(d)).Scan(&b.Size, &b.Deleting, &expires)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return meta.BlobRecord{}, fmt.Errorf("blob %s: no row: %w", d, meta.ErrBlobNotFound)
 	case err != nil:
-		return meta.BlobRecord{}, fmt.Errorf("postgres: blob %s: %w", d, err)
+		return meta.BlobRecord{}, fmt.Errorf("%s: blob %s: %w", s.name, d, err)
 	}
 	if b.Deleting {
 		b.ClaimExpires = fromNanos(expires)
@@ -314,7 +314,7 @@ func (s *Store) ClaimBlobs(ctx context.Context, cands []meta.BlobRecord, before 
 		return nil, nil
 	}
 	if claim.Token == "" {
-		return nil, fmt.Errorf("postgres: claim blobs: empty claim token")
+		return nil, fmt.Errorf("%s: claim blobs: empty claim token", s.name)
 	}
 	keys := make([][2]any, len(cands))
 	for i, c := range cands {
@@ -322,19 +322,19 @@ func (s *Store) ClaimBlobs(ctx context.Context, cands []meta.BlobRecord, before 
 	}
 	arg, err := json.Marshal(keys)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: claim blobs: %w", err)
+		return nil, fmt.Errorf("%s: claim blobs: %w", s.name, err)
 	}
 	at, expires := nanos(claim.At), nanos(claim.At.Add(claim.Lease))
 	var claimed []meta.BlobRecord
-	err = s.write(ctx, func(tx txn) error {
+	err = s.write(ctx, func(tx *Tx) error {
 		claimed = claimed[:0]
-		if _, err := tx.exec(ctx, qInsertTombstones, string(arg), now(), claim.Token, expires); err != nil {
+		if _, err := tx.Exec(ctx, s.q.InsertTombstones, string(arg), s.nowNanos(), claim.Token, expires); err != nil {
 			return err
 		}
-		if _, err := tx.exec(ctx, qMarkDeleting, string(arg), nanos(before), claim.Token, expires, at); err != nil {
+		if _, err := tx.Exec(ctx, s.q.MarkDeleting, string(arg), nanos(before), claim.Token, expires, at); err != nil {
 			return err
 		}
-		rows, err := tx.query(ctx, qClaimed, string(arg), claim.Token)
+		rows, err := tx.Query(ctx, s.q.Claimed, string(arg), claim.Token)
 		if err != nil {
 			return err
 		}
@@ -352,7 +352,7 @@ func (s *Store) ClaimBlobs(ctx context.Context, cands []meta.BlobRecord, before 
 		return rows.Err()
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: claim %d blobs: %w", len(cands), err)
+		return nil, fmt.Errorf("%s: claim %d blobs: %w", s.name, len(cands), err)
 	}
 	return claimed, nil
 }
@@ -365,14 +365,14 @@ func (s *Store) DropBlobs(ctx context.Context, token string, ds []digest.Digest)
 		return nil
 	}
 	if token == "" {
-		return fmt.Errorf("postgres: drop blobs: empty claim token")
+		return fmt.Errorf("%s: drop blobs: empty claim token", s.name)
 	}
 	arg, err := json.Marshal(ds)
 	if err == nil {
-		_, err = s.w.exec(ctx, qDropBlobs, string(arg), token)
+		_, err = s.wexec(ctx, s.q.DropBlobs, string(arg), token)
 	}
 	if err != nil {
-		return fmt.Errorf("postgres: drop %d blobs: %w", len(ds), err)
+		return fmt.Errorf("%s: drop %d blobs: %w", s.name, len(ds), err)
 	}
 	return nil
 }
@@ -380,9 +380,9 @@ func (s *Store) DropBlobs(ctx context.Context, token string, ds []digest.Digest)
 // BlobRefs lists the RefBlob references of every manifest, ordered by
 // (blob digest, repo, manifest digest), after the cursor.
 func (s *Store) BlobRefs(ctx context.Context, after meta.BlobRef, n int) ([]meta.BlobRef, error) {
-	rows, err := s.r.query(ctx, qBlobRefs, string(after.Digest), after.Manifest.Repo, string(after.Manifest.Digest), limit(n))
+	rows, err := s.r.Query(ctx, s.q.BlobRefs, string(after.Digest), after.Manifest.Repo, string(after.Manifest.Digest), limit(n))
 	if err != nil {
-		return nil, fmt.Errorf("postgres: blob references: %w", err)
+		return nil, fmt.Errorf("%s: blob references: %w", s.name, err)
 	}
 	defer rows.Close()
 	var out []meta.BlobRef
@@ -390,13 +390,13 @@ func (s *Store) BlobRefs(ctx context.Context, after meta.BlobRef, n int) ([]meta
 		var r meta.BlobRef
 		var md, d string
 		if err := rows.Scan(&r.Manifest.Repo, &md, &d); err != nil {
-			return nil, fmt.Errorf("postgres: blob references: %w", err)
+			return nil, fmt.Errorf("%s: blob references: %w", s.name, err)
 		}
 		r.Manifest.Digest, r.Digest = digest.Digest(md), digest.Digest(d)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: blob references: %w", err)
+		return nil, fmt.Errorf("%s: blob references: %w", s.name, err)
 	}
 	return out, nil
 }
@@ -404,9 +404,9 @@ func (s *Store) BlobRefs(ctx context.Context, after meta.BlobRef, n int) ([]meta
 // ExpiredUploads lists the ids of upload sessions last updated before
 // before, in id order, after the cursor.
 func (s *Store) ExpiredUploads(ctx context.Context, before time.Time, after string, n int) ([]string, error) {
-	ids, err := s.names(ctx, n, qExpiredUploads, nanos(before), after, limit(n))
+	ids, err := s.names(ctx, n, s.q.ExpiredUploads, nanos(before), after, limit(n))
 	if err != nil {
-		return nil, fmt.Errorf("postgres: expired uploads: %w", err)
+		return nil, fmt.Errorf("%s: expired uploads: %w", s.name, err)
 	}
 	return ids, nil
 }
@@ -414,9 +414,9 @@ func (s *Store) ExpiredUploads(ctx context.Context, before time.Time, after stri
 // ExpireUpload deletes the session if it was last updated before before,
 // and reports whether it did.
 func (s *Store) ExpireUpload(ctx context.Context, id string, before time.Time) (bool, error) {
-	n, err := rowsAffected(s.w.exec(ctx, qExpireUpload, id, nanos(before)))
+	n, err := rowsAffected(s.wexec(ctx, s.q.ExpireUpload, id, nanos(before)))
 	if err != nil {
-		return false, fmt.Errorf("postgres: expire upload %s: %w", id, err)
+		return false, fmt.Errorf("%s: expire upload %s: %w", s.name, id, err)
 	}
 	return n > 0, nil
 }
@@ -424,12 +424,12 @@ func (s *Store) ExpireUpload(ctx context.Context, id string, before time.Time) (
 // UploadKnown reports whether a session with this id exists.
 func (s *Store) UploadKnown(ctx context.Context, id string) (bool, error) {
 	var one int
-	err := s.r.queryRow(ctx, qUploadExists, id).Scan(&one)
+	err := s.r.QueryRow(ctx, s.q.UploadExists, id).Scan(&one)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return false, nil
 	case err != nil:
-		return false, fmt.Errorf("postgres: upload %s: %w", id, err)
+		return false, fmt.Errorf("%s: upload %s: %w", s.name, id, err)
 	}
 	return true, nil
 }

@@ -1,4 +1,4 @@
-package postgres
+package sqlstore
 
 import (
 	"context"
@@ -15,27 +15,6 @@ import (
 // Listings are keyset-paged like gc's, so a caller building its view of the
 // whole store holds neither a read transaction nor every row at once.
 
-// Catalogue queries. The Flatpak ref label is a parameter.
-const (
-	qCatalogTags = `SELECT r.name, t.name, t.digest, t.updated,
-    m.media_type, m.artifact_type, m.os, m.architecture, m.variant, m.total_size, m.created, m.pushed,
-    COALESCE(m.labels ->> $4, '')
-FROM tags t
-JOIN repositories r ON r.id = t.repo_id
-JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
-WHERE (r.name, t.name) > ($1, $2)
-ORDER BY r.name, t.name LIMIT $3`
-	qCatalogChildren = `SELECT r.name, f.manifest_digest, f.ord, f.ref_digest, f.media_type, f.size, f.platform,
-    c.digest IS NOT NULL, COALESCE(c.os, ''), COALESCE(c.architecture, ''), COALESCE(c.variant, ''),
-    COALESCE(c.total_size, 0), COALESCE(c.labels ->> $5, '')
-FROM manifest_refs f
-JOIN repositories r ON r.id = f.repo_id
-LEFT JOIN manifests c ON c.repo_id = f.repo_id AND c.digest = f.ref_digest
-WHERE f.kind = 2 AND (r.name, f.manifest_digest, f.ord) > ($1, $2, $3)
-  AND EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = f.repo_id AND t.digest = f.manifest_digest)
-ORDER BY r.name, f.manifest_digest, f.ord LIMIT $4`
-)
-
 // CatalogVersion returns a token that changes whenever a tag or manifest is
 // added, moved or removed, so a cached view of the catalogue can be kept
 // until it does: the index generation. Tokens are only compared for
@@ -43,7 +22,7 @@ ORDER BY r.name, f.manifest_digest, f.ord LIMIT $4`
 func (s *Store) CatalogVersion(ctx context.Context) (string, error) {
 	gen, err := s.IndexGeneration(ctx, meta.ScopeAll)
 	if err != nil {
-		return "", fmt.Errorf("postgres: catalog version: %w", err)
+		return "", fmt.Errorf("%s: catalog version: %w", s.name, err)
 	}
 	return strconv.FormatInt(gen, 10), nil
 }
@@ -56,9 +35,9 @@ func (s *Store) CatalogTags(ctx context.Context, after meta.TagKey, n int) ([]me
 	if n == 0 {
 		return out, nil
 	}
-	rows, err := s.r.query(ctx, qCatalogTags, after.Repo, after.Tag, limit(n), meta.FlatpakRefLabel)
+	rows, err := s.r.Query(ctx, s.q.CatalogTags, after.Repo, after.Tag, limit(n), s.q.Label(meta.FlatpakRefLabel))
 	if err != nil {
-		return nil, fmt.Errorf("postgres: catalog tags: %w", err)
+		return nil, fmt.Errorf("%s: catalog tags: %w", s.name, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -70,14 +49,14 @@ func (s *Store) CatalogTags(ctx context.Context, after meta.TagKey, n int) ([]me
 		)
 		if err := rows.Scan(&t.Repo, &t.Tag, &d, &updated, &t.MediaType, &t.ArtifactType,
 			&t.OS, &t.Architecture, &t.Variant, &t.TotalSize, &created, &pushed, &t.FlatpakRef); err != nil {
-			return nil, fmt.Errorf("postgres: catalog tags: %w", err)
+			return nil, fmt.Errorf("%s: catalog tags: %w", s.name, err)
 		}
 		t.Digest = digest.Digest(d)
 		t.Updated, t.Pushed, t.Created = fromNanos(updated), fromNanos(pushed), fromNullNanos(created)
 		out = append(out, t)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: catalog tags: %w", err)
+		return nil, fmt.Errorf("%s: catalog tags: %w", s.name, err)
 	}
 	return out, nil
 }
@@ -90,9 +69,9 @@ func (s *Store) CatalogChildren(ctx context.Context, after meta.ChildKey, n int)
 	if n == 0 {
 		return out, nil
 	}
-	rows, err := s.r.query(ctx, qCatalogChildren, after.Repo, string(after.Index), after.Ord, limit(n), meta.FlatpakRefLabel)
+	rows, err := s.r.Query(ctx, s.q.CatalogChildren, after.Repo, string(after.Index), after.Ord, limit(n), s.q.Label(meta.FlatpakRefLabel))
 	if err != nil {
-		return nil, fmt.Errorf("postgres: catalog children: %w", err)
+		return nil, fmt.Errorf("%s: catalog children: %w", s.name, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -102,13 +81,13 @@ func (s *Store) CatalogChildren(ctx context.Context, after meta.ChildKey, n int)
 		)
 		if err := rows.Scan(&c.Repo, &index, &c.Ord, &cd, &c.MediaType, &c.Size, &c.Platform,
 			&c.Stored, &c.OS, &c.Architecture, &c.Variant, &c.TotalSize, &c.FlatpakRef); err != nil {
-			return nil, fmt.Errorf("postgres: catalog children: %w", err)
+			return nil, fmt.Errorf("%s: catalog children: %w", s.name, err)
 		}
 		c.Index, c.Digest = digest.Digest(index), digest.Digest(cd)
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: catalog children: %w", err)
+		return nil, fmt.Errorf("%s: catalog children: %w", s.name, err)
 	}
 	return out, nil
 }

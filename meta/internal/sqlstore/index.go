@@ -1,4 +1,4 @@
-package postgres
+package sqlstore
 
 import (
 	"context"
@@ -19,6 +19,15 @@ import (
 // built from a filter, so they are composed here rather than prepared at
 // Open; the fixed ones are constants like every other query.
 
+// The media types the index takes for images and for indexes of images
+// (package oci's, which the store may not import).
+const (
+	mediaTypeImageManifest      = "application/vnd.oci.image.manifest.v1+json"
+	mediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
+	mediaTypeImageIndex         = "application/vnd.oci.image.index.v1+json"
+	mediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+)
+
 // The AppStream icon labels (package flatpak's LabelIcon64 and
 // LabelIcon128).
 const (
@@ -26,79 +35,13 @@ const (
 	iconLabel128 = "org.freedesktop.appstream.icon-128"
 )
 
-const (
-	qIndexGeneration   = `SELECT COALESCE(SUM(value), 0)::bigint FROM index_generation WHERE scope = 'all'`
-	qFlatpakGeneration = `SELECT COALESCE(SUM(value), 0)::bigint FROM index_generation WHERE scope = 'flatpak'`
-
-	// Image manifest and index media types, as SQL lists.
-	imageTypesSQL = `('application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json')`
-	listTypesSQL  = `('application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json')`
-
-	// Tagged image manifests; %[1]s adds conditions on m and r, %[2]s on
-	// the tag t.
-	qIndexImages = `SELECT r.name, m.digest, m.media_type, m.annotations, m.labels, m.os, m.architecture,
-    m.variant, m.created, m.total_size, m.pushed,
-    COALESCE((SELECT json_agg(t.name ORDER BY t.name) FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)::text, '[]'),
-    COALESCE((SELECT json_object_agg(i.size, i.icon) FROM manifest_icons i WHERE i.repo_id = m.repo_id AND i.manifest_digest = m.digest)::text, '{}')
-FROM manifests m
-JOIN repositories r ON r.id = m.repo_id
-WHERE m.media_type IN ` + imageTypesSQL + `
-  AND EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest%[2]s)%[1]s
-ORDER BY r.name, m.digest`
-
-	// The image manifests of tagged indexes; %[1]s adds conditions on the
-	// child c and r, %[2]s on the index's tag t.
-	qIndexListImages = `SELECT r.name, l.digest, l.media_type, l.annotations,
-    COALESCE((SELECT json_agg(t.name ORDER BY t.name) FROM tags t WHERE t.repo_id = l.repo_id AND t.digest = l.digest)::text, '[]'),
-    c.digest, c.media_type, c.annotations, c.labels, c.os, c.architecture,
-    c.variant, c.created, c.total_size, c.pushed,
-    COALESCE((SELECT json_object_agg(i.size, i.icon) FROM manifest_icons i WHERE i.repo_id = c.repo_id AND i.manifest_digest = c.digest)::text, '{}')
-FROM manifests l
-JOIN repositories r ON r.id = l.repo_id
-JOIN manifest_refs f ON f.repo_id = l.repo_id AND f.manifest_digest = l.digest AND f.kind = 2
-JOIN manifests c ON c.repo_id = f.repo_id AND c.digest = f.ref_digest
-WHERE l.media_type IN ` + listTypesSQL + `
-  AND c.media_type IN ` + imageTypesSQL + `
-  AND EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = l.repo_id AND t.digest = l.digest%[2]s)%[1]s
-ORDER BY r.name, l.digest, f.ord`
-
-	qIconManifestExists = `SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repo_id
-WHERE r.name = $1 AND m.digest = $2`
-	qInsertIcon = `INSERT INTO icons (digest, png, created) VALUES ($1, $2, $3)
-ON CONFLICT (digest) DO NOTHING`
-	qPutManifestIcon = `INSERT INTO manifest_icons (repo_id, manifest_digest, size, icon)
-VALUES ((SELECT id FROM repositories WHERE name = $1), $2, $3, $4)
-ON CONFLICT (repo_id, manifest_digest, size) DO UPDATE SET icon = excluded.icon`
-	qIcon = `SELECT png FROM icons WHERE digest = $1`
-	// Manifests whose icon labels (or annotations) hold data: URIs and
-	// which show no icon, after the cursor ($1, $2), at most $3.
-	qManifestsWithoutIcons = `SELECT r.name, m.digest,
-    m.labels ->> $4, m.labels ->> $5, m.annotations ->> $4, m.annotations ->> $5
-FROM manifests m
-JOIN repositories r ON r.id = m.repo_id
-WHERE (r.name, m.digest) > ($1, $2)
-  AND (m.labels ->> $4 LIKE 'data:%'
-    OR m.labels ->> $5 LIKE 'data:%'
-    OR m.annotations ->> $4 LIKE 'data:%'
-    OR m.annotations ->> $5 LIKE 'data:%')
-  AND NOT EXISTS (SELECT 1 FROM manifest_icons i WHERE i.repo_id = m.repo_id AND i.manifest_digest = m.digest)
-ORDER BY r.name, m.digest LIMIT $3`
-	// The icons of the manifests named in $1, a JSON array of
-	// [repository, digest] pairs.
-	qManifestIcons = `SELECT k ->> 0, k ->> 1, i.size, i.icon
-FROM jsonb_array_elements($1::jsonb) k
-JOIN repositories r ON r.name = k ->> 0
-JOIN manifest_icons i ON i.repo_id = r.id AND i.manifest_digest = k ->> 1`
-)
-
 // generationQuery is the query of a scope's counter: index_generation
-// (migration 0003) or flatpak_generation (0010): the sum of the scope's
-// shards.
-func generationQuery(scope meta.IndexScope) string {
+// (migration 0003) or flatpak_generation (0010).
+func (s *Store) generationQuery(scope meta.IndexScope) string {
 	if scope == meta.ScopeFlatpak {
-		return qFlatpakGeneration
+		return s.q.FlatpakGeneration
 	}
-	return qIndexGeneration
+	return s.q.IndexGeneration
 }
 
 // IndexGeneration returns the index generation of scope: a counter that
@@ -107,8 +50,8 @@ func generationQuery(scope meta.IndexScope) string {
 // that scope, and only then.
 func (s *Store) IndexGeneration(ctx context.Context, scope meta.IndexScope) (int64, error) {
 	var g int64
-	if err := s.r.queryRow(ctx, generationQuery(scope)).Scan(&g); err != nil {
-		return 0, fmt.Errorf("postgres: index generation: %w", err)
+	if err := s.r.QueryRow(ctx, s.generationQuery(scope)).Scan(&g); err != nil {
+		return 0, fmt.Errorf("%s: index generation: %w", s.name, err)
 	}
 	return g, nil
 }
@@ -119,33 +62,33 @@ func (s *Store) IndexGeneration(ctx context.Context, scope meta.IndexScope) (int
 // snapshot.
 func (s *Store) IndexImages(ctx context.Context, filter meta.IndexFilter,
 	fn func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error) (int64, error) {
-	f := compileIndexFilter(filter)
-	tx, err := s.r.begin(ctx, &sql.TxOptions{ReadOnly: true})
+	f := s.compileIndexFilter(filter)
+	tx, err := s.snapshot(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("postgres: index: %w", err)
+		return 0, fmt.Errorf("%s: index: %w", s.name, err)
 	}
-	defer tx.tx.Rollback()
+	defer tx.Rollback()
 	var gen int64
-	if err := tx.tx.QueryRowContext(ctx, generationQuery(filter.Scope())).Scan(&gen); err != nil {
-		return 0, fmt.Errorf("postgres: index generation: %w", err)
+	if err := tx.QueryRow(ctx, s.generationQuery(filter.Scope())).Scan(&gen); err != nil {
+		return 0, fmt.Errorf("%s: index generation: %w", s.name, err)
 	}
 	if f.empty {
 		return gen, nil
 	}
-	if err := indexImages(ctx, tx.tx, f, fn); err != nil {
+	if err := s.indexImages(ctx, tx, f, fn); err != nil {
 		return 0, err
 	}
-	if err := indexListImages(ctx, tx.tx, f, fn); err != nil {
+	if err := s.indexListImages(ctx, tx, f, fn); err != nil {
 		return 0, err
 	}
 	return gen, nil
 }
 
-func indexImages(ctx context.Context, tx *sql.Tx, f *indexFilter, fn func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error) error {
-	q, args := f.sql(qIndexImages, "m")
-	rows, err := tx.QueryContext(ctx, q, args...)
+func (s *Store) indexImages(ctx context.Context, tx *Tx, f *indexFilter, fn func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error) error {
+	q, args := f.sql(s.q.IndexImages, "m", mediaTypeImageManifest, mediaTypeDockerManifest)
+	rows, err := tx.Query(ctx, q, args...)
 	if err != nil {
-		return fmt.Errorf("postgres: index images: %w", err)
+		return fmt.Errorf("%s: index images: %w", s.name, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -160,34 +103,35 @@ func indexImages(ctx context.Context, tx *sql.Tx, f *indexFilter, fn func(img, l
 		)
 		if err := rows.Scan(&m.Repo, &dgst, &m.MediaType, &ann, &lb, &m.OS, &m.Architecture,
 			&m.Variant, &created, &m.TotalSize, &pushed, &tagsRaw, &iconRaw); err != nil {
-			return fmt.Errorf("postgres: index images: %w", err)
+			return fmt.Errorf("%s: index images: %w", s.name, err)
 		}
-		if err := fillIndexManifest(&m, dgst, ann, lb, created, pushed); err != nil {
+		if err := s.fillIndexManifest(&m, dgst, ann, lb, created, pushed); err != nil {
 			return err
 		}
 		var tags []string
 		if err := json.Unmarshal([]byte(tagsRaw), &tags); err != nil {
-			return fmt.Errorf("postgres: index images: tags of %s@%s: %w", m.Repo, dgst, err)
+			return fmt.Errorf("%s: index images: tags of %s@%s: %w", s.name, m.Repo, dgst, err)
 		}
 		icons, err := decodeIcons(iconRaw)
 		if err != nil {
-			return fmt.Errorf("postgres: index images: icons of %s@%s: %w", m.Repo, dgst, err)
+			return fmt.Errorf("%s: index images: icons of %s@%s: %w", s.name, m.Repo, dgst, err)
 		}
 		if err := fn(&m, nil, tags, icons); err != nil {
 			return err
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("postgres: index images: %w", err)
+		return fmt.Errorf("%s: index images: %w", s.name, err)
 	}
 	return nil
 }
 
-func indexListImages(ctx context.Context, tx *sql.Tx, f *indexFilter, fn func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error) error {
-	q, args := f.sql(qIndexListImages, "c")
-	rows, err := tx.QueryContext(ctx, q, args...)
+func (s *Store) indexListImages(ctx context.Context, tx *Tx, f *indexFilter, fn func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error) error {
+	q, args := f.sql(s.q.IndexListImages, "c",
+		mediaTypeImageManifest, mediaTypeDockerManifest, mediaTypeImageIndex, mediaTypeDockerManifestList)
+	rows, err := tx.Query(ctx, q, args...)
 	if err != nil {
-		return fmt.Errorf("postgres: index lists: %w", err)
+		return fmt.Errorf("%s: index lists: %w", s.name, err)
 	}
 	defer rows.Close()
 	var (
@@ -207,34 +151,34 @@ func indexListImages(ctx context.Context, tx *sql.Tx, f *indexFilter, fn func(im
 		if err := rows.Scan(&l.Repo, &ldgst, &l.MediaType, &lann, &tagsRaw,
 			&dgst, &m.MediaType, &ann, &lb, &m.OS, &m.Architecture,
 			&m.Variant, &created, &m.TotalSize, &pushed, &iconRaw); err != nil {
-			return fmt.Errorf("postgres: index lists: %w", err)
+			return fmt.Errorf("%s: index lists: %w", s.name, err)
 		}
 		if list == nil || list.Repo != l.Repo || string(list.Digest) != ldgst {
 			l.Digest = digest.Digest(ldgst)
 			var err error
 			if l.Annotations, err = decodeMap(lann); err != nil {
-				return fmt.Errorf("postgres: index lists: annotations of %s@%s: %w", l.Repo, ldgst, err)
+				return fmt.Errorf("%s: index lists: annotations of %s@%s: %w", s.name, l.Repo, ldgst, err)
 			}
 			listTags = nil
 			if err := json.Unmarshal([]byte(tagsRaw), &listTags); err != nil {
-				return fmt.Errorf("postgres: index lists: tags of %s@%s: %w", l.Repo, ldgst, err)
+				return fmt.Errorf("%s: index lists: tags of %s@%s: %w", s.name, l.Repo, ldgst, err)
 			}
 			list = &l
 		}
 		m.Repo = list.Repo
-		if err := fillIndexManifest(&m, dgst, ann, lb, created, pushed); err != nil {
+		if err := s.fillIndexManifest(&m, dgst, ann, lb, created, pushed); err != nil {
 			return err
 		}
 		icons, err := decodeIcons(iconRaw)
 		if err != nil {
-			return fmt.Errorf("postgres: index lists: icons of %s@%s: %w", m.Repo, dgst, err)
+			return fmt.Errorf("%s: index lists: icons of %s@%s: %w", s.name, m.Repo, dgst, err)
 		}
 		if err := fn(&m, list, listTags, icons); err != nil {
 			return err
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("postgres: index lists: %w", err)
+		return fmt.Errorf("%s: index lists: %w", s.name, err)
 	}
 	return nil
 }
@@ -256,15 +200,15 @@ func decodeIcons(raw string) (map[int]digest.Digest, error) {
 	return out, nil
 }
 
-func fillIndexManifest(m *meta.Manifest, dgst string, ann, lb sql.NullString, created sql.NullInt64, pushed int64) error {
+func (s *Store) fillIndexManifest(m *meta.Manifest, dgst string, ann, lb sql.NullString, created sql.NullInt64, pushed int64) error {
 	m.Digest = digest.Digest(dgst)
 	m.Created, m.Pushed = fromNullNanos(created), fromNanos(pushed)
 	var err error
 	if m.Annotations, err = decodeMap(ann); err != nil {
-		return fmt.Errorf("postgres: index: annotations of %s@%s: %w", m.Repo, dgst, err)
+		return fmt.Errorf("%s: index: annotations of %s@%s: %w", s.name, m.Repo, dgst, err)
 	}
 	if m.Labels, err = decodeMap(lb); err != nil {
-		return fmt.Errorf("postgres: index: labels of %s@%s: %w", m.Repo, dgst, err)
+		return fmt.Errorf("%s: index: labels of %s@%s: %w", s.name, m.Repo, dgst, err)
 	}
 	return nil
 }
@@ -276,6 +220,8 @@ type indexFilter struct {
 	maps                     []mapCond
 	// empty: some key has no values, so nothing matches.
 	empty bool
+	// mapCond is the dialect's JSON condition (Dialect.MapCond).
+	mapCond func(b *strings.Builder, column string, keyArg int, exists bool, in func(expr string))
 }
 
 // mapCond is one label or annotation condition of the filter.
@@ -287,8 +233,8 @@ type mapCond struct {
 }
 
 // compileIndexFilter maps the typed filter onto the columns.
-func compileIndexFilter(filter meta.IndexFilter) *indexFilter {
-	f := &indexFilter{repos: filter.Repositories, tags: filter.Tags, oses: filter.OS, archs: filter.Architectures, empty: filter.None}
+func (s *Store) compileIndexFilter(filter meta.IndexFilter) *indexFilter {
+	f := &indexFilter{mapCond: s.q.MapCond, repos: filter.Repositories, tags: filter.Tags, oses: filter.OS, archs: filter.Architectures, empty: filter.None}
 	for _, c := range filter.Maps {
 		column := "labels"
 		if c.Annotation {
@@ -300,10 +246,11 @@ func compileIndexFilter(filter meta.IndexFilter) *indexFilter {
 }
 
 // sql fills the template's conditions: %[1]s on the repository r and the
-// image alias, %[2]s on the tag t.
-func (f *indexFilter) sql(template, alias string) (string, []any) {
+// image alias, %[2]s on the tag t. The template's first arguments are
+// mediaTypes.
+func (f *indexFilter) sql(template, alias string, mediaTypes ...any) (string, []any) {
 	var (
-		args []any
+		args = mediaTypes
 		cond strings.Builder
 		tag  strings.Builder
 	)
@@ -334,12 +281,7 @@ func (f *indexFilter) sql(template, alias string) (string, []any) {
 	}
 	for _, c := range f.maps {
 		args = append(args, c.key)
-		if c.exists {
-			fmt.Fprintf(&cond, "\n  AND COALESCE(%s.%s ? $%d, false)", alias, c.column, len(args))
-			continue
-		}
-		cond.WriteString("\n ")
-		in(&cond, fmt.Sprintf("(%s.%s ->> $%d)", alias, c.column, len(args)), c.values)
+		f.mapCond(&cond, alias+"."+c.column, len(args), c.exists, func(expr string) { in(&cond, expr, c.values) })
 	}
 	return fmt.Sprintf(template, cond.String(), tag.String()), args
 }
@@ -351,22 +293,22 @@ func (f *indexFilter) sql(template, alias string) (string, []any) {
 // been deleted since it was pushed). The caller has checked the PNG and
 // that d is its sha256 digest.
 func (s *Store) PutIcon(ctx context.Context, key meta.ManifestKey, size int, d digest.Digest, png []byte) error {
-	err := s.write(ctx, func(tx txn) error {
+	err := s.write(ctx, func(tx *Tx) error {
 		var one int
-		if err := tx.tx.QueryRowContext(tx.ctx, qIconManifestExists, key.Repo, string(key.Digest)).Scan(&one); err != nil {
+		if err := tx.QueryRow(ctx, s.q.IconManifestExists, key.Repo, string(key.Digest)).Scan(&one); err != nil {
 			return err
 		}
-		if _, err := tx.tx.ExecContext(tx.ctx, qInsertIcon, string(d), png, now()); err != nil {
+		if _, err := tx.Exec(ctx, s.q.InsertIcon, string(d), png, s.nowNanos()); err != nil {
 			return err
 		}
-		_, err := tx.tx.ExecContext(tx.ctx, qPutManifestIcon, key.Repo, string(key.Digest), size, string(d))
+		_, err := tx.Exec(ctx, s.q.PutManifestIcon, key.Repo, string(key.Digest), size, string(d))
 		return err
 	})
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("icon of %s@%s: %w", key.Repo, key.Digest, meta.ErrManifestNotFound)
 	case err != nil:
-		return fmt.Errorf("postgres: put icon %s of %s@%s: %w", d, key.Repo, key.Digest, err)
+		return fmt.Errorf("%s: put icon %s of %s@%s: %w", s.name, d, key.Repo, key.Digest, err)
 	}
 	return nil
 }
@@ -374,12 +316,12 @@ func (s *Store) PutIcon(ctx context.Context, key meta.ManifestKey, size int, d d
 // Icon returns the PNG bytes of the icon whose digest is d; ok is false
 // if no manifest shows such an icon.
 func (s *Store) Icon(ctx context.Context, d digest.Digest) (png []byte, ok bool, err error) {
-	err = s.r.db.QueryRowContext(ctx, qIcon, string(d)).Scan(&png)
+	err = s.r.QueryRow(ctx, s.q.Icon, string(d)).Scan(&png)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, false, nil
 	case err != nil:
-		return nil, false, fmt.Errorf("postgres: icon %s: %w", d, err)
+		return nil, false, fmt.Errorf("%s: icon %s: %w", s.name, d, err)
 	}
 	return png, true, nil
 }
@@ -398,11 +340,11 @@ func (s *Store) ManifestIcons(ctx context.Context, keys ...meta.ManifestKey) (ma
 	}
 	arg, err := json.Marshal(pairs)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: manifest icons: %w", err)
+		return nil, fmt.Errorf("%s: manifest icons: %w", s.name, err)
 	}
-	rows, err := s.r.db.QueryContext(ctx, qManifestIcons, string(arg))
+	rows, err := s.r.Query(ctx, s.q.ManifestIcons, string(arg))
 	if err != nil {
-		return nil, fmt.Errorf("postgres: manifest icons: %w", err)
+		return nil, fmt.Errorf("%s: manifest icons: %w", s.name, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -412,7 +354,7 @@ func (s *Store) ManifestIcons(ctx context.Context, keys ...meta.ManifestKey) (ma
 			size    int
 		)
 		if err := rows.Scan(&key.Repo, &d, &size, &icon); err != nil {
-			return nil, fmt.Errorf("postgres: manifest icons: %w", err)
+			return nil, fmt.Errorf("%s: manifest icons: %w", s.name, err)
 		}
 		key.Digest = digest.Digest(d)
 		if out[key] == nil {
@@ -421,7 +363,7 @@ func (s *Store) ManifestIcons(ctx context.Context, keys ...meta.ManifestKey) (ma
 		out[key][size] = digest.Digest(icon)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: manifest icons: %w", err)
+		return nil, fmt.Errorf("%s: manifest icons: %w", s.name, err)
 	}
 	return out, nil
 }
@@ -437,9 +379,10 @@ func (s *Store) ManifestsWithoutIcons(ctx context.Context, after meta.ManifestKe
 	if n == 0 {
 		return out, nil
 	}
-	rows, err := s.r.db.QueryContext(ctx, qManifestsWithoutIcons, after.Repo, string(after.Digest), limit(n), iconLabel64, iconLabel128)
+	rows, err := s.r.Query(ctx, s.q.ManifestsWithoutIcons, after.Repo, string(after.Digest), limit(n),
+		s.q.Label(iconLabel64), s.q.Label(iconLabel128))
 	if err != nil {
-		return nil, fmt.Errorf("postgres: manifests without icons: %w", err)
+		return nil, fmt.Errorf("%s: manifests without icons: %w", s.name, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -449,7 +392,7 @@ func (s *Store) ManifestsWithoutIcons(ctx context.Context, after meta.ManifestKe
 			l64, l128, a64, a128 sql.NullString
 		)
 		if err := rows.Scan(&m.Repo, &d, &l64, &l128, &a64, &a128); err != nil {
-			return nil, fmt.Errorf("postgres: manifests without icons: %w", err)
+			return nil, fmt.Errorf("%s: manifests without icons: %w", s.name, err)
 		}
 		m.Digest = digest.Digest(d)
 		m.Labels, m.Annotations = map[string]string{}, map[string]string{}
@@ -465,7 +408,7 @@ func (s *Store) ManifestsWithoutIcons(ctx context.Context, after meta.ManifestKe
 		out = append(out, m)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: manifests without icons: %w", err)
+		return nil, fmt.Errorf("%s: manifests without icons: %w", s.name, err)
 	}
 	return out, nil
 }

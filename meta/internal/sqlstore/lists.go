@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -15,16 +15,16 @@ import (
 // nil.
 func (s *Store) Tags(ctx context.Context, repo, last string, n int) ([]string, error) {
 	var repoID int64
-	err := s.r.queryRow(ctx, qRepoID, repo).Scan(&repoID)
+	err := s.r.QueryRow(ctx, s.q.RepoID, repo).Scan(&repoID)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, fmt.Errorf("tags of %s: %w", repo, meta.ErrRepoNotFound)
 	case err != nil:
-		return nil, fmt.Errorf("sqlite: tags of %s: %w", repo, err)
+		return nil, fmt.Errorf("%s: tags of %s: %w", s.name, repo, err)
 	}
-	tags, err := s.names(ctx, n, qTags, repoID, last, limit(n))
+	tags, err := s.names(ctx, n, s.q.Tags, repoID, last, limit(n))
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: tags of %s: %w", repo, err)
+		return nil, fmt.Errorf("%s: tags of %s: %w", s.name, repo, err)
 	}
 	return tags, nil
 }
@@ -32,9 +32,9 @@ func (s *Store) Tags(ctx context.Context, repo, last string, n int) ([]string, e
 // Repositories implements meta.Lister. n < 0 means no limit; the result is
 // never nil.
 func (s *Store) Repositories(ctx context.Context, last string, n int) ([]string, error) {
-	repos, err := s.names(ctx, n, qRepositories, last, limit(n))
+	repos, err := s.names(ctx, n, s.q.Repositories, last, limit(n))
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: repositories: %w", err)
+		return nil, fmt.Errorf("%s: repositories: %w", s.name, err)
 	}
 	return repos, nil
 }
@@ -45,7 +45,7 @@ func (s *Store) names(ctx context.Context, n int, query string, args ...any) ([]
 	if n == 0 {
 		return out, nil
 	}
-	rows, err := s.r.query(ctx, query, args...)
+	rows, err := s.r.Query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -119,12 +119,12 @@ func (s *Store) referrerBatch(ctx context.Context, repo string, d digest.Digest,
 		err  error
 	)
 	if artifactType == "" {
-		rows, err = s.r.query(ctx, qReferrers, repo, string(d), cursor, n)
+		rows, err = s.r.Query(ctx, s.q.Referrers, repo, string(d), cursor, n)
 	} else {
-		rows, err = s.r.query(ctx, qReferrersOfType, repo, string(d), cursor, artifactType, n)
+		rows, err = s.r.Query(ctx, s.q.ReferrersOfType, repo, string(d), cursor, artifactType, n)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: referrers of %s@%s: %w", repo, d, err)
+		return nil, fmt.Errorf("%s: referrers of %s@%s: %w", s.name, repo, d, err)
 	}
 	defer rows.Close()
 	var out []meta.Descriptor
@@ -136,17 +136,17 @@ func (s *Store) referrerBatch(ctx context.Context, repo string, d digest.Digest,
 			annotations sql.NullString
 		)
 		if err := rows.Scan(&dgst, &desc.MediaType, &desc.Size, &desc.ArtifactType, &annotations); err != nil {
-			return nil, fmt.Errorf("sqlite: referrers of %s@%s: %w", repo, d, err)
+			return nil, fmt.Errorf("%s: referrers of %s@%s: %w", s.name, repo, d, err)
 		}
 		desc.Digest = digest.Digest(dgst)
 		if desc.Annotations, err = decodeMap(annotations); err != nil {
-			return nil, fmt.Errorf("sqlite: referrers of %s@%s: %s annotations: %w", repo, d, dgst, err)
+			return nil, fmt.Errorf("%s: referrers of %s@%s: %s annotations: %w", s.name, repo, d, dgst, err)
 		}
 		held += len(annotations.String)
 		out = append(out, desc)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: referrers of %s@%s: %w", repo, d, err)
+		return nil, fmt.Errorf("%s: referrers of %s@%s: %w", s.name, repo, d, err)
 	}
 	return out, nil
 }
