@@ -29,7 +29,7 @@ const clockResample = time.Minute
 // the database's.
 type dbClock struct {
 	db       *sql.DB
-	query    string // reads the database's time in microseconds (clockQuery)
+	query    string       // reads the database's time in microseconds (clockQuery)
 	offset   atomic.Int64 // nanoseconds to add to time.Now
 	measured atomic.Int64 // time.Now().UnixNano() of the last measurement
 	mu       sync.Mutex   // one measurement at a time

@@ -66,17 +66,17 @@ SELECT (i %% 1000) + 1, 'v' || i, 'sha256:' || encode(sha256(('m' || i)::bytea),
 		q    string
 		args []any
 	}{
-		{"blob HEAD/GET: the link (qBlobLink)", qBlobLink, []any{"team/repo243", digest}},
-		{"manifest GET by tag (qResolveTag)", qResolveTag, []any{"team/repo243", "v4242"}},
-		{"manifest GET (qGetManifest)", qGetManifest, []any{"team/repo243", mdigest}},
-		{"manifest GET: references (qGetRefs)", qGetRefs, []any{243, mdigest}},
-		{"manifest PUT: is each blob linked (qLinked)", qLinked, []any{243, digest}},
-		{"manifest PUT: tag move (qTagDigest)", qTagDigest, []any{243, "v4242"}},
-		{"tags list, a page (qTags)", qTags, []any{243, "", 100}},
-		{"catalog, a page (qRepositories)", qRepositories, []any{"team/repo5", 100}},
-		{"gc: unreferenced links of a repository, a page (qUnreferencedLinks)", qUnreferencedLinks, []any{243, "", int64(1) << 62, 500}},
-		{"gc: unlinked blobs, a page (qUnlinkedBlobs)", qUnlinkedBlobs, []any{"", int64(1) << 62, 500}},
-		{"Flatpak index generation (qFlatpakGeneration)", qFlatpakGeneration, nil},
+		{"blob HEAD/GET: the link (queries.BlobLink)", queries.BlobLink, []any{"team/repo243", digest}},
+		{"manifest GET by tag (queries.ResolveTag)", queries.ResolveTag, []any{"team/repo243", "v4242"}},
+		{"manifest GET (queries.GetManifest)", queries.GetManifest, []any{"team/repo243", mdigest}},
+		{"manifest GET: references (queries.GetRefs)", queries.GetRefs, []any{243, mdigest}},
+		{"manifest PUT: is each blob linked (queries.Linked)", queries.Linked, []any{243, digest}},
+		{"manifest PUT: tag move (queries.TagDigest)", queries.TagDigest, []any{243, "v4242"}},
+		{"tags list, a page (queries.Tags)", queries.Tags, []any{243, "", 100}},
+		{"catalog, a page (queries.Repositories)", queries.Repositories, []any{"team/repo5", 100}},
+		{"gc: unreferenced links of a repository, a page (queries.UnreferencedLinks)", queries.UnreferencedLinks, []any{243, "", int64(1) << 62, 500}},
+		{"gc: unlinked blobs, a page (queries.UnlinkedBlobs)", queries.UnlinkedBlobs, []any{"", int64(1) << 62, 500}},
+		{"Flatpak index generation (queries.FlatpakGeneration)", queries.FlatpakGeneration, nil},
 	}
 	big := regexp.MustCompile(`Seq Scan on (blobs|blob_links|manifests|manifest_refs|tags|repositories)\b`)
 	var out strings.Builder

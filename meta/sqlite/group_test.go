@@ -87,7 +87,7 @@ func TestGroupCommit(t *testing.T) {
 		}
 		wg.Go(func() {
 			errs[i] = s.write(wctx, func(tx *sqlstore.Tx) error {
-				if _, err := tx.Exec(wctx, qInsertBlob, string(d), 10, sqlutil.Now()); err != nil {
+				if _, err := tx.Exec(wctx, queries.InsertBlob, string(d), 10, sqlutil.Now()); err != nil {
 					return err
 				}
 				if i == 3 {
@@ -140,7 +140,7 @@ func TestGroupCommitFailedGroup(t *testing.T) {
 		d := digest.FromString(fmt.Sprint("blob-", i))
 		wg.Go(func() {
 			errs[i] = s.write(context.Background(), func(tx *sqlstore.Tx) error {
-				if _, err := tx.Exec(context.Background(), qInsertBlob, string(d), 10, sqlutil.Now()); err != nil {
+				if _, err := tx.Exec(context.Background(), queries.InsertBlob, string(d), 10, sqlutil.Now()); err != nil {
 					return err
 				}
 				if i == 2 {
