@@ -90,13 +90,35 @@ func TestIncrementalRefresh(t *testing.T) {
 }
 
 // churning is a store whose catalogue changes between any two looks.
+// With ready set, a rebuild (which reads the events outbox first) waits
+// for it to close.
 type churning struct {
 	*sqlite.Store
-	v atomic.Int64
+	v     atomic.Int64
+	ready chan struct{}
 }
 
 func (c *churning) CatalogVersion(context.Context) (string, error) {
 	return strconv.FormatInt(c.v.Add(1), 10), nil
+}
+
+func (c *churning) wait(ctx context.Context) {
+	if c.ready != nil {
+		select {
+		case <-c.ready:
+		case <-ctx.Done():
+		}
+	}
+}
+
+func (c *churning) LastEventSeq(ctx context.Context) (int64, error) {
+	c.wait(ctx)
+	return c.Store.LastEventSeq(ctx)
+}
+
+func (c *churning) Events(ctx context.Context, after int64, n int) ([]meta.Event, error) {
+	c.wait(ctx)
+	return c.Store.Events(ctx, after, n)
 }
 
 // TestRebuildsCoalesce: under constant change, requests that arrive
@@ -105,7 +127,10 @@ func (c *churning) CatalogVersion(context.Context) (string, error) {
 func TestRebuildsCoalesce(t *testing.T) {
 	s := newSite(t, Options{})
 	s.push("server", img{layer: "one"}, "v1")
-	md := &churning{Store: s.md}
+	// Rebuilds wait until every request is about to ask: however the
+	// requests are scheduled, the first rebuild cannot end before they
+	// have all asked.
+	md := &churning{Store: s.md, ready: make(chan struct{})}
 	h, err := New(md, nil, Options{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -114,13 +139,17 @@ func TestRebuildsCoalesce(t *testing.T) {
 	var (
 		start sync.WaitGroup
 		done  sync.WaitGroup
+		about sync.WaitGroup
 		mu    sync.Mutex
 		got   = map[*snapshot]bool{}
 	)
 	start.Add(1)
+	about.Add(n)
+	go func() { about.Wait(); close(md.ready) }()
 	for range n {
 		done.Go(func() {
 			start.Wait()
+			about.Done()
 			asked := time.Now()
 			snap, err := h.snapshot(t.Context())
 			if err != nil {
