@@ -83,6 +83,8 @@ func BenchmarkIndex(b *testing.B) {
 	b.Cleanup(func() { md.Close() })
 	rec := flatpak.NewIconRecorder(md, nil)
 	start := time.Now()
+	// The last two versions of each app, for moving "latest" between them.
+	lastTwo := make([][2]*meta.Manifest, apps)
 	for a := range apps {
 		id := fmt.Sprintf("org.bench.App%04d", a)
 		repo := fmt.Sprintf("apps/app%04d", a)
@@ -112,6 +114,9 @@ func BenchmarkIndex(b *testing.B) {
 			rec.PrepareManifest(ctx, m)
 			if err := md.PutManifest(ctx, m, tag); err != nil {
 				b.Fatal(err)
+			}
+			if v >= versions-2 {
+				lastTwo[a][v-(versions-2)] = m
 			}
 		}
 	}
@@ -157,6 +162,22 @@ func BenchmarkIndex(b *testing.B) {
 			n = w.n
 		}
 		b.ReportMetric(float64(n), "gzip-bytes")
+	})
+	// One app's "latest" moves, then flatpak's query: the cached answer is
+	// refreshed from that repository alone.
+	b.Run("refresh/one-tag-moved", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			m := lastTwo[i%apps][(i/apps)%2] // to v8 first, then back to v9
+			if err := md.PutManifest(ctx, m, "latest"); err != nil {
+				b.Fatal(err)
+			}
+			if w := serve(b, cached, query); w.code != http.StatusOK {
+				b.Fatalf("status %d", w.code)
+			}
+			i++
+		}
 	})
 	uncached := flatpak.New(md, flatpak.Options{CacheBytes: -1}, nil)
 	b.Run("uncached/tag=latest", func(b *testing.B) {

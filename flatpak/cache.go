@@ -17,6 +17,15 @@ type indexAnswer struct {
 	size int64  // length of the JSON
 	// truncated: the answer stopped at Options.MaxIndexBytes.
 	truncated bool
+
+	// What a refresh builds the next answer from (refreshIndex): the
+	// events outbox's sequence the answer reflects at least (-1: none, it
+	// cannot be refreshed), each repository's encoded result, and the
+	// compressed groups by key (pointing into gz).
+	seq    int64
+	repos  map[string][]byte
+	groups map[string]*gzGroup
+	held   int64 // bytes of repos
 }
 
 // etagGzip is the ETag of the gzipped body: another representation, so
@@ -58,12 +67,13 @@ type cacheEntry struct {
 // the map slot, the entry and answer structs, the ETag), rounded up.
 const (
 	entryOverhead   = 512
+	groupOverhead   = 160 // a gzGroup and its map slot, its key aside
 	maxCacheEntries = 4096
 )
 
 // cost is what an entry counts against the budget.
 func (e *cacheEntry) cost() int64 {
-	return int64(len(e.key)+len(e.ans.gz)) + entryOverhead
+	return int64(len(e.key)+len(e.ans.gz)) + e.ans.held + int64(len(e.ans.groups))*groupOverhead + entryOverhead
 }
 
 type flightKey struct {
@@ -186,6 +196,17 @@ func (c *indexCache) put(key string, ans *indexAnswer) {
 		c.lru.Remove(el)
 		delete(c.entries, e.key)
 	}
+}
+
+// current returns the answer cached for key, of any generation (nil:
+// none), for a build to start from.
+func (c *indexCache) current(key string) *indexAnswer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.entries[key]; ok {
+		return el.Value.(*cacheEntry).ans
+	}
+	return nil
 }
 
 // stats returns the number of cached answers and their size (for tests).

@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -180,8 +179,9 @@ func (h *Handler) serveIndex(w http.ResponseWriter, r *http.Request, dynamic boo
 	}
 	// Requests of one view share answers (and builds): canPull is the
 	// same predicate for all of them.
-	ans, err := h.cache.get(ctx, cacheKey(viewKey, q.key), gen, func(ctx context.Context) (*indexAnswer, error) {
-		return h.buildIndex(ctx, q, canPull)
+	key := cacheKey(viewKey, q.key)
+	ans, err := h.cache.get(ctx, key, gen, func(ctx context.Context) (*indexAnswer, error) {
+		return h.buildIndex(ctx, q, canPull, gen, h.cache.current(key))
 	})
 	if err != nil {
 		h.internalError(w, r, "index", err)
@@ -275,17 +275,145 @@ func (p *indexParts) add(n int64) bool {
 	return true
 }
 
-// buildIndex queries the store and encodes the answer, gzipped. URLs in it
+// buildIndex answers q at generation gen (or newer): from prev, the
+// cached answer of the same view and query, when the events outbox says
+// which repositories changed since it (refreshIndex), else from the whole
+// store (readIndex).
+func (h *Handler) buildIndex(ctx context.Context, q indexQuery, canPull func(string) bool, gen int64, prev *indexAnswer) (*indexAnswer, error) {
+	if prev != nil {
+		ans, ok, err := h.refreshIndex(ctx, q, canPull, gen, prev)
+		if err != nil || ok {
+			return ans, err
+		}
+	}
+	return h.readIndex(ctx, q, canPull)
+}
+
+// Events is what the index reads of the events outbox (meta.Outbox) to
+// re-read only the repositories a change touched; a store without it is
+// read whole at every change.
+type Events interface {
+	Events(ctx context.Context, after int64, n int) ([]meta.Event, error)
+	LastEventSeq(ctx context.Context) (int64, error)
+}
+
+// maxIncremental is the most events an index refresh applies one
+// repository at a time; past it the index is read whole.
+const maxIncremental = 1024
+
+// readIndex queries the store and encodes the answer, gzipped. URLs in it
 // are built on the configured public URL, else relative to the index URL
 // (the client resolves Registry and icon URLs against it, §1 and §2.3), so
 // the answer does not depend on the request, only on its view: images of
 // repositories canPull refuses are left out (nil: none are). The answer
 // stops at the first image that would take it past Options.MaxIndexBytes.
-func (h *Handler) buildIndex(ctx context.Context, q indexQuery, canPull func(string) bool) (*indexAnswer, error) {
+//
+// The events outbox's sequence is read before the snapshot, so every
+// event up to it is reflected in the answer (refreshIndex starts there).
+func (h *Handler) readIndex(ctx context.Context, q indexQuery, canPull func(string) bool) (*indexAnswer, error) {
+	seq := int64(-1)
+	if ev, ok := h.md.(Events); ok {
+		var err error
+		if seq, err = ev.LastEventSeq(ctx); err != nil {
+			return nil, fmt.Errorf("index: events: %w", err)
+		}
+	}
+	p, gen, err := h.readParts(ctx, q.typed, canPull, h.opts.MaxIndexBytes)
+	if errors.Is(err, errIndexFull) {
+		// The walk stopped early: the snapshot's generation is not
+		// known, so the answer counts as of the one the request saw
+		// (a later change makes the cache build it again).
+		gen, err = h.md.IndexGeneration(ctx, q.typed.Scope())
+		if err == nil {
+			h.warnTruncated(ctx, gen, q)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	ans := h.encodeAnswer(p.repoJSON(), nil, nil)
+	ans.gen, ans.truncated = gen, p.full
+	if !p.full {
+		ans.seq = seq // a cut answer is not refreshed: read whole again
+	} else {
+		ans.seq = -1
+	}
+	return ans, nil
+}
+
+// refreshIndex builds q's answer at gen from prev by re-reading only the
+// repositories the events since prev name. ok is false when that cannot
+// be trusted (no outbox, a gc run, too many events, a gap where events
+// were pruned, a cut answer) and the caller reads the whole index.
+//
+// gen was read before the events: every change up to gen has its event
+// among them (an event is written with its change), and the repositories
+// are re-read after, so the answer holds at least everything of gen.
+func (h *Handler) refreshIndex(ctx context.Context, q indexQuery, canPull func(string) bool, gen int64, prev *indexAnswer) (*indexAnswer, bool, error) {
+	ev, has := h.md.(Events)
+	if !has || prev.seq < 0 || prev.repos == nil || prev.truncated {
+		return nil, false, nil
+	}
+	evs, err := ev.Events(ctx, prev.seq, maxIncremental+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("index: events: %w", err)
+	}
+	if len(evs) > maxIncremental || len(evs) > 0 && evs[0].Seq != prev.seq+1 {
+		return nil, false, nil
+	}
+	seq := prev.seq
+	changed := map[string]bool{}
+	for i, e := range evs {
+		if i > 0 && e.Seq != evs[i-1].Seq+1 || e.Type == meta.EventGCRun || e.Repo == "" {
+			return nil, false, nil
+		}
+		seq = e.Seq
+		if e.Type != meta.EventBlobDelete { // blobs are not in the index
+			changed[e.Repo] = true
+		}
+	}
+	// The repositories to re-read: the changed ones the query can list.
+	filter := q.typed
+	var reread []string
+	for repo := range changed {
+		if len(filter.Repositories) == 0 || slices.Contains(filter.Repositories, repo) {
+			reread = append(reread, repo)
+		}
+	}
+	repos := prev.repos
+	if len(reread) > 0 {
+		slices.Sort(reread)
+		filter.Repositories = reread
+		// What the answer keeps of prev counts against the cap.
+		budget := h.opts.MaxIndexBytes - prev.size
+		for _, r := range reread {
+			budget += int64(len(prev.repos[r]))
+		}
+		p, _, err := h.readParts(ctx, filter, canPull, budget)
+		if errors.Is(err, errIndexFull) {
+			return nil, false, nil // it would be cut: read whole, and cut alike
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		repos = maps.Clone(prev.repos)
+		for _, r := range reread {
+			delete(repos, r)
+		}
+		maps.Copy(repos, p.repoJSON())
+	}
+	ans := h.encodeAnswer(repos, prev.groups, changed)
+	ans.gen, ans.seq = gen, seq
+	return ans, true, nil
+}
+
+// readParts walks the images filter selects and encodes each as the store
+// passes it, into at most max bytes of answer (errIndexFull past it, with
+// the parts read so far). It returns the snapshot's generation.
+func (h *Handler) readParts(ctx context.Context, filter meta.IndexFilter, canPull func(string) bool, max int64) (*indexParts, int64, error) {
 	base := h.opts.PublicURL
-	registry := jsonBytes(base + "/")
-	p := &indexParts{results: map[string]*resultParts{}, lists: map[meta.ManifestKey]*listParts{}, max: h.opts.MaxIndexBytes}
-	p.size = int64(len(registry)) + answerFraming
+	p := &indexParts{results: map[string]*resultParts{}, lists: map[meta.ManifestKey]*listParts{}, max: max}
+	p.size = int64(len(h.registryJSON())) + answerFraming
 	result := func(repo string) *resultParts {
 		res := p.results[repo]
 		if res == nil {
@@ -298,7 +426,7 @@ func (h *Handler) buildIndex(ctx context.Context, q indexQuery, canPull func(str
 		}
 		return res
 	}
-	gen, err := h.md.IndexImages(ctx, q.typed, func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error {
+	gen, err := h.md.IndexImages(ctx, filter, func(img, list *meta.Manifest, tags []string, icons map[int]digest.Digest) error {
 		if canPull != nil && !canPull(img.Repo) {
 			return nil
 		}
@@ -346,20 +474,12 @@ func (h *Handler) buildIndex(ctx context.Context, q indexQuery, canPull func(str
 		}
 		return nil
 	})
-	if errors.Is(err, errIndexFull) {
-		// The walk stopped early: the snapshot's generation is not
-		// known, so the answer counts as of the one the request saw
-		// (a later change makes the cache build it again).
-		gen, err = h.md.IndexGeneration(ctx, q.typed.Scope())
-		if err == nil {
-			h.warnTruncated(ctx, gen, q)
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	return p.encode(gen, registry)
+	return p, gen, err
 }
+
+// registryJSON is the answer's Registry value: the configured public URL,
+// else "/" (resolved against the index URL).
+func (h *Handler) registryJSON() []byte { return jsonBytes(h.opts.PublicURL + "/") }
 
 // warnTruncated logs, once per generation, that an answer was cut.
 func (h *Handler) warnTruncated(ctx context.Context, gen int64, q indexQuery) {
@@ -376,75 +496,110 @@ func (h *Handler) warnTruncated(ctx context.Context, gen int64, q indexQuery) {
 	}
 }
 
-// encode writes the answer's JSON into a gzip stream, part by part, in
-// repository order, hashing it for the ETag as it goes.
-func (p *indexParts) encode(gen int64, registry []byte) (*indexAnswer, error) {
-	names := make([]string, 0, len(p.results))
-	for name := range p.results {
+// repoJSON encodes each repository's result: {"Name":…,"Images":[…],
+// "Lists":[…]}.
+func (p *indexParts) repoJSON() map[string][]byte {
+	out := make(map[string][]byte, len(p.results))
+	for name, res := range p.results {
+		var b bytes.Buffer
+		join := func(items [][]byte) {
+			for i, it := range items {
+				if i > 0 {
+					b.Write(comma)
+				}
+				b.Write(it)
+			}
+		}
+		b.WriteString(`{"Name":`)
+		b.Write(res.name)
+		b.WriteString(`,"Images":[`)
+		join(res.images)
+		b.WriteString(`],"Lists":[`)
+		for j, l := range res.lists {
+			if j > 0 {
+				b.Write(comma)
+			}
+			b.WriteString(`{"Digest":`)
+			b.Write(l.digest)
+			b.WriteString(`,"MediaType":`)
+			b.Write(l.mediaType)
+			b.WriteString(`,"Images":[`)
+			join(l.images)
+			b.WriteString(`],"Tags":`)
+			b.Write(l.tags)
+			b.WriteString(`}`)
+		}
+		b.WriteString(`]}`)
+		out[name] = b.Bytes()
+	}
+	return out
+}
+
+// encodeAnswer writes the answer {"Registry":…,"Results":[…]} of repos,
+// in repository order, as a gzip body of groups (indexgz.go), reusing
+// each group of prev whose repositories are the same and none changed.
+func (h *Handler) encodeAnswer(repos map[string][]byte, prev map[string]*gzGroup, changed map[string]bool) *indexAnswer {
+	names := make([]string, 0, len(repos))
+	for name := range repos {
 		names = append(names, name)
 	}
 	slices.Sort(names)
+	group := func(key string, members []string, content func() []byte) *gzGroup {
+		if g := prev[key]; g != nil && !slices.ContainsFunc(members, func(n string) bool { return changed[n] }) {
+			return g
+		}
+		return compressGroup(key, content())
+	}
+	registry := h.registryJSON()
+	groups := []*gzGroup{group("head:"+string(registry), nil, func() []byte {
+		return slices.Concat([]byte(`{"Registry":`), registry, []byte(`,"Results":[`))
+	})}
+	var (
+		cur      []string
+		curBytes int
+	)
+	flush := func() {
+		if len(cur) == 0 {
+			return
+		}
+		first := len(groups) == 1
+		members := cur
+		groups = append(groups, group(groupKey(first, members), members, func() []byte {
+			var b bytes.Buffer
+			for i, name := range members {
+				if i > 0 || !first {
+					b.Write(comma)
+				}
+				b.Write(repos[name])
+			}
+			return b.Bytes()
+		}))
+		cur, curBytes = nil, 0
+	}
+	for _, name := range names {
+		cur = append(cur, name)
+		curBytes += len(repos[name])
+		if endsGroup(name) || curBytes >= maxGroupBytes {
+			flush()
+		}
+	}
+	flush()
+	groups = append(groups, group("tail", nil, func() []byte { return []byte("]}\n") }))
 
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	sum := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(zw, sum)}
-	w := func(parts ...[]byte) {
-		for _, b := range parts {
-			_, _ = cw.Write(b) // a bytes.Buffer and a hash do not fail
-		}
+	gz, size, etag, placed := assembleGzip(groups)
+	var held int64
+	byKey := make(map[string]*gzGroup, len(placed))
+	for _, g := range placed {
+		byKey[g.key] = g
+		held += int64(len(g.key))
 	}
-	join := func(items [][]byte) {
-		for i, b := range items {
-			if i > 0 {
-				w(comma)
-			}
-			w(b)
-		}
+	for _, b := range repos {
+		held += int64(len(b))
 	}
-	w([]byte(`{"Registry":`), registry, []byte(`,"Results":[`))
-	for i, name := range names {
-		res := p.results[name]
-		if i > 0 {
-			w(comma)
-		}
-		w([]byte(`{"Name":`), res.name, []byte(`,"Images":[`))
-		join(res.images)
-		w([]byte(`],"Lists":[`))
-		for j, l := range res.lists {
-			if j > 0 {
-				w(comma)
-			}
-			w([]byte(`{"Digest":`), l.digest, []byte(`,"MediaType":`), l.mediaType, []byte(`,"Images":[`))
-			join(l.images)
-			w([]byte(`],"Tags":`), l.tags, []byte(`}`))
-		}
-		w([]byte(`]}`))
-	}
-	w([]byte("]}\n"))
-	if err := zw.Close(); err != nil {
-		return nil, fmt.Errorf("compress index: %w", err)
-	}
-	digestSum := sum.Sum(nil)
-	// The strong ETag is a fingerprint of the body (which holds the base
-	// URL, in Registry), so equal answers have equal tags whatever the
-	// generation they were built at.
-	etag := `"` + hex.EncodeToString(digestSum[:16]) + `"`
-	return &indexAnswer{gen: gen, etag: etag, gz: gz.Bytes(), size: cw.n, truncated: p.full}, nil
+	return &indexAnswer{etag: etag, gz: gz, size: size, repos: repos, groups: byKey, held: held}
 }
 
 var comma = []byte(",")
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(b []byte) (int, error) {
-	n, err := c.w.Write(b)
-	c.n += int64(n)
-	return n, err
-}
 
 // jsonBytes encodes v as the index does: no HTML escaping (the body is
 // JSON, never HTML), no trailing newline.

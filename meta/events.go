@@ -31,10 +31,15 @@ const (
 	// EventGCRun: garbage collection finished a run (its counts). What a
 	// run deletes is reported by this one event, not one event per row.
 	EventGCRun = "gc.run"
+	// EventIconUpdate: an icon was recorded for a manifest after its push
+	// (icons decoded at push come with manifest.push; this is the start-up
+	// backfill of manifests pushed before icons were recorded). The
+	// Flatpak index and the catalogue re-read the repository.
+	EventIconUpdate = "icon.update"
 )
 
 // EventTypes lists every event type.
-var EventTypes = []string{EventManifestPush, EventTagUpdate, EventManifestDelete, EventTagDelete, EventBlobDelete, EventGCRun}
+var EventTypes = []string{EventManifestPush, EventTagUpdate, EventManifestDelete, EventTagDelete, EventBlobDelete, EventGCRun, EventIconUpdate}
 
 // Event is one row of the outbox.
 type Event struct {
@@ -72,6 +77,14 @@ type TagUpdatePayload struct {
 	Digest digest.Digest `json:"digest"`
 	// Previous is the digest the tag pointed at, "" for a new tag.
 	Previous digest.Digest `json:"previousDigest"`
+}
+
+// IconUpdatePayload is icon.update's payload: the manifest Digest shows
+// Icon as its icon of Size pixels.
+type IconUpdatePayload struct {
+	Digest digest.Digest `json:"digest"`
+	Size   int           `json:"size"`
+	Icon   digest.Digest `json:"icon"`
 }
 
 // ManifestDeletePayload is manifest.delete's payload.

@@ -301,8 +301,12 @@ func (s *Store) PutIcon(ctx context.Context, key meta.ManifestKey, size int, d d
 		if _, err := tx.Exec(ctx, s.q.InsertIcon, string(d), png, s.nowNanos()); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, s.q.PutManifestIcon, key.Repo, string(key.Digest), size, string(d))
-		return err
+		t := s.nowNanos()
+		if _, err := tx.Exec(ctx, s.q.PutManifestIcon, key.Repo, string(key.Digest), size, string(d)); err != nil {
+			return err
+		}
+		return s.insertEvent(ctx, tx, meta.EventIconUpdate, key.Repo,
+			meta.IconUpdatePayload{Digest: key.Digest, Size: size, Icon: d}, t)
 	})
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
