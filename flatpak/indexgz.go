@@ -22,14 +22,16 @@ import (
 // not the whole index (docs/design-notes.md, "The Flatpak index under
 // churn").
 //
-// Group boundaries depend only on repository names (a name whose hash is
-// 0 modulo groupEvery ends a group, and so does maxGroupBytes), so equal
-// answers are cut alike, compress alike and carry equal ETags however
-// they were built. A group of about 16 apps is about the deflate window
-// (32 KiB), so cutting costs little compression.
+// Group boundaries depend only on the answer itself (a repository whose
+// name hashes to 0 modulo groupEvery ends a group, and so does reaching
+// maxGroupBytes), so equal answers are cut alike, compress alike and
+// carry equal ETags however they were built. A group of about 32 apps is at least the deflate window
+// (32 KiB), so cutting costs some compression, not much: over the
+// benchmark's 1,000 near-identical apps the body is 27% larger than one
+// stream's (231 KB, 182 KB), less where apps differ.
 
 const (
-	groupEvery    = 16
+	groupEvery    = 32
 	maxGroupBytes = 64 << 10
 )
 
@@ -50,7 +52,7 @@ func endsGroup(name string) bool {
 }
 
 // flateWriters are reused: a compressor's tables are most of a megabyte,
-// and a full build compresses one group per about 16 apps.
+// and a full build compresses one group per about 32 apps.
 var flateWriters = sync.Pool{New: func() any {
 	zw, _ := flate.NewWriter(nil, flate.DefaultCompression) // the level is valid
 	return zw
