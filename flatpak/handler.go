@@ -118,6 +118,7 @@ type Handler struct {
 	// truncatedGen is the last index generation at which a truncated
 	// answer was logged (one warning per generation).
 	truncatedGen atomic.Int64
+	mux          *http.ServeMux // routes, for ServeHTTP
 }
 
 // New returns a Handler over md. A nil logger discards.
@@ -138,39 +139,46 @@ func New(md Meta, opts Options, logger *slog.Logger) *Handler {
 	if opts.MaxIndexBytes <= 0 {
 		opts.MaxIndexBytes = DefaultMaxIndexBytes
 	}
-	return &Handler{md: md, opts: opts, log: logger, cache: newIndexCache(max(opts.CacheBytes, 0), runtime.GOMAXPROCS(0))}
+	h := &Handler{md: md, opts: opts, log: logger, cache: newIndexCache(max(opts.CacheBytes, 0), runtime.GOMAXPROCS(0))}
+	h.mux = http.NewServeMux()
+	h.Register(h.mux)
+	return h
+}
+
+// routes are the Handler's patterns (Go's method patterns: a GET pattern
+// also answers HEAD, and a request of another method gets 405 with an
+// Allow header from the mux) and their handlers.
+func (h *Handler) routes() map[string]http.HandlerFunc {
+	nosniff := func(f http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			f(w, r)
+		}
+	}
+	return map[string]http.HandlerFunc{
+		"GET " + IndexStaticPath:  nosniff(func(w http.ResponseWriter, r *http.Request) { h.serveIndex(w, r, false) }),
+		"GET " + IndexDynamicPath: nosniff(func(w http.ResponseWriter, r *http.Request) { h.serveIndex(w, r, true) }),
+		"GET " + RepoFilePath:     nosniff(h.serveRepoFile),
+		"GET " + iconsPrefix: nosniff(func(w http.ResponseWriter, r *http.Request) {
+			h.serveIcon(w, r, strings.TrimPrefix(r.URL.Path, iconsPrefix))
+		}),
+		"GET " + flatpakrefPrefix: nosniff(func(w http.ResponseWriter, r *http.Request) {
+			h.serveFlatpakref(w, r, strings.TrimPrefix(r.URL.Path, flatpakrefPrefix))
+		}),
+	}
 }
 
 // Register adds the Handler's routes to mux.
 func (h *Handler) Register(mux *http.ServeMux) {
-	for _, p := range []string{IndexStaticPath, IndexDynamicPath, RepoFilePath, iconsPrefix, flatpakrefPrefix} {
-		mux.Handle(p, h)
+	for pattern, f := range h.routes() {
+		mux.Handle(pattern, f)
 	}
 }
 
-// ServeHTTP routes a request to its handler.
+// ServeHTTP serves the Handler's routes alone (as Register would on an
+// empty mux).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	p := r.URL.Path
-	switch {
-	case p == IndexStaticPath:
-		h.serveIndex(w, r, false)
-	case p == IndexDynamicPath:
-		h.serveIndex(w, r, true)
-	case p == RepoFilePath:
-		h.serveRepoFile(w, r)
-	case strings.HasPrefix(p, iconsPrefix):
-		h.serveIcon(w, r, strings.TrimPrefix(p, iconsPrefix))
-	case strings.HasPrefix(p, flatpakrefPrefix):
-		h.serveFlatpakref(w, r, strings.TrimPrefix(p, flatpakrefPrefix))
-	default:
-		http.NotFound(w, r)
-	}
+	h.mux.ServeHTTP(w, r)
 }
 
 // view is what r may see: the key of its view ("" without Access) and

@@ -134,9 +134,11 @@ func TestIndexBadQuery(t *testing.T) {
 		}
 	}
 	for _, m := range []string{"POST", "PUT", "DELETE"} {
-		res, _ := e.do(m, "/index/static", nil)
-		if res.StatusCode != http.StatusMethodNotAllowed || res.Header.Get("Allow") != "GET, HEAD" {
-			t.Errorf("%s /index/static: %s, Allow %q", m, res.Status, res.Header.Get("Allow"))
+		for _, p := range []string{"/index/static", "/index/dynamic", "/berth.flatpakrepo", "/icons/x.png", "/flatpakref/app/latest.flatpakref"} {
+			res, _ := e.do(m, p, nil)
+			if res.StatusCode != http.StatusMethodNotAllowed || res.Header.Get("Allow") != "GET, HEAD" {
+				t.Errorf("%s %s: %s, Allow %q", m, p, res.Status, res.Header.Get("Allow"))
+			}
 		}
 	}
 }

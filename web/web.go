@@ -94,6 +94,7 @@ type Handler struct {
 	history historyCache
 	// installCache keeps the last read of install counts (installs.go).
 	installCache installCache
+	mux          *http.ServeMux // routes
 }
 
 // New returns the catalogue over cat. blobs may be nil (no image
@@ -132,6 +133,7 @@ func New(cat Catalog, blobs Blobs, opts Options, logger *slog.Logger) (*Handler,
 	if h.pages, err = h.parseTemplates(); err != nil {
 		return nil, err
 	}
+	h.mux = h.routes()
 	return h, nil
 }
 
@@ -140,8 +142,9 @@ func New(cat Catalog, blobs Blobs, opts Options, logger *slog.Logger) (*Handler,
 const contentSecurityPolicy = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; " +
 	"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
-// ServeHTTP answers GET and HEAD; anything else is 405 (the catalogue is
-// read-only, V21).
+// ServeHTTP sets the security headers every answer carries and routes
+// the request (routes): GET and HEAD only, anything else is 405 (the
+// catalogue is read-only, V21).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd := w.Header()
 	hd.Set("Content-Security-Policy", contentSecurityPolicy)
@@ -149,52 +152,86 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Referrer-Policy", "same-origin")
 	hd.Set("X-Frame-Options", "DENY")
 	hd.Set("Cross-Origin-Opener-Policy", "same-origin")
-	p := r.URL.Path
-	api := p == "/api/v1" || strings.HasPrefix(p, "/api/v1/")
+	h.mux.ServeHTTP(w, r)
+}
+
+// routes maps the catalogue's paths with Go's method patterns (a GET
+// pattern also answers HEAD). What none takes goes to a fallback, which
+// answers 405 with "Allow: GET, HEAD" to other methods and 404 to the
+// rest: the API's in JSON (apiFallback), the pages' as pages
+// (pageFallback).
+func (h *Handler) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	// page runs serve on the catalogue as of now.
+	page := func(serve func(w http.ResponseWriter, r *http.Request, s *snapshot)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if s, ok := h.snapshotFor(w, r); ok {
+				serve(w, r, s)
+			}
+		}
+	}
+	under := func(prefix string, serve func(w http.ResponseWriter, r *http.Request, s *snapshot, rest string)) http.HandlerFunc {
+		return page(func(w http.ResponseWriter, r *http.Request, s *snapshot) {
+			serve(w, r, s, strings.TrimPrefix(r.URL.Path, prefix))
+		})
+	}
+	mux.HandleFunc("GET /static/", func(w http.ResponseWriter, r *http.Request) {
+		h.serveAsset(w, r, strings.TrimPrefix(r.URL.Path, "/static/"))
+	})
+	mux.HandleFunc("GET /api/v1/search", page(h.apiSearch))
+	mux.HandleFunc("/api/v1/", h.apiFallback)
+	mux.HandleFunc("/api/v1", h.apiFallback)
+	mux.HandleFunc("GET /{$}", page(h.home))
+	mux.HandleFunc("GET /search", page(h.searchPage))
+	mux.HandleFunc("GET /apps/", under("/apps/", h.appPage))
+	mux.HandleFunc("GET /repositories", page(h.reposPage))
+	mux.HandleFunc("GET /repositories/{$}", page(h.reposPage))
+	mux.HandleFunc("GET /repositories/", under("/repositories/", h.repoRoute))
+	mux.HandleFunc("/", h.pageFallback)
+	return mux
+}
+
+// pageFallback answers what no page route takes: 405 for a method other
+// than GET and HEAD (every path is read-only), else 404.
+func (h *Handler) pageFallback(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		hd.Set("Allow", "GET, HEAD")
-		if api {
-			h.jsonError(w, http.StatusMethodNotAllowed, "method not allowed: the API is read-only")
-		} else {
-			http.Error(w, "405 method not allowed: the catalogue is read-only", http.StatusMethodNotAllowed)
-		}
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "405 method not allowed: the catalogue is read-only", http.StatusMethodNotAllowed)
 		return
 	}
-	if strings.HasPrefix(p, "/static/") {
-		h.serveAsset(w, r, strings.TrimPrefix(p, "/static/"))
+	h.notFound(w, r, "There is no page at this address.")
+}
+
+// apiFallback answers what no API route takes: 405 (JSON) for a method
+// other than GET and HEAD, else 404 (JSON).
+func (h *Handler) apiFallback(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		h.jsonError(w, http.StatusMethodNotAllowed, "method not allowed: the API is read-only")
 		return
 	}
+	h.jsonError(w, http.StatusNotFound, "no such endpoint; see /api/v1/search")
+}
+
+// snapshotFor returns the catalogue as of now for a request, or answers
+// the error (JSON for the API, a page otherwise) and returns false.
+func (h *Handler) snapshotFor(w http.ResponseWriter, r *http.Request) (*snapshot, bool) {
 	s, err := h.snapshot(r.Context())
-	if err != nil {
-		if r.Context().Err() != nil {
-			return
-		}
-		h.log.ErrorContext(r.Context(), "catalogue: reading metadata", "path", p, "err", err)
-		if api {
-			h.jsonError(w, http.StatusInternalServerError, "internal error; request id "+hd.Get("X-Request-Id"))
-		} else {
-			h.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "The catalogue could not be read. The request id is "+hd.Get("X-Request-Id")+".")
-		}
-		return
+	if err == nil {
+		return s, true
 	}
-	switch {
-	case p == "/api/v1/search":
-		h.apiSearch(w, r, s)
-	case api:
-		h.jsonError(w, http.StatusNotFound, "no such endpoint; see /api/v1/search")
-	case p == "/":
-		h.home(w, r, s)
-	case p == "/search":
-		h.searchPage(w, r, s)
-	case strings.HasPrefix(p, "/apps/"):
-		h.appPage(w, r, s, strings.TrimPrefix(p, "/apps/"))
-	case p == "/repositories" || p == "/repositories/":
-		h.reposPage(w, r, s)
-	case strings.HasPrefix(p, "/repositories/"):
-		h.repoRoute(w, r, s, strings.TrimPrefix(p, "/repositories/"))
-	default:
-		h.notFound(w, r, "There is no page at this address.")
+	if r.Context().Err() != nil {
+		return nil, false
 	}
+	p := r.URL.Path
+	h.log.ErrorContext(r.Context(), "catalogue: reading metadata", "path", p, "err", err)
+	rid := w.Header().Get("X-Request-Id")
+	if strings.HasPrefix(p, "/api/v1/") {
+		h.jsonError(w, http.StatusInternalServerError, "internal error; request id "+rid)
+	} else {
+		h.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "The catalogue could not be read. The request id is "+rid+".")
+	}
+	return nil, false
 }
 
 // snapshot returns the catalogue as of now: the cached one if

@@ -217,10 +217,15 @@ func TestPages(t *testing.T) {
 
 	t.Run("ReadOnly", func(t *testing.T) {
 		for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
-			for _, p := range []string{"/", "/apps/org.example.Hello", "/api/v1/search", "/repositories"} {
+			for _, p := range []string{"/", "/apps/org.example.Hello", "/api/v1/search", "/repositories", "/repositories/",
+				"/repositories/library/web", "/search", "/static/app.css", "/no/such/page", "/api/v1/nothing", "/api/v1"} {
 				r := s.do(m, p, []byte("x"))
 				if r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != "GET, HEAD" {
 					t.Errorf("%s %s: %d, Allow %q; want 405, GET, HEAD", m, p, r.status, r.header.Get("Allow"))
+				}
+				checkHeaders(t, m+" "+p, r.header)
+				if api := strings.HasPrefix(p, "/api/v1"); api != (r.header.Get("Content-Type") == "application/json") {
+					t.Errorf("%s %s: Content-Type %q (the API answers JSON, pages do not)", m, p, r.header.Get("Content-Type"))
 				}
 			}
 		}
