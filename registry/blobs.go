@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -44,11 +46,15 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, name, ref s
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("ETag", `"`+d.String()+`"`)
 	h.Set("Cache-Control", "max-age=31536000, immutable")
-	if rng := r.Header.Get("Range"); rng != "" && r.Header.Get("If-Range") == "" {
-		if _, err := parseRange(rng, info.Size); err != nil {
-			h.Set("Content-Range", "bytes */"+strconv.FormatInt(info.Size, 10))
-			return errorf(CodeRangeInvalid, http.StatusRequestedRangeNotSatisfiable, err, "%v; the blob has %d bytes", err, info.Size)
-		}
+	// http.ServeContent parses the Range. Two things it lets through are
+	// refused first: more than maxRanges ranges, and a suffix range of
+	// zero bytes ("-0"), which it answers with a 206 whose Content-Range
+	// ends before it starts (RFC 9110 §14.1.1: unsatisfiable).
+	rng := r.Header.Get("Range")
+	if strings.Count(rng, ",") >= maxRanges || zeroSuffix(rng) {
+		h.Set("Content-Range", "bytes */"+strconv.FormatInt(info.Size, 10))
+		return errorf(CodeRangeInvalid, http.StatusRequestedRangeNotSatisfiable, errRange,
+			"Range %q is not satisfiable (at most %d ranges, no empty suffix); the blob has %d bytes", rng, maxRanges, info.Size)
 	}
 	if r.Method == http.MethodHead && r.Header.Get("Range") == "" {
 		h.Set("Content-Length", strconv.FormatInt(info.Size, 10))
@@ -73,9 +79,78 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, name, ref s
 	}
 	defer f.Close()
 	// No modification time: the ETag (the digest) is the validator.
-	http.ServeContent(w, r, "", time.Time{}, f)
+	// ServeContent parses the Range; its 416 becomes the spec's error.
+	out := w
+	if rng != "" {
+		out = &rangeErrors{ResponseWriter: w, r: r, rng: rng, size: info.Size}
+	}
+	http.ServeContent(out, r, "", time.Time{}, f)
 	return nil
 }
+
+// maxRanges bounds the ranges one Range header may ask for.
+const maxRanges = 16
+
+// zeroSuffix reports whether a bytes Range asks for a suffix of zero
+// bytes ("-0", "-00", …) among its ranges.
+func zeroSuffix(rng string) bool {
+	specs, ok := strings.CutPrefix(rng, "bytes=")
+	if !ok {
+		return false
+	}
+	for spec := range strings.SplitSeq(specs, ",") {
+		spec = strings.TrimSpace(spec)
+		if len(spec) > 1 && spec[0] == '-' && strings.Trim(spec[1:], "0") == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// rangeErrors passes http.ServeContent's answer through, except its 416
+// (a Range that is malformed or that no byte of the blob satisfies),
+// which it answers as the spec's error instead, with the blob's size in
+// Content-Range, discarding ServeContent's plain-text body.
+type rangeErrors struct {
+	http.ResponseWriter
+	r       *http.Request
+	rng     string
+	size    int64
+	refused bool // a 416 was answered: the rest of the body is ServeContent's, dropped
+}
+
+func (w *rangeErrors) WriteHeader(code int) {
+	if code != http.StatusRequestedRangeNotSatisfiable || w.refused {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.refused = true
+	h := w.Header()
+	h.Set("Content-Range", "bytes */"+strconv.FormatInt(w.size, 10))
+	writeError(w.ResponseWriter, w.r, errorf(CodeRangeInvalid, code, errRange,
+		"Range %q is not satisfiable; the blob has %d bytes", w.rng, w.size), h.Get(RequestIDHeader))
+}
+
+func (w *rangeErrors) Write(b []byte) (int, error) {
+	if w.refused {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// ReadFrom keeps the underlying writer's (sendfile, on a file).
+func (w *rangeErrors) ReadFrom(src io.Reader) (int64, error) {
+	if w.refused {
+		return io.Copy(io.Discard, src)
+	}
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(w.ResponseWriter, src)
+}
+
+// Unwrap is for http.ResponseController.
+func (w *rangeErrors) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // deleteBlob removes the blob's link from the repository; the bytes stay
 // until garbage collection finds no repository links them.
