@@ -62,7 +62,7 @@ func TestBlobRangeRefused(t *testing.T) {
 			t.Fatalf("%s: Content-Range %q", rng, r.header.Get("Content-Range"))
 		}
 	}
-	r = tr.do("GET", "/v2/app/blobs/"+d.String(), nil, "Range", "bytes=0-1,5-6")
+	r := tr.do("GET", "/v2/app/blobs/"+d.String(), nil, "Range", "bytes=0-1,5-6")
 	tr.expect(r, 206, "")
 	if !strings.HasPrefix(r.header.Get("Content-Type"), "multipart/byteranges") {
 		t.Fatalf("two ranges: Content-Type %q", r.header.Get("Content-Type"))
