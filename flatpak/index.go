@@ -346,13 +346,21 @@ func (h *Handler) readIndex(ctx context.Context, q indexQuery, canPull func(stri
 // be trusted (no outbox, a gc run, too many events, a gap where events
 // were pruned, a cut answer) and the caller reads the whole index.
 //
-// gen was read before the events: every change up to gen has its event
-// among them (an event is written with its change), and the repositories
-// are re-read after, so the answer holds at least everything of gen.
+// gen is read again before the events: every change up to gen has its
+// event among them (an event is written with its change), and the
+// repositories are re-read after, so the answer holds at least
+// everything of gen.
 func (h *Handler) refreshIndex(ctx context.Context, q indexQuery, canPull func(string) bool, gen int64, prev *indexAnswer) (*indexAnswer, bool, error) {
 	ev, has := h.md.(Events)
 	if !has || prev.seq < 0 || prev.repos == nil || prev.truncated {
 		return nil, false, nil
+	}
+	// Callers of newer generations may have joined this build before it
+	// began (indexCache.get): label it with the generation as of now.
+	if g, err := h.md.IndexGeneration(ctx, q.typed.Scope()); err != nil {
+		return nil, false, err
+	} else if g > gen {
+		gen = g
 	}
 	evs, err := ev.Events(ctx, prev.seq, maxIncremental+1)
 	if err != nil {
