@@ -204,7 +204,13 @@ func TestDeliveryOrderRetriesResume(t *testing.T) {
 	if err != nil || len(want) != 6 {
 		t.Fatalf("outbox: %d events, %v", len(want), err)
 	}
-	waitFor(t, "6 acknowledged deliveries", func() bool { return len(rcv.acked()) == 6 })
+	// The receiver acknowledges before the notifier has read the answer:
+	// wait for the notifier to count the sixth delivery too, or stopping
+	// it below could cut that answer off, and the event would rightly be
+	// sent again (at least once).
+	waitFor(t, "6 acknowledged deliveries", func() bool {
+		return len(rcv.acked()) == 6 && m.get(m.delivered, "ci") == 6
+	})
 
 	all := rcv.deliveries()
 	if len(all) != 9 {
