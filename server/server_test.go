@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -173,5 +174,74 @@ func TestPolicyFromConfig(t *testing.T) {
 	cfg.Flatpak.Deltas.Window, cfg.Flatpak.Deltas.RetireAfter = 0, 0
 	if d := DeltaOptions(cfg); d.Window >= 0 || d.RetireAfter >= 0 {
 		t.Errorf("window and retire_after 0 (no limit, at once) = %v, %v: want negative (delta's spelling)", d.Window, d.RetireAfter)
+	}
+}
+
+// TestRoutesOnOneMux: the registry, the Flatpak remote (method patterns),
+// the catalogue and the probes share the server's mux without a conflict;
+// each path reaches its handler, and a method a side door does not serve
+// is 405 with an Allow header naming GET and HEAD.
+func TestRoutesOnOneMux(t *testing.T) {
+	for _, enabled := range []bool{true, false} {
+		cfg := testConfig(t)
+		cfg.Flatpak.Enabled = enabled
+		s := newServer(t, cfg, nil)
+		srv := httptest.NewServer(s.Handler())
+		push(t, srv, "app", "latest", appLabels(t))
+		do := func(method, path string) (*http.Response, string) {
+			t.Helper()
+			req, _ := http.NewRequest(method, srv.URL+path, nil)
+			res, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			return res, string(body)
+		}
+		flatpakStatus := http.StatusNotFound // the catalogue's page
+		if enabled {
+			flatpakStatus = http.StatusOK
+		}
+		for _, tc := range []struct {
+			path   string
+			status int
+			has    string // in the body
+		}{
+			{"/v2/", http.StatusOK, "{}"},
+			{"/v2/app/tags/list", http.StatusOK, "latest"},
+			{flatpak.IndexStaticPath + "?tag=latest", flatpakStatus, ""},
+			{flatpak.IndexDynamicPath + "?tag=latest", flatpakStatus, ""},
+			{flatpak.RepoFilePath, flatpakStatus, ""},
+			{flatpak.FlatpakrefPath("app", "latest"), flatpakStatus, ""},
+			{"/icons/" + strings.Repeat("0", 64) + ".png", http.StatusNotFound, ""},
+			{"/", http.StatusOK, "<html"},
+			{"/apps/org.x.App", http.StatusOK, "org.x.App"},
+			{"/api/v1/search?q=x", http.StatusOK, `"results"`},
+			{"/livez", http.StatusOK, ""},
+			{"/no/such/page", http.StatusNotFound, "<html"},
+		} {
+			res, body := do("GET", tc.path)
+			if res.StatusCode != tc.status || !strings.Contains(body, tc.has) {
+				t.Errorf("flatpak %v: GET %s: %s %.80q; want %d with %q", enabled, tc.path, res.Status, body, tc.status, tc.has)
+			}
+			if res.Header.Get("X-Content-Type-Options") != "nosniff" && !strings.HasPrefix(tc.path, "/v2") && tc.path != "/livez" {
+				t.Errorf("flatpak %v: GET %s without X-Content-Type-Options", enabled, tc.path)
+			}
+			if strings.HasPrefix(tc.path, "/v2") || tc.path == "/livez" {
+				continue
+			}
+			for _, m := range []string{"POST", "PUT", "DELETE"} {
+				res, _ := do(m, tc.path)
+				allow := strings.Split(res.Header.Get("Allow"), ", ")
+				if res.StatusCode != http.StatusMethodNotAllowed || !slices.Contains(allow, "GET") || !slices.Contains(allow, "HEAD") {
+					t.Errorf("flatpak %v: %s %s: %s, Allow %q; want 405, GET and HEAD", enabled, m, tc.path, res.Status, res.Header.Get("Allow"))
+				}
+			}
+		}
+		if res, body := do("POST", "/v2/"); res.StatusCode != http.StatusMethodNotAllowed || !strings.Contains(body, "UNSUPPORTED") {
+			t.Errorf("flatpak %v: POST /v2/: %s %s", enabled, res.Status, body)
+		}
+		srv.Close()
 	}
 }
