@@ -187,6 +187,10 @@ func (h *Handler) routes() *http.ServeMux {
 	mux.HandleFunc("GET /repositories", page(h.reposPage))
 	mux.HandleFunc("GET /repositories/{$}", page(h.reposPage))
 	mux.HandleFunc("GET /repositories/", under("/repositories/", h.repoRoute))
+	// The subtrees' bare roots stay 404s (the mux would redirect them to
+	// "/apps/" and "/static/", which are 404s too).
+	mux.HandleFunc("GET /apps", h.pageFallback)
+	mux.HandleFunc("GET /static", h.pageFallback)
 	mux.HandleFunc("/", h.pageFallback)
 	return mux
 }

@@ -238,6 +238,22 @@ func TestPages(t *testing.T) {
 	t.Run("NotFound", func(t *testing.T) {
 		r := s.get("/no/such/page", http.StatusNotFound)
 		checkHeaders(t, "404", r.header)
+		// Not redirected either (a redirect to another 404 helps nobody).
+		for _, p := range []string{"/apps", "/apps/", "/static", "/static/nothing.css", "/repositories/"} {
+			want := http.StatusNotFound
+			if p == "/repositories/" {
+				want = http.StatusOK
+			}
+			req, _ := http.NewRequest(http.MethodGet, s.srv.URL+p, nil)
+			res, err := s.srv.Client().Transport.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != want {
+				t.Errorf("GET %s: %d, want %d", p, res.StatusCode, want)
+			}
+		}
 		j := s.get("/api/v1/nothing", http.StatusNotFound)
 		if j.header.Get("Content-Type") != "application/json" || !strings.Contains(j.body, `"error"`) {
 			t.Errorf("API 404: %s %s", j.header.Get("Content-Type"), j.body)
