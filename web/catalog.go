@@ -57,6 +57,9 @@ type snapshot struct {
 	apps       []*appView // apps then runtimes, by name
 	appByID    map[string]*appView
 	items      []*item // what search looks through
+	// parts are the repositories' parts, by name (shared with the
+	// snapshots before and after this one).
+	parts map[string]*repoPart
 }
 
 // tagView is one tag.
@@ -259,7 +262,7 @@ func (h *Handler) load(ctx context.Context, version string) (*snapshot, error) {
 		}
 		cafter = page[len(page)-1].ChildKey
 	}
-	return h.build(ctx, version, raw)
+	return h.build(ctx, version, raw, nil)
 }
 
 // refresh builds the snapshot at version from prev, re-reading only the
@@ -298,7 +301,7 @@ func (h *Handler) refresh(ctx context.Context, prev *snapshot, version string) (
 		setOrDelete(raw.tags, repo, tags)
 		setOrDelete(raw.children, repo, children)
 	}
-	s, err = h.build(ctx, version, raw)
+	s, err = h.build(ctx, version, raw, prev)
 	return s, err == nil, err
 }
 
@@ -351,78 +354,63 @@ func (h *Handler) readRepo(ctx context.Context, repo string) ([]meta.CatalogTag,
 	return tags, children, nil
 }
 
-// build makes the snapshot at version from raw's rows.
-func (h *Handler) build(ctx context.Context, version string, raw *rawCatalog) (*snapshot, error) {
-	s := &snapshot{version: version, raw: raw, repoByName: map[string]*repoView{}, appByID: map[string]*appView{}}
-	type indexKey struct {
-		repo string
-		d    digest.Digest
-	}
-	indexes := map[indexKey][]*tagView{}
-	for _, repo := range slices.Sorted(maps.Keys(raw.tags)) {
-		for _, ct := range raw.tags[repo] {
-			if ct.Tag == flatpak.DeltaIndexTag {
-				// Delta updates are the remote's content, not an image
-				// or app of the repository's.
-				continue
-			}
-			rv := s.repoByName[ct.Repo]
-			if rv == nil {
-				rv = &repoView{Name: ct.Repo}
-				s.repoByName[ct.Repo] = rv
-				s.repos = append(s.repos, rv)
-			}
-			// Platform and type strings come from the pushed config and
-			// manifest: cleaned once here, so no page or answer shows
-			// control characters from them (V26).
-			tv := &tagView{
-				Repo: ct.Repo, Name: ct.Tag, Digest: ct.Digest, MediaType: cleanFact(ct.MediaType),
-				ArtifactType: cleanFact(ct.ArtifactType), OS: cleanFact(ct.OS), Arch: cleanFact(ct.Architecture), Variant: cleanFact(ct.Variant),
-				Size: ct.TotalSize, Created: ct.Created, Pushed: ct.Updated, FlatpakRef: ct.FlatpakRef,
-				Index: oci.IsIndex(ct.MediaType),
-			}
-			rv.Tags = append(rv.Tags, tv)
-			if tv.Index {
-				k := indexKey{ct.Repo, ct.Digest}
-				indexes[k] = append(indexes[k], tv)
-			}
+// newRepoPart derives one repository's part from its rows.
+func newRepoPart(tags []meta.CatalogTag, children []meta.CatalogChild) *repoPart {
+	part := &repoPart{tags: tags, children: children}
+	rv := &part.rv
+	indexes := map[digest.Digest][]*tagView{}
+	for _, ct := range tags {
+		if ct.Tag == flatpak.DeltaIndexTag {
+			// Delta updates are the remote's content, not an image
+			// or app of the repository's.
+			continue
+		}
+		rv.Name = ct.Repo
+		// Platform and type strings come from the pushed config and
+		// manifest: cleaned once here, so no page or answer shows
+		// control characters from them (V26).
+		tv := &tagView{
+			Repo: ct.Repo, Name: ct.Tag, Digest: ct.Digest, MediaType: cleanFact(ct.MediaType),
+			ArtifactType: cleanFact(ct.ArtifactType), OS: cleanFact(ct.OS), Arch: cleanFact(ct.Architecture), Variant: cleanFact(ct.Variant),
+			Size: ct.TotalSize, Created: ct.Created, Pushed: ct.Updated, FlatpakRef: ct.FlatpakRef,
+			Index: oci.IsIndex(ct.MediaType),
+		}
+		rv.Tags = append(rv.Tags, tv)
+		if tv.Index {
+			indexes[ct.Digest] = append(indexes[ct.Digest], tv)
 		}
 	}
-	for _, repo := range slices.Sorted(maps.Keys(raw.children)) {
-		for _, c := range raw.children[repo] {
-			pv := platformView{Platform: cleanFact(c.Platform), Digest: c.Digest, MediaType: cleanFact(c.MediaType), Size: c.Size,
-				Stored: c.Stored, Arch: cleanFact(c.Architecture), FlatpakRef: c.FlatpakRef}
-			if c.Stored {
-				pv.Size = c.TotalSize
-				if p := platformString(cleanFact(c.OS), cleanFact(c.Architecture), cleanFact(c.Variant)); p != "" {
-					pv.Platform = p
-				}
+	for _, c := range children {
+		pv := platformView{Platform: cleanFact(c.Platform), Digest: c.Digest, MediaType: cleanFact(c.MediaType), Size: c.Size,
+			Stored: c.Stored, Arch: cleanFact(c.Architecture), FlatpakRef: c.FlatpakRef}
+		if c.Stored {
+			pv.Size = c.TotalSize
+			if p := platformString(cleanFact(c.OS), cleanFact(c.Architecture), cleanFact(c.Variant)); p != "" {
+				pv.Platform = p
 			}
-			if pv.Arch == "" {
-				pv.Arch = archOf(pv.Platform)
-			}
-			for _, tv := range indexes[indexKey{c.Repo, c.Index}] {
-				tv.Platforms = append(tv.Platforms, pv)
-			}
+		}
+		if pv.Arch == "" {
+			pv.Arch = archOf(pv.Platform)
+		}
+		for _, tv := range indexes[c.Index] {
+			tv.Platforms = append(tv.Platforms, pv)
 		}
 	}
 
-	builds := map[indexKey]*build{}
-	var buildList []*build
+	builds := map[digest.Digest]*build{}
 	addBuild := func(tv *tagView, d, index digest.Digest, ref, arch string, size int64) bool {
 		r, ok := parseRef(ref)
 		if !ok {
 			return false
 		}
-		k := indexKey{tv.Repo, d}
-		b := builds[k]
+		b := builds[d]
 		if b == nil {
 			b = &build{Repo: tv.Repo, Digest: d, Index: index, Ref: r, Arch: arch, Size: size}
 			if b.Arch == "" {
 				b.Arch = ociArch(r.Arch)
 			}
-			builds[k] = b
-			buildList = append(buildList, b)
+			builds[d] = b
+			part.builds = append(part.builds, b)
 		}
 		b.Tags = append(b.Tags, tv.Name)
 		if tv.Pushed.After(b.Pushed) {
@@ -430,57 +418,111 @@ func (h *Handler) build(ctx context.Context, version string, raw *rawCatalog) (*
 		}
 		return true
 	}
-	for _, rv := range s.repos {
-		seen := map[digest.Digest]bool{}
-		archs := map[string]bool{}
-		flatpakTags := 0
-		for _, tv := range rv.Tags {
-			if tv.Pushed.After(rv.Updated) {
-				rv.Updated = tv.Pushed
-			}
-			isFlatpak := false
-			if tv.Index {
-				for _, p := range tv.Platforms {
-					if !seen[p.Digest] {
-						seen[p.Digest] = true
-						rv.Size += p.Size
-					}
-					if p.Arch != "" {
-						archs[p.Arch] = true
-					}
-					if p.FlatpakRef != "" && addBuild(tv, p.Digest, tv.Digest, p.FlatpakRef, p.Arch, p.Size) {
-						isFlatpak = true
-					}
+	seen := map[digest.Digest]bool{}
+	archs := map[string]bool{}
+	flatpakTags := 0
+	for _, tv := range rv.Tags {
+		if tv.Pushed.After(rv.Updated) {
+			rv.Updated = tv.Pushed
+		}
+		isFlatpak := false
+		if tv.Index {
+			for _, p := range tv.Platforms {
+				if !seen[p.Digest] {
+					seen[p.Digest] = true
+					rv.Size += p.Size
 				}
-			} else {
-				if !seen[tv.Digest] {
-					seen[tv.Digest] = true
-					rv.Size += tv.Size
+				if p.Arch != "" {
+					archs[p.Arch] = true
 				}
-				if tv.Arch != "" {
-					archs[tv.Arch] = true
-				}
-				if tv.FlatpakRef != "" && addBuild(tv, tv.Digest, "", tv.FlatpakRef, tv.Arch, tv.Size) {
+				if p.FlatpakRef != "" && addBuild(tv, p.Digest, tv.Digest, p.FlatpakRef, p.Arch, p.Size) {
 					isFlatpak = true
 				}
 			}
-			if isFlatpak {
-				flatpakTags++
+		} else {
+			if !seen[tv.Digest] {
+				seen[tv.Digest] = true
+				rv.Size += tv.Size
+			}
+			if tv.Arch != "" {
+				archs[tv.Arch] = true
+			}
+			if tv.FlatpakRef != "" && addBuild(tv, tv.Digest, "", tv.FlatpakRef, tv.Arch, tv.Size) {
+				isFlatpak = true
 			}
 		}
-		rv.Flatpak = flatpakTags > 0 && flatpakTags == len(rv.Tags)
-		rv.Archs = sortedKeys(archs)
-		slices.SortStableFunc(rv.Tags, func(a, b *tagView) int {
-			if c := b.Pushed.Compare(a.Pushed); c != 0 {
-				return c
-			}
-			return -naturalCompare(a.Name, b.Name) // v10 before v9 at the same instant
-		})
+		if isFlatpak {
+			flatpakTags++
+		}
+	}
+	rv.Flatpak = flatpakTags > 0 && flatpakTags == len(rv.Tags)
+	rv.Archs = sortedKeys(archs)
+	slices.SortStableFunc(rv.Tags, func(a, b *tagView) int {
+		if c := b.Pushed.Compare(a.Pushed); c != 0 {
+			return c
+		}
+		return -naturalCompare(a.Name, b.Name) // v10 before v9 at the same instant
+	})
+	for _, b := range part.builds {
+		slices.SortFunc(b.Tags, func(x, y string) int { return naturalCompare(x, y) })
+	}
+	return part
+}
+
+// part returns s's part of repo; nil when s is nil or has none.
+func (s *snapshot) part(repo string) *repoPart {
+	if s == nil {
+		return nil
+	}
+	return s.parts[repo]
+}
+
+// repoPart is what build derives from one repository's rows alone: its
+// view (without AppIDs, which depend on other repositories) and its
+// Flatpak builds, icons loaded. A part is never changed once built, so a
+// snapshot refreshed after a change shares the parts of the repositories
+// the change did not touch with the snapshot before it.
+type repoPart struct {
+	tags     []meta.CatalogTag // the rows it was built from
+	children []meta.CatalogChild
+	rv       repoView
+	builds   []*build
+}
+
+// sameRows reports whether a and b are the same rows (the same slice: a
+// refresh keeps the rows of repositories it did not re-read).
+func sameRows[T any](a, b []T) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// build makes the snapshot at version from raw's rows, reusing prev's
+// part of every repository whose rows are the same (nil: none).
+func (h *Handler) build(ctx context.Context, version string, raw *rawCatalog, prev *snapshot) (*snapshot, error) {
+	s := &snapshot{version: version, raw: raw, repoByName: map[string]*repoView{}, appByID: map[string]*appView{},
+		parts: map[string]*repoPart{}}
+	var fresh []*build // builds of new parts, whose icons are to load
+	var buildList []*build
+	for _, repo := range slices.Sorted(maps.Keys(raw.tags)) {
+		part := prev.part(repo)
+		if part == nil || !sameRows(part.tags, raw.tags[repo]) || !sameRows(part.children, raw.children[repo]) {
+			part = newRepoPart(raw.tags[repo], raw.children[repo])
+			fresh = append(fresh, part.builds...)
+		}
+		if len(part.rv.Tags) == 0 {
+			continue // only the delta index
+		}
+		s.parts[repo] = part
+		rv := part.rv // this snapshot's copy: AppIDs are set below
+		s.repoByName[repo] = &rv
+		s.repos = append(s.repos, &rv)
+		buildList = append(buildList, part.builds...)
+	}
+	if err := h.loadIcons(ctx, fresh); err != nil {
+		return nil, err
 	}
 
 	// Apps and runtimes, by id.
 	for _, b := range buildList {
-		slices.SortFunc(b.Tags, func(x, y string) int { return naturalCompare(x, y) })
 		av := s.appByID[b.Ref.ID]
 		if av == nil {
 			av = &appView{Kind: b.Ref.Kind, ID: b.Ref.ID}
@@ -488,9 +530,6 @@ func (h *Handler) build(ctx context.Context, version string, raw *rawCatalog) (*
 			s.apps = append(s.apps, av)
 		}
 		av.Builds = append(av.Builds, b)
-	}
-	if err := h.loadIcons(ctx, buildList); err != nil {
-		return nil, err
 	}
 	live := map[digest.Digest]bool{}
 	appIDs := map[*repoView]map[string]bool{}
