@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -138,4 +139,9 @@ func TestIndexIncremental(t *testing.T) {
 	check("after a gc run", false)
 	app(12, "2")
 	check("after a full build, incremental again", true)
+	app(13, "2")
+	if _, err := e.md.PruneEvents(t.Context(), nil, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	check("events pruned, none after them", false)
 }

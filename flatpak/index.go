@@ -369,6 +369,17 @@ func (h *Handler) refreshIndex(ctx context.Context, q indexQuery, canPull func(s
 	if len(evs) > maxIncremental || len(evs) > 0 && evs[0].Seq != prev.seq+1 {
 		return nil, false, nil
 	}
+	if len(evs) == 0 {
+		// None after prev's: either nothing changed that has an event,
+		// or the events were pruned since (then the outbox has moved on).
+		last, err := ev.LastEventSeq(ctx)
+		if err != nil {
+			return nil, false, fmt.Errorf("index: events: %w", err)
+		}
+		if last != prev.seq {
+			return nil, false, nil
+		}
+	}
 	seq := prev.seq
 	changed := map[string]bool{}
 	for i, e := range evs {

@@ -281,6 +281,17 @@ func (h *Handler) refresh(ctx context.Context, prev *snapshot, version string) (
 	if len(evs) > maxIncremental || len(evs) > 0 && evs[0].Seq != prev.raw.seq+1 {
 		return nil, false, nil
 	}
+	if len(evs) == 0 {
+		// None after prev's: either nothing changed that has an event,
+		// or the events were pruned since (then the outbox has moved on).
+		last, err := ev.LastEventSeq(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		if last != prev.raw.seq {
+			return nil, false, nil
+		}
+	}
 	raw := &rawCatalog{seq: prev.raw.seq, tags: maps.Clone(prev.raw.tags), children: maps.Clone(prev.raw.children)}
 	changed := map[string]bool{}
 	for i, e := range evs {

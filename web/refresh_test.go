@@ -87,6 +87,11 @@ func TestIncrementalRefresh(t *testing.T) {
 	check("events pruned unseen", false)
 	s.push("server", img{layer: "six"}, "v6")
 	check("after a full load, incremental again", true)
+	s.push("server", img{layer: "seven"}, "v7")
+	if _, err := s.md.PruneEvents(ctx, nil, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	check("events pruned, none after them", false)
 }
 
 // churning is a store whose catalogue changes between any two looks.
