@@ -131,10 +131,16 @@ VALUES (nextval('events_seq'), $1, $2, $3, $4, $5, $6)`,
 	// transactions ("berthevt"; migration 0006).
 	LockOutbox: `SELECT pg_advisory_xact_lock(7089076541466391668)`,
 	Events:     `SELECT seq, id, type, repo, actor, created, payload FROM events WHERE seq > $1 ORDER BY seq LIMIT $2`,
-	// events_seq keeps the highest seq ever given, pruned or not.
-	LastEventSeq: `SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_seq`,
+	// events_seq keeps the highest seq ever given, pruned or not. A
+	// sequence is not transactional: a writer between its nextval and its
+	// commit has a seq no reader can see yet. So the sequence is read under
+	// the outbox lock taken shared (the lateral reference orders it after
+	// the lock), which waits for such a writer: the seq read is committed.
+	LastEventSeq: `SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_seq WHERE l.locked)
+FROM (SELECT true AS locked, pg_advisory_xact_lock_shared(7089076541466391668)) l`,
 	InitCursor: `INSERT INTO event_cursors (consumer, seq, updated)
-VALUES ($1, (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_seq), $2)
+SELECT $1, (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_seq WHERE l.locked), $2
+FROM (SELECT true AS locked, pg_advisory_xact_lock_shared(7089076541466391668)) l
 ON CONFLICT (consumer) DO NOTHING`,
 	Cursor: `SELECT seq FROM event_cursors WHERE consumer = $1`,
 	SetCursor: `INSERT INTO event_cursors (consumer, seq, updated) VALUES ($1, $2, $3)
