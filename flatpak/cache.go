@@ -24,8 +24,16 @@ type indexAnswer struct {
 	// compressed groups by key (pointing into gz).
 	seq    int64
 	repos  map[string][]byte
+	bounds map[string]int64 // each repository's share of the cap (indexParts.bounds)
 	groups map[string]*gzGroup
-	held   int64 // bytes of repos
+	held   int64 // bytes of repos and of the groups' keys
+}
+
+// slim drops what a refresh needs, leaving the answer alone: for answers
+// that are not to be refreshed (cut ones) or that would not fit the cache
+// with it.
+func (a *indexAnswer) slim() {
+	a.seq, a.repos, a.bounds, a.groups, a.held = -1, nil, nil, nil, 0
 }
 
 // etagGzip is the ETag of the gzipped body: another representation, so
@@ -73,7 +81,7 @@ const (
 
 // cost is what an entry counts against the budget.
 func (e *cacheEntry) cost() int64 {
-	return int64(len(e.key)+len(e.ans.gz)) + e.ans.held + int64(len(e.ans.groups))*groupOverhead + entryOverhead
+	return int64(len(e.key)+len(e.ans.gz)) + e.ans.held + int64(len(e.ans.bounds)+len(e.ans.groups))*groupOverhead + entryOverhead
 }
 
 type flightKey struct {
@@ -184,6 +192,14 @@ func (c *indexCache) put(key string, ans *indexAnswer) {
 	}
 	e := &cacheEntry{key: key, ans: ans}
 	n := e.cost()
+	if n > c.max && ans.repos != nil {
+		// Too large to keep what a refresh needs: keep the answer alone
+		// (a copy: callers may hold ans).
+		slim := *ans
+		slim.slim()
+		e.ans = &slim
+		n = e.cost()
+	}
 	if n > c.max {
 		return
 	}

@@ -398,3 +398,26 @@ func TestIndexCachePendingShared(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexCacheSlims: an answer that fits the budget only without what a
+// refresh needs is cached without it (and can no longer be refreshed),
+// rather than not at all; the caller's answer is not changed.
+func TestIndexCacheSlims(t *testing.T) {
+	c := newIndexCache(int64(100+1+entryOverhead), 1)
+	a := answer(1, 100)
+	a.seq, a.repos, a.bounds, a.held = 7, map[string][]byte{"r": make([]byte, 5000)}, map[string]int64{"r": 5000}, 5000
+	got, err := c.get(context.Background(), "k", 1, func(context.Context) (*indexAnswer, error) { return a, nil })
+	if err != nil || got != a {
+		t.Fatalf("get: %v, %v", got, err)
+	}
+	cur := c.current("k")
+	if cur == nil {
+		t.Fatal("not cached")
+	}
+	if cur.repos != nil || cur.bounds != nil || cur.seq != -1 || cur.held != 0 || len(cur.gz) != 100 {
+		t.Fatalf("cached %+v, want the answer alone", cur)
+	}
+	if a.repos == nil || a.seq != 7 {
+		t.Fatal("the caller's answer was changed")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -144,4 +145,44 @@ func TestIndexIncremental(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("events pruned, none after them", false)
+}
+
+// TestIndexIncrementalAtCap: near Options.MaxIndexBytes a refresh is cut
+// exactly when a full build is (it counts what it keeps as a full build
+// counts it), so both give the same answer.
+func TestIndexIncrementalAtCap(t *testing.T) {
+	e := newEnvWithout(t, flatpak.Options{})
+	app := func(i int, extra int) {
+		labels := flatpakLabels(fmt.Sprintf("org.x.A%02d", i), "org.flatpak.x-padding", strings.Repeat("p", extra))
+		e.push(fmt.Sprintf("apps/a%02d", i), img{labels: labels, seed: fmt.Sprint(extra)}, "latest")
+	}
+	for i := range 12 {
+		app(i, 10)
+	}
+	q := flatpakQuery("amd64", "latest")
+	_, whole := serveGzip(t, flatpak.New(e.md, flatpak.Options{}, nil), q)
+	opts := flatpak.Options{MaxIndexBytes: int64(len(gunzip(t, whole))) + 2000}
+	h := flatpak.New(e.md, opts, nil)
+	compare := func(what string, wantCut bool) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://berth.test/index/static?"+q, nil)
+		req.Header.Set("Accept-Encoding", "gzip")
+		rec := newRecorder()
+		h.ServeHTTP(rec, req)
+		etag, gz, cut := rec.hdr.Get("ETag"), rec.body.Bytes(), rec.hdr.Get("X-Berth-Index-Truncated") == "true"
+		wholeETag, whole := serveGzip(t, flatpak.New(e.md, opts, nil), q)
+		if etag != wholeETag || !bytes.Equal(gz, whole) {
+			t.Errorf("%s: the answer (ETag %s) is not a full build's (%s)", what, etag, wholeETag)
+		}
+		if cut != wantCut {
+			t.Errorf("%s: truncated %v, want %v", what, cut, wantCut)
+		}
+	}
+	compare("under the cap", false)
+	app(3, 1000) // still fits
+	compare("grown, under the cap", false)
+	app(5, 3000) // past it
+	compare("past the cap", true)
+	app(5, 10) // under it again
+	compare("under the cap again", false)
 }

@@ -251,6 +251,10 @@ type indexParts struct {
 	size    int64 // bytes the body will have at most
 	max     int64
 	full    bool
+	// bounds are each repository's share of size: a refresh counts the
+	// repositories it keeps as a full build would, so it is cut exactly
+	// when a full build would be.
+	bounds map[string]int64
 }
 
 type resultParts struct {
@@ -265,13 +269,15 @@ type listParts struct {
 	seen                    map[digest.Digest]bool
 }
 
-// add counts n more bytes, or reports that they would pass the cap.
-func (p *indexParts) add(n int64) bool {
+// add counts n more bytes of repo's, or reports that they would pass
+// the cap.
+func (p *indexParts) add(repo string, n int64) bool {
 	if p.size+n > p.max {
 		p.full = true
 		return false
 	}
 	p.size += n
+	p.bounds[repo] += n
 	return true
 }
 
@@ -318,7 +324,7 @@ func (h *Handler) readIndex(ctx context.Context, q indexQuery, canPull func(stri
 			return nil, fmt.Errorf("index: events: %w", err)
 		}
 	}
-	p, gen, err := h.readParts(ctx, q.typed, canPull, h.opts.MaxIndexBytes)
+	p, gen, err := h.readParts(ctx, q.typed, canPull, h.answerFixed())
 	if errors.Is(err, errIndexFull) {
 		// The walk stopped early: the snapshot's generation is not
 		// known, so the answer counts as of the one the request saw
@@ -332,11 +338,9 @@ func (h *Handler) readIndex(ctx context.Context, q indexQuery, canPull func(stri
 		return nil, err
 	}
 	ans := h.encodeAnswer(p.repoJSON(), nil, nil)
-	ans.gen, ans.truncated = gen, p.full
-	if !p.full {
-		ans.seq = seq // a cut answer is not refreshed: read whole again
-	} else {
-		ans.seq = -1
+	ans.gen, ans.truncated, ans.seq, ans.bounds = gen, p.full, seq, p.bounds
+	if p.full {
+		ans.slim() // a cut answer is not refreshed: read whole again
 	}
 	return ans, nil
 }
@@ -352,7 +356,7 @@ func (h *Handler) readIndex(ctx context.Context, q indexQuery, canPull func(stri
 // everything of gen.
 func (h *Handler) refreshIndex(ctx context.Context, q indexQuery, canPull func(string) bool, gen int64, prev *indexAnswer) (*indexAnswer, bool, error) {
 	ev, has := h.md.(Events)
-	if !has || prev.seq < 0 || prev.repos == nil || prev.truncated {
+	if !has || prev.seq < 0 || prev.repos == nil || prev.bounds == nil || prev.truncated {
 		return nil, false, nil
 	}
 	// Callers of newer generations may have joined this build before it
@@ -399,45 +403,50 @@ func (h *Handler) refreshIndex(ctx context.Context, q indexQuery, canPull func(s
 			reread = append(reread, repo)
 		}
 	}
-	repos := prev.repos
+	repos, bounds := prev.repos, prev.bounds
 	if len(reread) > 0 {
 		slices.Sort(reread)
 		filter.Repositories = reread
-		// What the answer keeps of prev counts against the cap.
-		budget := h.opts.MaxIndexBytes - prev.size
+		// What the answer keeps of prev counts against the cap as in a
+		// full build, so the refresh is cut exactly when that would be.
+		bounds = maps.Clone(prev.bounds)
+		repos = maps.Clone(prev.repos)
 		for _, r := range reread {
-			budget += int64(len(prev.repos[r]))
+			delete(bounds, r)
+			delete(repos, r)
 		}
-		p, _, err := h.readParts(ctx, filter, canPull, budget)
+		used := h.answerFixed()
+		for _, n := range bounds {
+			used += n
+		}
+		p, _, err := h.readParts(ctx, filter, canPull, used)
 		if errors.Is(err, errIndexFull) {
 			return nil, false, nil // it would be cut: read whole, and cut alike
 		}
 		if err != nil {
 			return nil, false, err
 		}
-		repos = maps.Clone(prev.repos)
-		for _, r := range reread {
-			delete(repos, r)
-		}
+		maps.Copy(bounds, p.bounds)
 		maps.Copy(repos, p.repoJSON())
 	}
 	ans := h.encodeAnswer(repos, prev.groups, changed)
-	ans.gen, ans.seq = gen, seq
+	ans.gen, ans.seq, ans.bounds = gen, seq, bounds
 	return ans, true, nil
 }
 
 // readParts walks the images filter selects and encodes each as the store
-// passes it, into at most max bytes of answer (errIndexFull past it, with
-// the parts read so far). It returns the snapshot's generation.
-func (h *Handler) readParts(ctx context.Context, filter meta.IndexFilter, canPull func(string) bool, max int64) (*indexParts, int64, error) {
+// passes it, counting them from used bytes of answer up to
+// Options.MaxIndexBytes (errIndexFull past it, with the parts read so
+// far). It returns the snapshot's generation.
+func (h *Handler) readParts(ctx context.Context, filter meta.IndexFilter, canPull func(string) bool, used int64) (*indexParts, int64, error) {
 	base := h.opts.PublicURL
-	p := &indexParts{results: map[string]*resultParts{}, lists: map[meta.ManifestKey]*listParts{}, max: max}
-	p.size = int64(len(h.registryJSON())) + answerFraming
+	p := &indexParts{results: map[string]*resultParts{}, lists: map[meta.ManifestKey]*listParts{},
+		max: h.opts.MaxIndexBytes, size: used, bounds: map[string]int64{}}
 	result := func(repo string) *resultParts {
 		res := p.results[repo]
 		if res == nil {
 			name := jsonBytes(repo)
-			if !p.add(int64(len(name)) + resultFraming) {
+			if !p.add(repo, int64(len(name))+resultFraming) {
 				return nil
 			}
 			res = &resultParts{name: name}
@@ -463,7 +472,7 @@ func (h *Handler) readParts(ctx context.Context, filter meta.IndexFilter, canPul
 		enc := jsonBytes(e)
 		if list == nil {
 			res := result(img.Repo)
-			if res == nil || !p.add(int64(len(enc))+1) {
+			if res == nil || !p.add(img.Repo, int64(len(enc))+1) {
 				return errIndexFull
 			}
 			res.images = append(res.images, enc)
@@ -478,14 +487,14 @@ func (h *Handler) readParts(ctx context.Context, filter meta.IndexFilter, canPul
 			}
 			l = &listParts{digest: jsonBytes(string(list.Digest)), mediaType: jsonBytes(list.MediaType),
 				tags: jsonBytes(sortedCopy(tags)), seen: map[digest.Digest]bool{}}
-			if !p.add(int64(len(l.digest)+len(l.mediaType)+len(l.tags)) + listFraming) {
+			if !p.add(list.Repo, int64(len(l.digest)+len(l.mediaType)+len(l.tags))+listFraming) {
 				return errIndexFull
 			}
 			p.lists[lk] = l
 			res.lists = append(res.lists, l)
 		}
 		if !l.seen[img.Digest] {
-			if !p.add(int64(len(enc)) + 1) {
+			if !p.add(list.Repo, int64(len(enc))+1) {
 				return errIndexFull
 			}
 			l.seen[img.Digest] = true
@@ -495,6 +504,10 @@ func (h *Handler) readParts(ctx context.Context, filter meta.IndexFilter, canPul
 	})
 	return p, gen, err
 }
+
+// answerFixed is what an answer counts against the cap before any
+// repository: its Registry and framing.
+func (h *Handler) answerFixed() int64 { return int64(len(h.registryJSON())) + answerFraming }
 
 // registryJSON is the answer's Registry value: the configured public URL,
 // else "/" (resolved against the index URL).
