@@ -34,12 +34,14 @@ const (
 	// EventIconUpdate: an icon was recorded for a manifest after its push
 	// (icons decoded at push come with manifest.push; this is the start-up
 	// backfill of manifests pushed before icons were recorded). The
-	// Flatpak index and the catalogue re-read the repository.
+	// Flatpak index and the catalogue re-read the repository; webhooks do
+	// not receive it (it is not in EventTypes): a backfill can write one
+	// per app.
 	EventIconUpdate = "icon.update"
 )
 
-// EventTypes lists every event type.
-var EventTypes = []string{EventManifestPush, EventTagUpdate, EventManifestDelete, EventTagDelete, EventBlobDelete, EventGCRun, EventIconUpdate}
+// EventTypes lists the event types webhooks receive.
+var EventTypes = []string{EventManifestPush, EventTagUpdate, EventManifestDelete, EventTagDelete, EventBlobDelete, EventGCRun}
 
 // Event is one row of the outbox.
 type Event struct {

@@ -336,6 +336,9 @@ type worker struct {
 
 // wants reports whether the endpoint's filters pass ev.
 func (w *worker) wants(ev meta.Event) bool {
+	if !slices.Contains(meta.EventTypes, ev.Type) {
+		return false // the store's own (icon.update)
+	}
 	if len(w.ep.Events) > 0 && !slices.Contains(w.ep.Events, ev.Type) {
 		return false
 	}

@@ -59,6 +59,10 @@ func TestWants(t *testing.T) {
 			t.Errorf("an endpoint without filters does not want %s", typ)
 		}
 	}
+	// The store's own events go to no endpoint.
+	if all.wants(meta.Event{Type: meta.EventIconUpdate, Repo: "any/repo"}) {
+		t.Error("an endpoint without filters wants icon.update")
+	}
 }
 
 func TestBackoff(t *testing.T) {
