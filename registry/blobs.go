@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -46,15 +47,18 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, name, ref s
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("ETag", `"`+d.String()+`"`)
 	h.Set("Cache-Control", "max-age=31536000, immutable")
-	// http.ServeContent parses the Range. Two things it lets through are
-	// refused first: more than maxRanges ranges, and a suffix range of
-	// zero bytes ("-0"), which it answers with a 206 whose Content-Range
-	// ends before it starts (RFC 9110 §14.1.1: unsatisfiable).
+	// http.ServeContent parses the Range. What it would answer wrongly is
+	// refused first, when the Range is to be honoured (no If-Range, or
+	// one naming this blob): more than maxRanges ranges; a suffix range
+	// of zero bytes ("-0", "- 0", "-+0"); any range of an empty blob. It
+	// answers the last two with a 206 whose range ends before it starts
+	// (RFC 9110 §14.1.1: unsatisfiable).
 	rng := r.Header.Get("Range")
-	if strings.Count(rng, ",") >= maxRanges || zeroSuffix(rng) {
+	if ir := r.Header.Get("If-Range"); rng != "" && (ir == "" || ir == h.Get("ETag")) &&
+		(info.Size == 0 || strings.Count(rng, ",") >= maxRanges || zeroSuffix(rng)) {
 		h.Set("Content-Range", "bytes */"+strconv.FormatInt(info.Size, 10))
 		return errorf(CodeRangeInvalid, http.StatusRequestedRangeNotSatisfiable, errRange,
-			"Range %q is not satisfiable (at most %d ranges, no empty suffix); the blob has %d bytes", rng, maxRanges, info.Size)
+			"Range %q is not satisfiable (at most %d ranges, no empty one); the blob has %d bytes", rng, maxRanges, info.Size)
 	}
 	if r.Method == http.MethodHead && r.Header.Get("Range") == "" {
 		h.Set("Content-Length", strconv.FormatInt(info.Size, 10))
@@ -92,15 +96,20 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, name, ref s
 const maxRanges = 16
 
 // zeroSuffix reports whether a bytes Range asks for a suffix of zero
-// bytes ("-0", "-00", …) among its ranges.
+// bytes among its ranges, read as http.ServeContent reads a suffix
+// (spaces trimmed, a sign allowed: "-0", "- 00", "-+0").
 func zeroSuffix(rng string) bool {
 	specs, ok := strings.CutPrefix(rng, "bytes=")
 	if !ok {
 		return false
 	}
 	for spec := range strings.SplitSeq(specs, ",") {
-		spec = strings.TrimSpace(spec)
-		if len(spec) > 1 && spec[0] == '-' && strings.Trim(spec[1:], "0") == "" {
+		first, last, ok := strings.Cut(textproto.TrimString(spec), "-")
+		if !ok || textproto.TrimString(first) != "" {
+			continue
+		}
+		last = textproto.TrimString(last)
+		if n, err := strconv.ParseInt(last, 10, 64); err == nil && n == 0 && last[0] != '-' {
 			return true
 		}
 	}
@@ -120,6 +129,11 @@ type rangeErrors struct {
 }
 
 func (w *rangeErrors) WriteHeader(code int) {
+	if code == http.StatusPartialContent && emptyRange(w.Header().Get("Content-Range")) {
+		// Not caught above (a Range honoured through If-Range): an empty
+		// range is unsatisfiable, not a 206.
+		code = http.StatusRequestedRangeNotSatisfiable
+	}
 	if code != http.StatusRequestedRangeNotSatisfiable || w.refused {
 		w.ResponseWriter.WriteHeader(code)
 		return
@@ -136,6 +150,20 @@ func (w *rangeErrors) Write(b []byte) (int, error) {
 		return len(b), nil
 	}
 	return w.ResponseWriter.Write(b)
+}
+
+// emptyRange reports whether a Content-Range "bytes a-b/n" ends before it
+// starts.
+func emptyRange(cr string) bool {
+	spec, ok := strings.CutPrefix(cr, "bytes ")
+	if !ok {
+		return false
+	}
+	spec, _, _ = strings.Cut(spec, "/")
+	first, last, ok := strings.Cut(spec, "-")
+	a, err1 := strconv.ParseInt(first, 10, 64)
+	b, err2 := strconv.ParseInt(last, 10, 64)
+	return ok && err1 == nil && err2 == nil && b < a
 }
 
 // ReadFrom keeps the underlying writer's (sendfile, on a file).

@@ -55,23 +55,38 @@ func FuzzParseContentRange(f *testing.F) {
 func TestBlobRangeRefused(t *testing.T) {
 	tr := newTestRegistry(t, Options{})
 	d := tr.pushBlob("app", bytes.Repeat([]byte("x"), 100))
-	for _, rng := range []string{"bytes=" + strings.Repeat("0-1,", maxRanges) + "0-1", "bytes=-0", "bytes=0-1, -000"} {
+	for _, rng := range []string{"bytes=" + strings.Repeat("0-1,", maxRanges) + "0-1", "bytes=-0", "bytes=0-1, -000",
+		"bytes=- 0", "bytes=-+0", "bytes=0-1,- +0"} {
 		r := tr.do("GET", "/v2/app/blobs/"+d.String(), nil, "Range", rng)
 		tr.expect(r, 416, string(CodeRangeInvalid))
 		if r.header.Get("Content-Range") != "bytes */100" {
 			t.Fatalf("%s: Content-Range %q", rng, r.header.Get("Content-Range"))
 		}
 	}
-	r := tr.do("GET", "/v2/app/blobs/"+d.String(), nil, "Range", "bytes=0-1,5-6")
+	// An empty blob has no satisfiable range; with If-Range naming it too.
+	empty := tr.pushBlob("app", nil)
+	for _, hdr := range [][]string{{"Range", "bytes=-5"}, {"Range", "bytes=-1,-2"}, {"Range", "bytes=0-"},
+		{"Range", "bytes=-5", "If-Range", `"` + empty.String() + `"`}} {
+		r := tr.do("GET", "/v2/app/blobs/"+empty.String(), nil, hdr...)
+		tr.expect(r, 416, string(CodeRangeInvalid))
+		if r.header.Get("Content-Range") != "bytes */0" {
+			t.Fatalf("%v on an empty blob: Content-Range %q", hdr, r.header.Get("Content-Range"))
+		}
+	}
+	// A Range with an If-Range that does not name the blob is ignored.
+	r := tr.do("GET", "/v2/app/blobs/"+d.String(), nil, "Range", "bytes=-0", "If-Range", `"other"`)
+	tr.expect(r, 200, "")
+	r = tr.do("GET", "/v2/app/blobs/"+d.String(), nil, "Range", "bytes=0-1,5-6")
 	tr.expect(r, 206, "")
 	if !strings.HasPrefix(r.header.Get("Content-Type"), "multipart/byteranges") {
 		t.Fatalf("two ranges: Content-Type %q", r.header.Get("Content-Type"))
 	}
 }
 
-// FuzzBlobRange sends any Range header for a 2,048-byte blob: the answer
-// is the whole blob, the part asked for, or the spec's 416 error, never
-// anything else, and never bytes outside the blob.
+// FuzzBlobRange sends any Range header for a 2,048-byte blob and for an
+// empty one: the answer is the whole blob, the part asked for, or the
+// spec's 416 error, never anything else, and never bytes outside the
+// blob.
 func FuzzBlobRange(f *testing.F) {
 	for _, s := range []string{"bytes=0-1", "bytes=-5", "bytes=3-", "bytes=1-2,3-4", "bytes=", "bytes=9223372036854775807-",
 		"bytes=5000-", "lines=1-2", "bytes=x-y", "bytes=0-0,0-0,0-0"} {
@@ -83,12 +98,18 @@ func FuzzBlobRange(f *testing.F) {
 		data[i] = byte(i * 7)
 	}
 	d := tr.pushBlob("app", data)
+	empty := tr.pushBlob("app", nil)
 	f.Fuzz(func(t *testing.T, rng string) {
 		if strings.ContainsFunc(rng, func(c rune) bool { return c < ' ' && c != '\t' || c == 0x7f }) || !utf8.ValidString(rng) {
 			return // not a header value a client can send
 		}
 		ftr := *tr // the same registry, failing this t
 		ftr.t = t
+		// An empty blob: all of it (nothing), or 416.
+		if r := ftr.do("GET", "/v2/app/blobs/"+empty.String(), nil, "Range", rng); r.status != http.StatusOK &&
+			(r.status != http.StatusRequestedRangeNotSatisfiable || r.header.Get("Content-Range") != "bytes */0") || len(r.body) != 0 && r.status == http.StatusOK {
+			t.Fatalf("Range %q of an empty blob: %d, Content-Range %q", rng, r.status, r.header.Get("Content-Range"))
+		}
 		r := ftr.do("GET", "/v2/app/blobs/"+d.String(), nil, "Range", rng)
 		switch r.status {
 		case http.StatusOK:
