@@ -199,6 +199,9 @@ type Checker struct {
 	meta  Meta
 	blobs Blobs
 	log   *slog.Logger
+	// now is the metadata store's clock (meta.Clock), which gc's claims
+	// and grace use too.
+	now func() time.Time
 }
 
 // New returns a Checker over the stores. A nil logger discards.
@@ -206,7 +209,7 @@ func New(md Meta, blobs Blobs, logger *slog.Logger) *Checker {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Checker{meta: md, blobs: blobs, log: logger}
+	return &Checker{meta: md, blobs: blobs, log: logger, now: meta.ClockOf(md)}
 }
 
 // Check verifies the stores. The error is for failures to check (I/O,
@@ -217,7 +220,7 @@ func (c *Checker) Check(ctx context.Context, opts Options) (Report, error) {
 	if opts.ClaimLease <= 0 {
 		opts.ClaimLease = meta.DefaultClaimLease
 	}
-	run := &run{c: c, opts: opts, r: &r, cut: start.Add(-opts.Grace), buf: make([]byte, 1<<20), token: rand.Text(),
+	run := &run{c: c, opts: opts, r: &r, cut: c.now().Add(-opts.Grace), buf: make([]byte, 1<<20), token: rand.Text(),
 		leftAlone: fmt.Sprintf("younger than the grace (%s) while berth serve may be running: left for gc", opts.Grace)}
 	err := run.files(ctx)
 	if err == nil {
@@ -400,7 +403,7 @@ func (x *run) removeUnreferenced(ctx context.Context, p *Problem, size int64, be
 	if !x.opts.Repair {
 		return
 	}
-	began := time.Now()
+	began := x.c.now()
 	claim := meta.Claim{Token: x.token, At: began, Lease: x.opts.ClaimLease}
 	claimed, err := x.c.meta.ClaimBlobs(ctx, []meta.BlobRecord{{Digest: p.Digest, Size: size}}, before, claim)
 	switch {
@@ -410,7 +413,7 @@ func (x *run) removeUnreferenced(ctx context.Context, p *Problem, size int64, be
 	case len(claimed) != 1:
 		p.Detail += "; not repaired: " + why
 		return
-	case time.Since(began) > claim.Lease/2:
+	case x.c.now().Sub(began) > claim.Lease/2:
 		// As gc: past half the lease another run may soon take the
 		// tombstone over; it finishes the deletion.
 		p.Detail += "; not repaired: the claim took too long (a later gc run finishes it)"
@@ -547,7 +550,7 @@ func (x *run) rows(ctx context.Context) error {
 		}
 		for _, b := range bs {
 			switch {
-			case b.Deleting && !b.ClaimExpires.Before(time.Now()):
+			case b.Deleting && !b.ClaimExpires.Before(x.c.now()):
 				x.c.log.InfoContext(ctx, "fsck: blob being deleted by gc", "digest", b.Digest, "lease_until", b.ClaimExpires)
 				continue
 			case b.Deleting:
