@@ -25,53 +25,71 @@ const clockQuery = `SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bi
 // again.
 const clockResample = time.Minute
 
-// dbClock is this process's clock corrected by the offset measured to
-// the database's.
+// dbClock is the database's clock: its time at the last measurement,
+// advanced by this process's monotonic clock since, so stepping the wall
+// clock (NTP, a resumed VM) changes nothing.
 type dbClock struct {
-	db       *sql.DB
-	query    string       // reads the database's time in microseconds (clockQuery)
-	offset   atomic.Int64 // nanoseconds to add to time.Now
-	measured atomic.Int64 // time.Now().UnixNano() of the last measurement
-	mu       sync.Mutex   // one measurement at a time
-	log      func(err error)
+	db    *sql.DB
+	query string // reads the database's time in microseconds (clockQuery)
+	last  atomic.Pointer[clockSample]
+	mu    sync.Mutex // one measurement at a time
+	log   func(err error)
+	// tried is when a background measurement last began (monotonic, as
+	// time since processStart): one at most every clockRetry.
+	tried atomic.Int64
 }
 
-// measure reads the database's clock once and sets the offset.
+// processStart anchors dbClock.tried to the monotonic clock.
+var processStart = time.Now()
+
+// clockRetry spaces background measurements when they fail.
+const clockRetry = 10 * time.Second
+
+// clockSample is one measurement: the database's time, and this
+// process's clock (with its monotonic reading) at the same instant.
+type clockSample struct{ db, local time.Time }
+
+// measure reads the database's clock once.
 func (c *dbClock) measure(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.measureLocked(ctx)
+}
+
+func (c *dbClock) measureLocked(ctx context.Context) error {
 	before := time.Now()
 	var us int64
-	err := c.db.QueryRowContext(ctx, c.query).Scan(&us)
-	if err != nil {
+	if err := c.db.QueryRowContext(ctx, c.query).Scan(&us); err != nil {
 		return fmt.Errorf("postgres: read the database's clock: %w", err)
 	}
-	after := time.Now()
-	mid := before.Add(after.Sub(before) / 2)
-	c.offset.Store(time.UnixMicro(us).Sub(mid).Nanoseconds())
-	c.measured.Store(after.UnixNano())
+	mid := before.Add(time.Since(before) / 2) // keeps the monotonic reading
+	c.last.Store(&clockSample{db: time.UnixMicro(us), local: mid})
 	return nil
 }
 
-// now is the database's time: this process's clock plus the offset. An
-// offset older than clockResample is measured again in the background
-// (a failure keeps the old one, and is logged).
+// now is the database's time. A measurement older than clockResample is
+// taken again in the background (a failure keeps the old one, and is
+// logged).
 func (c *dbClock) now() time.Time {
-	t := time.Now()
-	if t.UnixNano()-c.measured.Load() > int64(clockResample) && c.mu.TryLock() {
-		c.measured.Store(t.UnixNano()) // no second resample meanwhile
-		c.mu.Unlock()
+	s := c.last.Load()
+	elapsed := time.Since(s.local)
+	if elapsed > clockResample && time.Since(processStart)-time.Duration(c.tried.Load()) > clockRetry && c.mu.TryLock() {
+		c.tried.Store(int64(time.Since(processStart)))
 		go func() {
+			defer c.mu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			if err := c.measure(ctx); err != nil && c.log != nil {
+			if err := c.measureLocked(ctx); err != nil && c.log != nil {
 				c.log(err)
 			}
 		}()
 	}
-	return t.Add(time.Duration(c.offset.Load()))
+	return s.db.Add(elapsed)
 }
 
-// ClockOffset is how far the database's clock is ahead of this process's,
-// as last measured.
-func (s *Store) ClockOffset() time.Duration { return time.Duration(s.clock.offset.Load()) }
+// ClockOffset is how far the database's clock is ahead of this process's
+// wall clock, as last measured.
+func (s *Store) ClockOffset() time.Duration {
+	c := s.clock.last.Load()
+	return c.db.Sub(c.local.Round(0))
+}
