@@ -324,15 +324,18 @@ func (h *Handler) readIndex(ctx context.Context, q indexQuery, canPull func(stri
 			return nil, fmt.Errorf("index: events: %w", err)
 		}
 	}
+	// Read before the walk: the snapshot is at least this generation.
+	before, err := h.md.IndexGeneration(ctx, q.typed.Scope())
+	if err != nil {
+		return nil, err
+	}
 	p, gen, err := h.readParts(ctx, q.typed, canPull, h.answerFixed())
 	if errors.Is(err, errIndexFull) {
 		// The walk stopped early: the snapshot's generation is not
-		// known, so the answer counts as of the one the request saw
-		// (a later change makes the cache build it again).
-		gen, err = h.md.IndexGeneration(ctx, q.typed.Scope())
-		if err == nil {
-			h.warnTruncated(ctx, gen, q)
-		}
+		// known, so the answer counts as of the one read before it (a
+		// later change makes the cache build it again).
+		gen, err = before, nil
+		h.warnTruncated(ctx, gen, q)
 	}
 	if err != nil {
 		return nil, err
