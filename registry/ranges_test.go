@@ -3,7 +3,9 @@ package registry
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -136,4 +138,43 @@ func FuzzBlobRange(f *testing.F) {
 			t.Fatalf("Range %q: status %d", rng, r.status)
 		}
 	})
+}
+
+// readFromRecorder is a ResponseRecorder that counts the ReadFrom calls
+// (sendfile, on a real connection) and flushes.
+type readFromRecorder struct {
+	*httptest.ResponseRecorder
+	readFroms, flushes int
+}
+
+func (r *readFromRecorder) ReadFrom(src io.Reader) (int64, error) {
+	r.readFroms++
+	return io.Copy(r.ResponseRecorder, src)
+}
+
+func (r *readFromRecorder) Flush() { r.flushes++ }
+
+// TestBlobBodyReadFrom: the bytes of a blob, whole or a range, reach the
+// connection's ReadFrom through the writer that turns ServeContent's 416
+// into the spec's, and http.ResponseController reaches the connection
+// through it.
+func TestBlobBodyReadFrom(t *testing.T) {
+	tr := newTestRegistry(t, Options{})
+	d := tr.pushBlob("r", bytes.Repeat([]byte("0123456789"), 100))
+	for _, rng := range []string{"", "bytes=10-19"} {
+		rec := &readFromRecorder{ResponseRecorder: httptest.NewRecorder()}
+		req := httptest.NewRequest(http.MethodGet, "/v2/r/blobs/"+d.String(), nil)
+		if rng != "" {
+			req.Header.Set("Range", rng)
+		}
+		tr.reg.ServeHTTP(rec, req)
+		if rec.readFroms == 0 || (rec.Code != http.StatusOK && rec.Code != http.StatusPartialContent) {
+			t.Errorf("Range %q: %d, %d ReadFrom calls", rng, rec.Code, rec.readFroms)
+		}
+	}
+	rec := &readFromRecorder{ResponseRecorder: httptest.NewRecorder()}
+	rw := &rangeErrors{ResponseWriter: rec}
+	if err := http.NewResponseController(rw).Flush(); err != nil || rec.flushes != 1 {
+		t.Errorf("Flush through the writer: %v, %d flushes", err, rec.flushes)
+	}
 }
