@@ -492,14 +492,8 @@ func TestIndexCached(t *testing.T) {
 	cm := &countingMeta{Meta: e.md}
 	h := flatpak.New(cm, flatpak.Options{}, nil)
 	get := func(query string) []byte {
-		req, _ := http.NewRequest("GET", "http://berth.test/index/static?"+query, nil)
-		req.Header.Set("Accept-Encoding", "gzip")
-		rec := newRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.code != http.StatusOK {
-			t.Fatalf("status %d", rec.code)
-		}
-		return rec.body.Bytes()
+		_, gz := serveGzip(t, h, query)
+		return gz
 	}
 	q := flatpakQuery("amd64", "latest")
 	first := get(q)
