@@ -233,9 +233,6 @@ func (t *Tx) Commit() error { return t.p.diskErr(t.Tx.Commit()) }
 // Rollback rolls the transaction back.
 func (t *Tx) Rollback() error { return t.Tx.Rollback() }
 
-// DiskErr maps err as the pool does.
-func (p *Pool) DiskErr(err error) error { return p.diskErr(err) }
-
 // ensureRepo returns the id of the repository named name, creating it.
 func (s *Store) ensureRepo(ctx context.Context, tx *Tx, name string, now int64) (int64, error) {
 	if _, err := tx.Exec(ctx, s.q.EnsureRepo, name, now); err != nil {
