@@ -316,18 +316,21 @@ func TestReplicaKilled(t *testing.T) {
 	site.fsck(t, "after a replica was killed")
 }
 
-// TestReplicaGCRace: two replicas collect garbage every 600 ms with no
+// TestReplicaGCRace: two replicas collect garbage every second with no
 // grace period while a third takes pushes that share layers and move
 // tags. Nothing acknowledged is lost: every tagged image pulls complete,
 // and fsck is clean.
 func TestReplicaGCRace(t *testing.T) {
 	site := newReplicaSite(t, 3, func(i int) []string {
 		if i < 2 {
-			// Two collectors with no grace, each every 600 ms: a run every
-			// 300 ms on average, often enough that most pushes meet one,
-			// rarely enough that a push (slower with the race detector
-			// on, through PostgreSQL and S3) gets through between two.
-			return []string{"BERTH_GC_INTERVAL=600ms", "BERTH_GC_GRACE=0s", "BERTH_GC_UNTAGGED_AFTER=1ns"}
+			// Two collectors with no grace, each every second: a run
+			// every 500 ms on average, often enough that most pushes
+			// meet one, rarely enough that a push (slower with the race
+			// detector on, through PostgreSQL and S3: 250-300 ms in CI)
+			// gets through between two. At 600 ms a push took 50 tries
+			// in a row once, each one meeting a run: a liveness bound of
+			// the test, not a lost push (none was acknowledged).
+			return []string{"BERTH_GC_INTERVAL=1s", "BERTH_GC_GRACE=0s", "BERTH_GC_UNTAGGED_AFTER=1ns"}
 		}
 		return []string{"BERTH_GC_INTERVAL=0s"}
 	})
@@ -351,7 +354,7 @@ func TestReplicaGCRace(t *testing.T) {
 	for c := range clients {
 		wg.Go(func() {
 			for _, img := range plans[c] {
-				if err := pushRetrying(p, img, gcRaceAttempts, &retries); err != nil {
+				if err := pushRetrying(p, img, 2*gcRaceAttempts, &retries); err != nil {
 					t.Errorf("client %d: %v", c, err)
 					return
 				}
