@@ -739,3 +739,73 @@ func TestCommitExistingRemovedMeanwhile(t *testing.T) {
 		t.Fatalf("blob = %q", got)
 	}
 }
+
+// writeLarge writes n copies of a 1 MiB pattern to w and returns their
+// digest.
+func writeLarge(t *testing.T, w blob.Writer, n int) (digest.Digest, int64) {
+	t.Helper()
+	buf := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
+	h := sha256.New()
+	for range n {
+		mustWrite(t, w, buf)
+		h.Write(buf)
+	}
+	return digest.NewDigest(digest.SHA256, h), int64(n * len(buf))
+}
+
+// TestSyncAhead: a large upload is synced while it is written, not only at
+// the end, and still synced at Commit (the background syncs are early
+// starts, the one at Commit is what the acknowledgement rests on).
+func TestSyncAhead(t *testing.T) {
+	s, r := newRecStore(t)
+	w := mustUpload(t, s, "u", blob.UploadState{})
+	n := 3*syncAhead>>20 + 1
+	d, size := writeLarge(t, w, n)
+	ops := r.take()
+	if got := slices.Index(ops, "sync uploads/u"); got < 0 {
+		t.Fatalf("no sync while writing %d MiB: %q", n, ops)
+	}
+	mustCommit(t, w, d, size)
+	checkOps(t, r.take()[:2], []string{"sync uploads/u", "close uploads/u"})
+	if fi, err := os.Stat(filepath.Join(r.root, blobRel(d))); err != nil || fi.Size() != size {
+		t.Fatalf("committed blob: %v, %v", fi, err)
+	}
+}
+
+// TestSyncAheadFailure: a background sync that fails ends the writer as a
+// failed State does, though a later sync would succeed: later writes,
+// states and the commit report it, and nothing becomes visible.
+func TestSyncAheadFailure(t *testing.T) {
+	s, r := newRecStore(t)
+	w := mustUpload(t, s, "u", blob.UploadState{})
+	var failed sync.Once
+	r.inject = func(op string) (err error) {
+		if op == "sync uploads/u" {
+			failed.Do(func() { err = errInjected })
+		}
+		return err
+	}
+	buf := bytes.Repeat([]byte{'x'}, 1<<20)
+	h := sha256.New()
+	var werr error
+	for range 3 * syncAhead >> 20 {
+		if _, werr = w.Write(buf); werr != nil {
+			break
+		}
+		h.Write(buf)
+	}
+	if werr != nil && !errors.Is(werr, errInjected) {
+		t.Fatalf("Write = %v, want nil or the injected error", werr)
+	}
+	if r.count("sync uploads/u") == 0 {
+		t.Fatal("no background sync while writing")
+	}
+	if _, err := w.State(); !errors.Is(err, errInjected) {
+		t.Errorf("State after a failed background sync = %v, want the injected error", err)
+	}
+	d := digest.NewDigest(digest.SHA256, h)
+	if _, err := w.Commit(t.Context(), d, -1); !errors.Is(err, errInjected) {
+		t.Errorf("Commit after a failed background sync = %v, want the injected error", err)
+	}
+	checkNothingVisible(t, s, d)
+}

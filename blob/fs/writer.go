@@ -23,6 +23,15 @@ import (
 // parallelWrite is the size from which Write hashes and writes at once.
 const parallelWrite = 64 << 10
 
+// syncAhead is how many bytes a writer lets pile up unsynced before it
+// syncs the file in the background while it goes on writing. On a disk
+// whose flush waits for everything written since the last one (a virtual
+// disk whose host flushes its own cache), one fsync at the end of a 256 MiB
+// blob waited 130-250 ms; syncing as the data arrives leaves the final
+// fsync the last few MiB. Durability still comes from the Sync at State and
+// Commit: these are early starts of the same work, not a replacement.
+const syncAhead = 32 << 20
+
 // errClosed is returned by a writer used after Close or Commit.
 var errClosed = errors.New("upload writer closed")
 
@@ -125,6 +134,10 @@ type writer struct {
 	// trusted (a failed fsync may have dropped dirty pages), so the writer
 	// refuses further writes, states and commits rather than retry.
 	err error
+	// ahead is the size at which the last background sync started; bg
+	// receives that sync's result, nil when none is in flight.
+	ahead int64
+	bg    chan error
 }
 
 // Write implements io.Writer. Only the bytes the file accepted are hashed
@@ -162,7 +175,48 @@ func (w *writer) Write(p []byte) (int, error) {
 		w.err = fmt.Errorf("upload %s: write: %w", w.id, err)
 		return n, w.err
 	}
+	if w.size-w.ahead >= syncAhead {
+		if err := w.syncInBackground(); err != nil {
+			return n, err
+		}
+	}
 	return n, nil
+}
+
+// syncInBackground starts a sync of the file on another goroutine unless
+// one is still running. A failed background sync ends the writer like a
+// failed State: the kernel may have dropped the pages it could not write.
+func (w *writer) syncInBackground() error {
+	if w.bg != nil {
+		select {
+		case err := <-w.bg:
+			w.bg = nil
+			if err != nil {
+				w.err = fmt.Errorf("upload %s: sync: %w", w.id, err)
+				return w.err
+			}
+		default:
+			return nil
+		}
+	}
+	f, ch := w.f, make(chan error, 1)
+	go func() { ch <- f.Sync() }()
+	w.bg, w.ahead = ch, w.size
+	return nil
+}
+
+// waitSync waits for the background sync in flight, if any, and records
+// its failure.
+func (w *writer) waitSync() error {
+	if w.bg == nil {
+		return w.err
+	}
+	err := <-w.bg
+	w.bg = nil
+	if err != nil && w.err == nil {
+		w.err = fmt.Errorf("upload %s: sync: %w", w.id, err)
+	}
+	return w.err
 }
 
 // State implements blob.Writer.
@@ -170,8 +224,8 @@ func (w *writer) State() (blob.UploadState, error) {
 	if w.f == nil {
 		return blob.UploadState{}, fmt.Errorf("upload %s: %w", w.id, errClosed)
 	}
-	if w.err != nil {
-		return blob.UploadState{}, w.err
+	if err := w.waitSync(); err != nil {
+		return blob.UploadState{}, err
 	}
 	if err := w.f.Sync(); err != nil {
 		w.err = fmt.Errorf("upload %s: sync: %w", w.id, err)
@@ -199,6 +253,7 @@ func (w *writer) Close() error {
 	if w.f == nil {
 		return nil
 	}
+	_ = w.waitSync() // the file is kept; its failure shows when resumed
 	err := w.f.Close()
 	w.f = nil
 	if err != nil {
@@ -219,6 +274,7 @@ func (w *writer) Commit(ctx context.Context, expected digest.Digest, size int64)
 	if w.f == nil {
 		return blob.Info{}, fmt.Errorf("upload %s: %w", w.id, errClosed)
 	}
+	_ = w.waitSync() // w.err, checked below
 	f := w.f
 	w.f = nil
 	// From here on every path closes f exactly once.
