@@ -38,8 +38,12 @@ type Catalog interface {
 	ManifestIcons(ctx context.Context, keys ...meta.ManifestKey) (map[meta.ManifestKey]map[int]digest.Digest, error)
 }
 
-// listPage is how many rows one catalogue listing call returns.
-const listPage = 1000
+// listPage is how many rows one catalogue listing call returns; repoPage
+// is the first page of one repository's re-read (readRepo).
+const (
+	listPage = 1000
+	repoPage = 32
+)
 
 // snapshot is the catalogue as of one CatalogVersion: every tagged
 // manifest, grouped by repository and by Flatpak id. It is immutable once
@@ -179,7 +183,6 @@ type item struct {
 	ltext             string   // summary, keywords, categories, developer
 	ltags             []string
 	ltagsAll          string // "\n"-joined ltags, to rule out a match in one pass
-	order             int    // position by (kind, name, id): ties in ranking
 }
 
 // icon is an app's icon URLs: Small for 64 px, Large for 128 px; one may
@@ -312,8 +315,71 @@ func (h *Handler) refresh(ctx context.Context, prev *snapshot, version string) (
 		setOrDelete(raw.tags, repo, tags)
 		setOrDelete(raw.children, repo, children)
 	}
+	if s, ok := buildImages(version, raw, prev, changed); ok {
+		return s, true, nil
+	}
 	s, err = h.build(ctx, version, raw, prev)
 	return s, err == nil, err
+}
+
+// buildImages makes the snapshot at version from prev when none of the
+// changed repositories holds or held a Flatpak build, as when server
+// images are pushed: the apps are then prev's, and only those
+// repositories' views and search items change, put in place by binary
+// search. A push costs the catalogue the re-read of its repository and
+// this, not a regrouping of every repository and app (build). ok is false
+// when a changed repository has builds; build then does the work.
+func buildImages(version string, raw *rawCatalog, prev *snapshot, changed map[string]bool) (*snapshot, bool) {
+	parts := make(map[string]*repoPart, len(changed))
+	for repo := range changed {
+		if old := prev.parts[repo]; old != nil && len(old.builds) > 0 {
+			return nil, false
+		}
+		var part *repoPart
+		if tags := raw.tags[repo]; len(tags) > 0 {
+			part = newRepoPart(tags, raw.children[repo])
+			if len(part.builds) > 0 {
+				return nil, false
+			}
+		}
+		parts[repo] = part
+	}
+	s := &snapshot{version: version, raw: raw, repos: slices.Clone(prev.repos), repoByName: maps.Clone(prev.repoByName),
+		apps: prev.apps, appByID: prev.appByID, items: slices.Clone(prev.items), parts: maps.Clone(prev.parts)}
+	for _, repo := range slices.Sorted(maps.Keys(parts)) {
+		if old := prev.parts[repo]; old != nil && old.item != nil {
+			i, found := slices.BinarySearchFunc(s.items, old.item, compareItems)
+			if !found || s.items[i] != old.item {
+				return nil, false // not where build put it: let build redo all
+			}
+			s.items = slices.Delete(s.items, i, i+1)
+		}
+		i, found := slices.BinarySearchFunc(s.repos, repo, func(rv *repoView, name string) int {
+			return strings.Compare(rv.Name, name)
+		})
+		part := parts[repo]
+		if part == nil || len(part.rv.Tags) == 0 {
+			delete(s.parts, repo)
+			delete(s.repoByName, repo)
+			if found {
+				s.repos = slices.Delete(s.repos, i, i+1)
+			}
+			continue
+		}
+		s.parts[repo] = part
+		rv := part.rv // as build: each snapshot its own view
+		s.repoByName[repo] = &rv
+		if found {
+			s.repos[i] = &rv
+		} else {
+			s.repos = slices.Insert(s.repos, i, &rv)
+		}
+		if part.item != nil {
+			j, _ := slices.BinarySearchFunc(s.items, part.item, compareItems)
+			s.items = slices.Insert(s.items, j, part.item)
+		}
+	}
+	return s, true
 }
 
 func setOrDelete[T any](m map[string][]T, k string, v []T) {
@@ -327,10 +393,14 @@ func setOrDelete[T any](m map[string][]T, k string, v []T) {
 // readRepo reads one repository's tags and tagged indexes' children (the
 // listings are ordered by repository first, so one page from the
 // repository's start, and more while it lasts).
+//
+// The first page is small (repoPage) and each next one twice as large:
+// most repositories have a few tags, and whatever a page holds past the
+// repository (the repositories after it) is read for nothing.
 func (h *Handler) readRepo(ctx context.Context, repo string) ([]meta.CatalogTag, []meta.CatalogChild, error) {
 	var tags []meta.CatalogTag
-	for after := (meta.TagKey{Repo: repo}); ; {
-		page, err := h.cat.CatalogTags(ctx, after, listPage)
+	for after, n := (meta.TagKey{Repo: repo}), repoPage; ; n = min(2*n, listPage) {
+		page, err := h.cat.CatalogTags(ctx, after, n)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -340,14 +410,14 @@ func (h *Handler) readRepo(ctx context.Context, repo string) ([]meta.CatalogTag,
 			break
 		}
 		tags = append(tags, page...)
-		if len(page) < listPage {
+		if len(page) < n {
 			break
 		}
 		after = page[len(page)-1].TagKey
 	}
 	var children []meta.CatalogChild
-	for after := (meta.ChildKey{Repo: repo, Ord: -1}); ; {
-		page, err := h.cat.CatalogChildren(ctx, after, listPage)
+	for after, n := (meta.ChildKey{Repo: repo, Ord: -1}), repoPage; ; n = min(2*n, listPage) {
+		page, err := h.cat.CatalogChildren(ctx, after, n)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -357,7 +427,7 @@ func (h *Handler) readRepo(ctx context.Context, repo string) ([]meta.CatalogTag,
 			break
 		}
 		children = append(children, page...)
-		if len(page) < listPage {
+		if len(page) < n {
 			break
 		}
 		after = page[len(page)-1].ChildKey
@@ -477,6 +547,9 @@ func newRepoPart(tags []meta.CatalogTag, children []meta.CatalogChild) *repoPart
 	for _, b := range part.builds {
 		slices.SortFunc(b.Tags, func(x, y string) int { return naturalCompare(x, y) })
 	}
+	if len(rv.Tags) > 0 && !rv.Flatpak {
+		part.item = repoItem(rv)
+	}
 	return part
 }
 
@@ -498,6 +571,9 @@ type repoPart struct {
 	children []meta.CatalogChild
 	rv       repoView
 	builds   []*build
+	// item is the repository's search item: nil for a repository of
+	// Flatpak builds only (its apps are the items) or with no tags.
+	item *item
 }
 
 // sameRows reports whether a and b are the same rows (the same slice: a
@@ -584,15 +660,12 @@ func (h *Handler) build(ctx context.Context, version string, raw *rawCatalog, pr
 	for _, av := range s.apps {
 		s.items = append(s.items, appItem(av))
 	}
-	for _, rv := range s.repos {
-		if !rv.Flatpak {
-			s.items = append(s.items, repoItem(rv))
+	for _, repo := range s.repos {
+		if it := s.parts[repo.Name].item; it != nil {
+			s.items = append(s.items, it)
 		}
 	}
 	slices.SortStableFunc(s.items, compareItems)
-	for i, it := range s.items {
-		it.order = i
-	}
 	return s, nil
 }
 

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"reflect"
@@ -51,6 +52,16 @@ func TestIncrementalRefresh(t *testing.T) {
 		}
 		s.web.snap.Store(got)
 	}
+	// checkImages: a change to server images only keeps the apps
+	// (buildImages), and still equals a full load.
+	checkImages := func(what string) {
+		t.Helper()
+		prev := s.web.current()
+		check(what, true)
+		if got := s.web.current(); len(prev.apps) == 0 || !sameRows(got.apps, prev.apps) {
+			t.Errorf("%s: the apps were regrouped (%d apps before), want prev's kept", what, len(prev.apps))
+		}
+	}
 	s.get("/", http.StatusOK) // the first snapshot: a full load
 	check("nothing changed", true)
 
@@ -59,17 +70,39 @@ func TestIncrementalRefresh(t *testing.T) {
 	check("a new app", true)
 	s.push("server", img{layer: "one"}, "v1")
 	s.push("server", img{layer: "two"}, "v2", "latest")
-	check("a new image repository", true)
+	checkImages("a new image repository")
+	s.push("aaa", img{layer: "first"}, "v1")
+	s.push("zzz", img{layer: "last"}, "v1")
+	checkImages("two new repositories, first and last by name")
+	s.push("mmm", img{layer: "middle"}, "v1")
+	s.push("aaa", img{layer: "first2"}, "v2")
+	checkImages("one new in the middle, one changed")
+	many := make([]string, 3*repoPage+5) // re-read over three pages
+	for i := range many {
+		many[i] = fmt.Sprintf("v%d", i)
+	}
+	s.push("many", img{layer: "many"}, many...)
+	checkImages("a repository of many tags, with repositories after it")
+	s.push("many", img{layer: "many2"}, "latest")
+	checkImages("a tag added to it")
 	d3 := s.push("server", img{layer: "three"}, "latest")
-	check("a tag moved", true)
+	checkImages("a tag moved")
 	s.do(http.MethodDelete, "/v2/server/manifests/v1", nil)
-	check("a tag deleted", true)
+	checkImages("a tag deleted")
 	s.do(http.MethodDelete, "/v2/server/manifests/"+d3.String(), nil)
-	check("a manifest deleted", true)
+	checkImages("a manifest deleted")
 	amd := s.push("multi", img{layer: "amd"})
 	arm := s.push("multi", img{layer: "arm", arch: "arm64"})
 	s.index("multi", "latest", amd, "linux/amd64", arm, "linux/arm64")
-	check("an index", true)
+	checkImages("an index")
+	for _, tag := range []string{"v1", "v2"} {
+		s.do(http.MethodDelete, "/v2/aaa/manifests/"+tag, nil)
+	}
+	checkImages("a repository emptied")
+	s.push("mmm", img{labels: hello.labels(t)}, "app")
+	check("an app pushed to an image repository", true)
+	s.do(http.MethodDelete, "/v2/mmm/manifests/app", nil)
+	check("an image repository's app removed", true)
 	s.do(http.MethodDelete, "/v2/hello/manifests/latest", nil)
 	check("an app's only tag deleted", true)
 

@@ -119,17 +119,13 @@ func (s *snapshot) search(q query, visible func(*item) *item) ([]hit, int) {
 		}
 		hits = append(hits, hit{it: it, tier: tier, sub: sub, matched: matched})
 	}
-	slices.SortFunc(hits, func(a, b hit) int {
+	// Stable: hits are in s.items' order (kind, name, id), which breaks
+	// ties in ranking.
+	slices.SortStableFunc(hits, func(a, b hit) int {
 		if a.tier != b.tier {
 			return cmpInt(a.tier, b.tier)
 		}
-		if a.sub != b.sub {
-			return cmpInt(a.sub, b.sub)
-		}
-		if a.it.order != b.it.order {
-			return cmpInt(a.it.order, b.it.order)
-		}
-		return compareItems(a.it, b.it)
+		return cmpInt(a.sub, b.sub)
 	})
 	total := len(hits)
 	start := min((q.Page-1)*q.PerPage, total)
@@ -332,9 +328,7 @@ func (h *Handler) visibleItem(r *http.Request, s *snapshot) func(*item) *item {
 		// Some builds of the app are hidden: describe it from the others.
 		if av := s.appByID[it.ID]; av != nil {
 			if v := h.visibleApp(r.Context(), r, av); v != nil {
-				vi := appItem(v)
-				vi.order = it.order
-				return vi
+				return appItem(v)
 			}
 		}
 		return nil
