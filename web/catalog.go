@@ -223,9 +223,16 @@ type Events interface {
 	LastEventSeq(ctx context.Context) (int64, error)
 }
 
-// maxIncremental is the most events a refresh applies one repository at a
-// time; past it the catalogue is re-read whole.
-const maxIncremental = 256
+// maxChangedRepos is the most repositories a refresh re-reads one at a
+// time; past it the catalogue is re-read whole. It bounds repositories,
+// not events: pushes to a few repositories while a refresh waits for the
+// CPU make many events but little work, and counting events sent the
+// catalogue under 16 pushing clients (400 events/s) from one whole
+// re-read to the next. Events are read eventPage at a time.
+const (
+	maxChangedRepos = 256
+	eventPage       = 512
+)
 
 // load builds a snapshot of the catalogue at version, from every row.
 func (h *Handler) load(ctx context.Context, version string) (*snapshot, error) {
@@ -277,14 +284,29 @@ func (h *Handler) refresh(ctx context.Context, prev *snapshot, version string) (
 	if !has || prev == nil || prev.raw == nil {
 		return nil, false, nil
 	}
-	evs, err := ev.Events(ctx, prev.raw.seq, maxIncremental+1)
-	if err != nil {
-		return nil, false, err
+	seq := prev.raw.seq
+	changed := map[string]bool{}
+	for {
+		evs, err := ev.Events(ctx, seq, eventPage)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, e := range evs {
+			// A gap is events pruned before the catalogue saw them.
+			if e.Seq != seq+1 || e.Type == meta.EventGCRun || e.Repo == "" {
+				return nil, false, nil
+			}
+			changed[e.Repo] = true
+			seq = e.Seq
+		}
+		if len(changed) > maxChangedRepos {
+			return nil, false, nil
+		}
+		if len(evs) < eventPage {
+			break
+		}
 	}
-	if len(evs) > maxIncremental || len(evs) > 0 && evs[0].Seq != prev.raw.seq+1 {
-		return nil, false, nil
-	}
-	if len(evs) == 0 {
+	if seq == prev.raw.seq {
 		// None after prev's: either nothing changed that has an event,
 		// or the events were pruned since (then the outbox has moved on).
 		last, err := ev.LastEventSeq(ctx)
@@ -295,18 +317,7 @@ func (h *Handler) refresh(ctx context.Context, prev *snapshot, version string) (
 			return nil, false, nil
 		}
 	}
-	raw := &rawCatalog{seq: prev.raw.seq, tags: maps.Clone(prev.raw.tags), children: maps.Clone(prev.raw.children)}
-	changed := map[string]bool{}
-	for i, e := range evs {
-		if i > 0 && e.Seq != evs[i-1].Seq+1 {
-			return nil, false, nil
-		}
-		if e.Type == meta.EventGCRun || e.Repo == "" {
-			return nil, false, nil
-		}
-		changed[e.Repo] = true
-		raw.seq = e.Seq
-	}
+	raw := &rawCatalog{seq: seq, tags: maps.Clone(prev.raw.tags), children: maps.Clone(prev.raw.children)}
 	for repo := range changed {
 		tags, children, err := h.readRepo(ctx, repo)
 		if err != nil {

@@ -99,6 +99,19 @@ func TestIncrementalRefresh(t *testing.T) {
 		s.do(http.MethodDelete, "/v2/aaa/manifests/"+tag, nil)
 	}
 	checkImages("a repository emptied")
+	// Many events over few repositories stay incremental (read a page
+	// of events at a time); changes to too many repositories load all.
+	lots := make([]string, eventPage+10)
+	for i := range lots {
+		lots[i] = fmt.Sprintf("t%d", i)
+	}
+	s.push("server", img{layer: "lots"}, lots...)
+	checkImages("more events than a page, one repository")
+	for i := range maxChangedRepos + 1 {
+		s.push(fmt.Sprintf("wide/r%d", i), img{layer: "wide"}, "v1")
+	}
+	check("more repositories changed than are re-read one by one", false)
+
 	s.push("mmm", img{labels: hello.labels(t)}, "app")
 	check("an app pushed to an image repository", true)
 	s.do(http.MethodDelete, "/v2/mmm/manifests/app", nil)
