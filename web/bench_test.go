@@ -101,8 +101,11 @@ func benchHandler(b *testing.B) (*Handler, *snapshot) {
 //     page of 20, as GET /api/v1/search does after its version check;
 //   - SearchAPI: a whole GET /api/v1/search through the handler (the
 //     version query, ranking, the JSON answer);
-//   - RefreshAfterPush: one push, then the next request's refresh (the
-//     one repository the push touched re-read, the rest regrouped);
+//   - RefreshAfterPush: one push of a server image, then the next
+//     request's refresh (the one repository the push touched re-read and
+//     put in place, the rest kept);
+//   - RefreshAfterAppPush: the same for a new build of an app (its
+//     repository re-read, the app regrouped);
 //   - Rebuild: the full rebuild (what every change cost before), labels
 //     already parsed: reading 10,000 tags and grouping them.
 func BenchmarkCatalog(b *testing.B) {
@@ -155,6 +158,39 @@ func BenchmarkCatalog(b *testing.B) {
 			}
 			if _, err := h.snapshot(ctx); err != nil {
 				b.Fatal(err)
+			}
+		}
+	})
+	// RefreshAfterAppPush: as RefreshAfterPush, for a new build of one of
+	// the apps: that app is regrouped, the other 999 kept.
+	b.Run("RefreshAfterAppPush", func(b *testing.B) {
+		md := h.cat.(*sqlite.Store)
+		ctx := context.Background()
+		const repo = "apps/org.example.photo10"
+		d, err := md.ResolveTag(ctx, repo, "stable")
+		if err != nil {
+			b.Fatal(err)
+		}
+		old, err := md.GetManifest(ctx, repo, d)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := 0
+		b.ReportAllocs()
+		for b.Loop() {
+			n++
+			content := fmt.Appendf(nil, `{"schemaVersion":2,"app-refresh":%d}`, n)
+			m := *old
+			m.Digest, m.Content = digest.FromBytes(content), content
+			if err := md.PutManifest(ctx, &m, "stable"); err != nil {
+				b.Fatal(err)
+			}
+			s, err := h.snapshot(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if av := s.appByID["org.example.photo10"]; av == nil || av.Latest().Digest != m.Digest {
+				b.Fatal("the app's new build is not in the catalogue")
 			}
 		}
 	})

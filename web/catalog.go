@@ -103,7 +103,7 @@ type repoView struct {
 	Updated time.Time  // the newest tag move
 	Size    int64      // total sizes of the distinct images its tags reach (an index counts its children)
 	Archs   []string
-	AppIDs  []string // Flatpak ids built here
+	AppIDs  []string // Flatpak ids built here, sorted
 	Flatpak bool     // every tag is a Flatpak build
 }
 
@@ -155,6 +155,7 @@ type appView struct {
 	Repos    []string
 	facts    *facts // of Builds[0]
 	icon     icon   // of Builds[0]
+	item     *item  // its search item
 }
 
 // Latest is the newest build.
@@ -326,50 +327,66 @@ func (h *Handler) refresh(ctx context.Context, prev *snapshot, version string) (
 		setOrDelete(raw.tags, repo, tags)
 		setOrDelete(raw.children, repo, children)
 	}
-	if s, ok := buildImages(version, raw, prev, changed); ok {
-		return s, true, nil
+	s, ok, err = h.buildChanged(ctx, version, raw, prev, changed)
+	if err != nil || ok {
+		return s, ok, err
 	}
 	s, err = h.build(ctx, version, raw, prev)
 	return s, err == nil, err
 }
 
-// buildImages makes the snapshot at version from prev when none of the
-// changed repositories holds or held a Flatpak build, as when server
-// images are pushed: the apps are then prev's, and only those
-// repositories' views and search items change, put in place by binary
-// search. A push costs the catalogue the re-read of its repository and
-// this, not a regrouping of every repository and app (build). ok is false
-// when a changed repository has builds; build then does the work.
-func buildImages(version string, raw *rawCatalog, prev *snapshot, changed map[string]bool) (*snapshot, bool) {
+// buildChanged makes the snapshot at version from prev when only the
+// repositories in changed moved: their parts are derived anew, and the
+// apps with a build in them (before or after) regrouped; every other
+// repository, app and search item is prev's. Each is put in place by
+// binary search, so a push costs the catalogue the re-read of its
+// repository and work on what it touched, not a regrouping of every
+// repository and app (build). ok is false when more than maxChangedApps
+// apps are touched; build then does the work. The result is what build
+// makes from the same rows (TestIncrementalRefresh).
+func (h *Handler) buildChanged(ctx context.Context, version string, raw *rawCatalog, prev *snapshot, changed map[string]bool) (*snapshot, bool, error) {
+	repos := slices.Sorted(maps.Keys(changed))
 	parts := make(map[string]*repoPart, len(changed))
-	for repo := range changed {
-		if old := prev.parts[repo]; old != nil && len(old.builds) > 0 {
-			return nil, false
+	touched := map[string]bool{} // app ids with a build in a changed repository
+	var fresh []*build
+	for _, repo := range repos {
+		if old := prev.parts[repo]; old != nil {
+			for _, b := range old.builds {
+				touched[b.Ref.ID] = true
+			}
 		}
 		var part *repoPart
 		if tags := raw.tags[repo]; len(tags) > 0 {
 			part = newRepoPart(tags, raw.children[repo])
-			if len(part.builds) > 0 {
-				return nil, false
+			for _, b := range part.builds {
+				touched[b.Ref.ID] = true
+			}
+			fresh = append(fresh, part.builds...)
+			if len(part.rv.Tags) == 0 {
+				part = nil // only the delta index
 			}
 		}
 		parts[repo] = part
 	}
+	if len(touched) > maxChangedApps {
+		return nil, false, nil
+	}
+	if err := h.loadIcons(ctx, fresh); err != nil {
+		return nil, false, err
+	}
 	s := &snapshot{version: version, raw: raw, repos: slices.Clone(prev.repos), repoByName: maps.Clone(prev.repoByName),
 		apps: prev.apps, appByID: prev.appByID, items: slices.Clone(prev.items), parts: maps.Clone(prev.parts)}
-	for _, repo := range slices.Sorted(maps.Keys(parts)) {
+	for _, repo := range repos {
 		if old := prev.parts[repo]; old != nil && old.item != nil {
-			i, found := slices.BinarySearchFunc(s.items, old.item, compareItems)
-			if !found || s.items[i] != old.item {
-				return nil, false // not where build put it: let build redo all
+			if !removeSorted(&s.items, old.item, compareItems) {
+				return nil, false, nil // not where build put it: let build redo all
 			}
-			s.items = slices.Delete(s.items, i, i+1)
 		}
 		i, found := slices.BinarySearchFunc(s.repos, repo, func(rv *repoView, name string) int {
 			return strings.Compare(rv.Name, name)
 		})
 		part := parts[repo]
-		if part == nil || len(part.rv.Tags) == 0 {
+		if part == nil {
 			delete(s.parts, repo)
 			delete(s.repoByName, repo)
 			if found {
@@ -378,19 +395,90 @@ func buildImages(version string, raw *rawCatalog, prev *snapshot, changed map[st
 			continue
 		}
 		s.parts[repo] = part
-		rv := part.rv // as build: each snapshot its own view
-		s.repoByName[repo] = &rv
+		s.repoByName[repo] = &part.rv
 		if found {
-			s.repos[i] = &rv
+			s.repos[i] = &part.rv
 		} else {
-			s.repos = slices.Insert(s.repos, i, &rv)
+			s.repos = slices.Insert(s.repos, i, &part.rv)
 		}
 		if part.item != nil {
-			j, _ := slices.BinarySearchFunc(s.items, part.item, compareItems)
-			s.items = slices.Insert(s.items, j, part.item)
+			insertSorted(&s.items, part.item, compareItems)
 		}
 	}
-	return s, true
+	if len(touched) == 0 {
+		s.nilIfEmpty()
+		return s, true, nil
+	}
+
+	s.apps, s.appByID = slices.Clone(prev.apps), maps.Clone(prev.appByID)
+	for _, id := range slices.Sorted(maps.Keys(touched)) {
+		var bs []*build
+		if old := prev.appByID[id]; old != nil {
+			if !removeSorted(&s.apps, old, compareApps) || !removeSorted(&s.items, old.item, compareItems) {
+				return nil, false, nil
+			}
+			delete(s.appByID, id)
+			for _, b := range old.Builds {
+				if !changed[b.Repo] {
+					bs = append(bs, b)
+				}
+			}
+		}
+		for _, repo := range repos {
+			if part := parts[repo]; part != nil {
+				for _, b := range part.builds {
+					if b.Ref.ID == id {
+						bs = append(bs, b)
+					}
+				}
+			}
+		}
+		if len(bs) == 0 {
+			continue
+		}
+		av, err := h.newAppView(ctx, bs)
+		if err != nil {
+			return nil, false, err
+		}
+		s.appByID[id] = av
+		insertSorted(&s.apps, av, compareApps)
+		insertSorted(&s.items, av.item, compareItems)
+	}
+	s.nilIfEmpty()
+	return s, true, nil
+}
+
+// nilIfEmpty makes s's empty lists nil, as build leaves them.
+func (s *snapshot) nilIfEmpty() {
+	if len(s.repos) == 0 {
+		s.repos = nil
+	}
+	if len(s.apps) == 0 {
+		s.apps = nil
+	}
+	if len(s.items) == 0 {
+		s.items = nil
+	}
+}
+
+// maxChangedApps is the most apps a refresh regroups one at a time.
+const maxChangedApps = 256
+
+// insertSorted puts v into the sorted *list where cmp says it goes.
+func insertSorted[T any](list *[]T, v T, cmp func(a, b T) int) {
+	i, _ := slices.BinarySearchFunc(*list, v, cmp)
+	*list = slices.Insert(*list, i, v)
+}
+
+// removeSorted takes v out of the sorted *list (v itself, found by cmp);
+// false if it is not there.
+func removeSorted[T comparable](list *[]T, v T, cmp func(a, b T) int) bool {
+	i, found := slices.BinarySearchFunc(*list, v, cmp)
+	if !found || (*list)[i] != v {
+		return false
+	}
+	*list = slices.Delete(*list, i, i+1)
+	return true
 }
 
 func setOrDelete[T any](m map[string][]T, k string, v []T) {
@@ -558,6 +646,11 @@ func newRepoPart(tags []meta.CatalogTag, children []meta.CatalogChild) *repoPart
 	for _, b := range part.builds {
 		slices.SortFunc(b.Tags, func(x, y string) int { return naturalCompare(x, y) })
 	}
+	ids := map[string]bool{}
+	for _, b := range part.builds {
+		ids[b.Ref.ID] = true
+	}
+	rv.AppIDs = sortedKeys(ids)
 	if len(rv.Tags) > 0 && !rv.Flatpak {
 		part.item = repoItem(rv)
 	}
@@ -573,8 +666,7 @@ func (s *snapshot) part(repo string) *repoPart {
 }
 
 // repoPart is what build derives from one repository's rows alone: its
-// view (without AppIDs, which depend on other repositories) and its
-// Flatpak builds, icons loaded. A part is never changed once built, so a
+// view, its search item and its Flatpak builds, icons loaded. A part is never changed once built, so a
 // snapshot refreshed after a change shares the parts of the repositories
 // the change did not touch with the snapshot before it.
 type repoPart struct {
@@ -599,7 +691,7 @@ func (h *Handler) build(ctx context.Context, version string, raw *rawCatalog, pr
 	s := &snapshot{version: version, raw: raw, repoByName: map[string]*repoView{}, appByID: map[string]*appView{},
 		parts: map[string]*repoPart{}}
 	var fresh []*build // builds of new parts, whose icons are to load
-	var buildList []*build
+	byID := map[string][]*build{}
 	for _, repo := range slices.Sorted(maps.Keys(raw.tags)) {
 		part := prev.part(repo)
 		if part == nil || !sameRows(part.tags, raw.tags[repo]) || !sameRows(part.children, raw.children[repo]) {
@@ -610,74 +702,75 @@ func (h *Handler) build(ctx context.Context, version string, raw *rawCatalog, pr
 			continue // only the delta index
 		}
 		s.parts[repo] = part
-		rv := part.rv // this snapshot's copy: AppIDs are set below
-		s.repoByName[repo] = &rv
-		s.repos = append(s.repos, &rv)
-		buildList = append(buildList, part.builds...)
+		s.repoByName[repo] = &part.rv
+		s.repos = append(s.repos, &part.rv)
+		for _, b := range part.builds {
+			byID[b.Ref.ID] = append(byID[b.Ref.ID], b)
+		}
 	}
 	if err := h.loadIcons(ctx, fresh); err != nil {
 		return nil, err
 	}
 
 	// Apps and runtimes, by id.
-	for _, b := range buildList {
-		av := s.appByID[b.Ref.ID]
-		if av == nil {
-			av = &appView{Kind: b.Ref.Kind, ID: b.Ref.ID}
-			s.appByID[b.Ref.ID] = av
-			s.apps = append(s.apps, av)
-		}
-		av.Builds = append(av.Builds, b)
-	}
 	live := map[digest.Digest]bool{}
-	appIDs := map[*repoView]map[string]bool{}
-	for _, av := range s.apps {
-		sortBuilds(av.Builds)
-		av.icon = av.Latest().icon
-		av.Archs, av.Branches, av.Repos = buildSets(av.Builds)
-		f, err := h.factsFor(ctx, av.Latest())
+	for _, bs := range byID {
+		av, err := h.newAppView(ctx, bs)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, err
-			}
-			h.log.WarnContext(ctx, "catalogue: reading labels", "repo", av.Latest().Repo, "digest", av.Latest().Digest, "err", err)
+			return nil, err
 		}
-		av.facts = f
-		for _, b := range av.Builds {
+		s.appByID[av.ID] = av
+		s.apps = append(s.apps, av)
+		for _, b := range bs {
 			live[b.Digest] = true
-		}
-		for _, r := range av.Repos {
-			rv := s.repoByName[r]
-			if appIDs[rv] == nil {
-				appIDs[rv] = map[string]bool{}
-			}
-			if !appIDs[rv][av.ID] {
-				appIDs[rv][av.ID] = true
-				rv.AppIDs = append(rv.AppIDs, av.ID)
-			}
 		}
 	}
 	h.facts.prune(live)
-	slices.SortFunc(s.apps, func(a, b *appView) int {
-		if a.Kind != b.Kind {
-			return cmpInt(kindOrder(a.Kind), kindOrder(b.Kind))
-		}
-		if c := naturalCompare(a.Name(), b.Name()); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
+	slices.SortFunc(s.apps, compareApps)
 
 	for _, av := range s.apps {
-		s.items = append(s.items, appItem(av))
+		s.items = append(s.items, av.item)
 	}
 	for _, repo := range s.repos {
 		if it := s.parts[repo.Name].item; it != nil {
 			s.items = append(s.items, it)
 		}
 	}
-	slices.SortStableFunc(s.items, compareItems)
+	slices.SortFunc(s.items, compareItems)
 	return s, nil
+}
+
+// newAppView groups the builds of one id (they are sorted newest first):
+// the newest says whether it is an app or a runtime and gives the icon and
+// the labels' facts. Only a cancelled ctx is an error; a manifest whose
+// labels cannot be read is logged and shown without them.
+func (h *Handler) newAppView(ctx context.Context, bs []*build) (*appView, error) {
+	sortBuilds(bs)
+	latest := bs[0]
+	av := &appView{Kind: latest.Ref.Kind, ID: latest.Ref.ID, Builds: bs, icon: latest.icon}
+	av.Archs, av.Branches, av.Repos = buildSets(bs)
+	f, err := h.factsFor(ctx, latest)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		h.log.WarnContext(ctx, "catalogue: reading labels", "repo", latest.Repo, "digest", latest.Digest, "err", err)
+	}
+	av.facts = f
+	av.item = appItem(av)
+	return av, nil
+}
+
+// compareApps orders apps before runtimes, then by name in natural order,
+// then by id.
+func compareApps(a, b *appView) int {
+	if a.Kind != b.Kind {
+		return cmpInt(kindOrder(a.Kind), kindOrder(b.Kind))
+	}
+	if c := naturalCompare(a.Name(), b.Name()); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
 }
 
 // sortBuilds puts the newest first; ties by repository and digest so the

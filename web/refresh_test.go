@@ -62,12 +62,31 @@ func TestIncrementalRefresh(t *testing.T) {
 			t.Errorf("%s: the apps were regrouped (%d apps before), want prev's kept", what, len(prev.apps))
 		}
 	}
+	// checkApps: a change to apps regroups those alone (buildChanged):
+	// the app other keeps its view, and the result equals a full load.
+	checkApps := func(what, other string) {
+		t.Helper()
+		prev := s.web.current()
+		check(what, true)
+		if got := s.web.current(); prev.appByID[other] == nil || got.appByID[other] != prev.appByID[other] {
+			t.Errorf("%s: the view of %s, which did not change, was rebuilt", what, other)
+		}
+	}
 	s.get("/", http.StatusOK) // the first snapshot: a full load
 	check("nothing changed", true)
 
+	other := app{id: "org.example.Other", appdata: appdata("org.example.Other", "Other", "Stays as it is", "")}
+	s.push("other", img{labels: other.labels(t)}, "stable")
+	check("the first app", true)
 	hello := app{id: "org.example.Hello", appdata: appdata("org.example.Hello", "Hello", "Says hello", "")}
 	s.push("hello", img{labels: hello.labels(t)}, "latest")
-	check("a new app", true)
+	checkApps("a new app", other.id)
+	s.push("hello", img{labels: hello.labels(t), layer: "hello 2"}, "latest")
+	checkApps("an app's tag moved to a new build", other.id)
+	s.push("hello-beta", img{labels: hello.labels(t), layer: "hello beta", arch: "arm64"}, "beta")
+	checkApps("a second repository of the app", other.id)
+	s.do(http.MethodDelete, "/v2/hello-beta/manifests/beta", nil)
+	checkApps("the second repository emptied", other.id)
 	s.push("server", img{layer: "one"}, "v1")
 	s.push("server", img{layer: "two"}, "v2", "latest")
 	checkImages("a new image repository")
@@ -113,11 +132,13 @@ func TestIncrementalRefresh(t *testing.T) {
 	check("more repositories changed than are re-read one by one", false)
 
 	s.push("mmm", img{labels: hello.labels(t)}, "app")
-	check("an app pushed to an image repository", true)
+	checkApps("an app pushed to an image repository", other.id)
 	s.do(http.MethodDelete, "/v2/mmm/manifests/app", nil)
-	check("an image repository's app removed", true)
+	checkApps("an image repository's app removed", other.id)
 	s.do(http.MethodDelete, "/v2/hello/manifests/latest", nil)
-	check("an app's only tag deleted", true)
+	checkApps("an app's only tag deleted", other.id)
+	s.do(http.MethodDelete, "/v2/other/manifests/stable", nil)
+	check("the last app's only tag deleted", true)
 
 	// What cannot be applied repository by repository loads everything:
 	// a gc run, and events pruned before the catalogue saw them.
