@@ -53,9 +53,11 @@ type snapshot struct {
 	// readAt is when its version was read, before any of its rows: the
 	// snapshot shows every change committed before then.
 	readAt time.Time
-	// raw is what the snapshot was built from, kept so the next change
-	// re-reads only the repositories it touched (see refresh).
-	raw        *rawCatalog
+	// seq is the events outbox's sequence its rows reflect at least
+	// (LastEventSeq read before them; -1 without an outbox): the next
+	// change re-reads only the repositories the events after it name
+	// (see refresh).
+	seq        int64
 	repos      []*repoView // by name, byte order
 	repoByName map[string]*repoView
 	apps       []*appView // apps then runtimes, by name
@@ -207,15 +209,6 @@ type factCache struct {
 	m  map[digest.Digest]*facts
 }
 
-// rawCatalog is the store's rows the catalogue is built from: tags and
-// the children of tagged indexes, by repository, and the events outbox's
-// sequence they reflect at least.
-type rawCatalog struct {
-	seq      int64 // LastEventSeq read before the rows
-	tags     map[string][]meta.CatalogTag
-	children map[string][]meta.CatalogChild
-}
-
 // Events is what the catalogue reads of the events outbox (meta.Outbox)
 // to re-read only the repositories a change touched; a Catalog without it
 // is re-read whole at every change.
@@ -237,14 +230,14 @@ const (
 
 // load builds a snapshot of the catalogue at version, from every row.
 func (h *Handler) load(ctx context.Context, version string) (*snapshot, error) {
-	raw := &rawCatalog{tags: map[string][]meta.CatalogTag{}, children: map[string][]meta.CatalogChild{}}
+	seq := int64(-1)
 	if ev, ok := h.cat.(Events); ok {
-		seq, err := ev.LastEventSeq(ctx)
-		if err != nil {
+		var err error
+		if seq, err = ev.LastEventSeq(ctx); err != nil {
 			return nil, err
 		}
-		raw.seq = seq
 	}
+	tags, children := map[string][]meta.CatalogTag{}, map[string][]meta.CatalogChild{}
 	var after meta.TagKey
 	for {
 		page, err := h.cat.CatalogTags(ctx, after, listPage)
@@ -252,7 +245,7 @@ func (h *Handler) load(ctx context.Context, version string) (*snapshot, error) {
 			return nil, err
 		}
 		for _, ct := range page {
-			raw.tags[ct.Repo] = append(raw.tags[ct.Repo], ct)
+			tags[ct.Repo] = append(tags[ct.Repo], ct)
 		}
 		if len(page) < listPage {
 			break
@@ -266,14 +259,24 @@ func (h *Handler) load(ctx context.Context, version string) (*snapshot, error) {
 			return nil, err
 		}
 		for _, c := range page {
-			raw.children[c.Repo] = append(raw.children[c.Repo], c)
+			children[c.Repo] = append(children[c.Repo], c)
 		}
 		if len(page) < listPage {
 			break
 		}
 		cafter = page[len(page)-1].ChildKey
 	}
-	return h.build(ctx, version, raw, nil)
+	parts := make(map[string]*repoPart, len(tags))
+	var fresh []*build
+	for repo, rows := range tags {
+		part := newRepoPart(rows, children[repo])
+		fresh = append(fresh, part.builds...)
+		parts[repo] = part
+	}
+	if err := h.loadIcons(ctx, fresh); err != nil {
+		return nil, err
+	}
+	return h.build(ctx, version, seq, parts)
 }
 
 // refresh builds the snapshot at version from prev, re-reading only the
@@ -282,10 +285,10 @@ func (h *Handler) load(ctx context.Context, version string) (*snapshot, error) {
 // were pruned), and the caller loads everything.
 func (h *Handler) refresh(ctx context.Context, prev *snapshot, version string) (s *snapshot, ok bool, err error) {
 	ev, has := h.cat.(Events)
-	if !has || prev == nil || prev.raw == nil {
+	if !has || prev == nil || prev.seq < 0 {
 		return nil, false, nil
 	}
-	seq := prev.raw.seq
+	seq := prev.seq
 	changed := map[string]bool{}
 	for {
 		evs, err := ev.Events(ctx, seq, eventPage)
@@ -307,31 +310,51 @@ func (h *Handler) refresh(ctx context.Context, prev *snapshot, version string) (
 			break
 		}
 	}
-	if seq == prev.raw.seq {
+	if seq == prev.seq {
 		// None after prev's: either nothing changed that has an event,
 		// or the events were pruned since (then the outbox has moved on).
 		last, err := ev.LastEventSeq(ctx)
 		if err != nil {
 			return nil, false, err
 		}
-		if last != prev.raw.seq {
+		if last != prev.seq {
 			return nil, false, nil
 		}
 	}
-	raw := &rawCatalog{seq: seq, tags: maps.Clone(prev.raw.tags), children: maps.Clone(prev.raw.children)}
+	// The changed repositories' new parts; nil: no tags, or only the
+	// delta index (such a repository is not shown).
+	parts := make(map[string]*repoPart, len(changed))
+	var fresh []*build
 	for repo := range changed {
 		tags, children, err := h.readRepo(ctx, repo)
 		if err != nil {
 			return nil, false, err
 		}
-		setOrDelete(raw.tags, repo, tags)
-		setOrDelete(raw.children, repo, children)
+		var part *repoPart
+		if len(tags) > 0 {
+			part = newRepoPart(tags, children)
+			fresh = append(fresh, part.builds...)
+			if len(part.rv.Tags) == 0 {
+				part = nil
+			}
+		}
+		parts[repo] = part
 	}
-	s, ok, err = h.buildChanged(ctx, version, raw, prev, changed)
-	if err != nil || ok {
-		return s, ok, err
+	if err := h.loadIcons(ctx, fresh); err != nil {
+		return nil, false, err
 	}
-	s, err = h.build(ctx, version, raw, prev)
+	if s, ok = h.buildChanged(ctx, version, seq, prev, parts); ok || ctx.Err() != nil {
+		return s, ok, ctx.Err()
+	}
+	all := maps.Clone(prev.parts)
+	for repo, part := range parts {
+		if part == nil {
+			delete(all, repo)
+		} else {
+			all[repo] = part
+		}
+	}
+	s, err = h.build(ctx, version, seq, all)
 	return s, err == nil, err
 }
 
@@ -344,42 +367,27 @@ func (h *Handler) refresh(ctx context.Context, prev *snapshot, version string) (
 // repository and app (build). ok is false when more than maxChangedApps
 // apps are touched; build then does the work. The result is what build
 // makes from the same rows (TestIncrementalRefresh).
-func (h *Handler) buildChanged(ctx context.Context, version string, raw *rawCatalog, prev *snapshot, changed map[string]bool) (*snapshot, bool, error) {
-	repos := slices.Sorted(maps.Keys(changed))
-	parts := make(map[string]*repoPart, len(changed))
+func (h *Handler) buildChanged(ctx context.Context, version string, seq int64, prev *snapshot, parts map[string]*repoPart) (*snapshot, bool) {
+	repos := slices.Sorted(maps.Keys(parts))
 	touched := map[string]bool{} // app ids with a build in a changed repository
-	var fresh []*build
 	for _, repo := range repos {
-		if old := prev.parts[repo]; old != nil {
-			for _, b := range old.builds {
-				touched[b.Ref.ID] = true
+		for _, p := range []*repoPart{prev.parts[repo], parts[repo]} {
+			if p != nil {
+				for _, b := range p.builds {
+					touched[b.Ref.ID] = true
+				}
 			}
 		}
-		var part *repoPart
-		if tags := raw.tags[repo]; len(tags) > 0 {
-			part = newRepoPart(tags, raw.children[repo])
-			for _, b := range part.builds {
-				touched[b.Ref.ID] = true
-			}
-			fresh = append(fresh, part.builds...)
-			if len(part.rv.Tags) == 0 {
-				part = nil // only the delta index
-			}
-		}
-		parts[repo] = part
 	}
 	if len(touched) > maxChangedApps {
-		return nil, false, nil
+		return nil, false
 	}
-	if err := h.loadIcons(ctx, fresh); err != nil {
-		return nil, false, err
-	}
-	s := &snapshot{version: version, raw: raw, repos: slices.Clone(prev.repos), repoByName: maps.Clone(prev.repoByName),
+	s := &snapshot{version: version, seq: seq, repos: slices.Clone(prev.repos), repoByName: maps.Clone(prev.repoByName),
 		apps: prev.apps, appByID: prev.appByID, items: slices.Clone(prev.items), parts: maps.Clone(prev.parts)}
 	for _, repo := range repos {
 		if old := prev.parts[repo]; old != nil && old.item != nil {
 			if !removeSorted(&s.items, old.item, compareItems) {
-				return nil, false, nil // not where build put it: let build redo all
+				return nil, false // not where build put it: let build redo all
 			}
 		}
 		i, found := slices.BinarySearchFunc(s.repos, repo, func(rv *repoView, name string) int {
@@ -407,7 +415,7 @@ func (h *Handler) buildChanged(ctx context.Context, version string, raw *rawCata
 	}
 	if len(touched) == 0 {
 		s.nilIfEmpty()
-		return s, true, nil
+		return s, true
 	}
 
 	s.apps, s.appByID = slices.Clone(prev.apps), maps.Clone(prev.appByID)
@@ -415,11 +423,11 @@ func (h *Handler) buildChanged(ctx context.Context, version string, raw *rawCata
 		var bs []*build
 		if old := prev.appByID[id]; old != nil {
 			if !removeSorted(&s.apps, old, compareApps) || !removeSorted(&s.items, old.item, compareItems) {
-				return nil, false, nil
+				return nil, false
 			}
 			delete(s.appByID, id)
 			for _, b := range old.Builds {
-				if !changed[b.Repo] {
+				if _, changed := parts[b.Repo]; !changed {
 					bs = append(bs, b)
 				}
 			}
@@ -438,14 +446,14 @@ func (h *Handler) buildChanged(ctx context.Context, version string, raw *rawCata
 		}
 		av, err := h.newAppView(ctx, bs)
 		if err != nil {
-			return nil, false, err
+			return nil, false
 		}
 		s.appByID[id] = av
 		insertSorted(&s.apps, av, compareApps)
 		insertSorted(&s.items, av.item, compareItems)
 	}
 	s.nilIfEmpty()
-	return s, true, nil
+	return s, true
 }
 
 // nilIfEmpty makes s's empty lists nil, as build leaves them.
@@ -479,14 +487,6 @@ func removeSorted[T comparable](list *[]T, v T, cmp func(a, b T) int) bool {
 	}
 	*list = slices.Delete(*list, i, i+1)
 	return true
-}
-
-func setOrDelete[T any](m map[string][]T, k string, v []T) {
-	if len(v) == 0 {
-		delete(m, k)
-		return
-	}
-	m[k] = v
 }
 
 // readRepo reads one repository's tags and tagged indexes' children (the
@@ -536,7 +536,7 @@ func (h *Handler) readRepo(ctx context.Context, repo string) ([]meta.CatalogTag,
 
 // newRepoPart derives one repository's part from its rows.
 func newRepoPart(tags []meta.CatalogTag, children []meta.CatalogChild) *repoPart {
-	part := &repoPart{tags: tags, children: children}
+	part := &repoPart{}
 	rv := &part.rv
 	indexes := map[digest.Digest][]*tagView{}
 	for _, ct := range tags {
@@ -657,47 +657,27 @@ func newRepoPart(tags []meta.CatalogTag, children []meta.CatalogChild) *repoPart
 	return part
 }
 
-// part returns s's part of repo; nil when s is nil or has none.
-func (s *snapshot) part(repo string) *repoPart {
-	if s == nil {
-		return nil
-	}
-	return s.parts[repo]
-}
-
 // repoPart is what build derives from one repository's rows alone: its
-// view, its search item and its Flatpak builds, icons loaded. A part is never changed once built, so a
-// snapshot refreshed after a change shares the parts of the repositories
-// the change did not touch with the snapshot before it.
+// view, its search item and its Flatpak builds, icons loaded. A part is
+// never changed once built, so a snapshot refreshed after a change shares
+// the parts of the repositories the change did not touch with the
+// snapshot before it. The rows are not kept.
 type repoPart struct {
-	tags     []meta.CatalogTag // the rows it was built from
-	children []meta.CatalogChild
-	rv       repoView
-	builds   []*build
+	rv     repoView
+	builds []*build
 	// item is the repository's search item: nil for a repository of
 	// Flatpak builds only (its apps are the items) or with no tags.
 	item *item
 }
 
-// sameRows reports whether a and b are the same rows (the same slice: a
-// refresh keeps the rows of repositories it did not re-read).
-func sameRows[T any](a, b []T) bool {
-	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
-}
-
-// build makes the snapshot at version from raw's rows, reusing prev's
-// part of every repository whose rows are the same (nil: none).
-func (h *Handler) build(ctx context.Context, version string, raw *rawCatalog, prev *snapshot) (*snapshot, error) {
-	s := &snapshot{version: version, raw: raw, repoByName: map[string]*repoView{}, appByID: map[string]*appView{},
+// build makes the snapshot at version from every repository's part
+// (icons loaded), grouping their builds into apps.
+func (h *Handler) build(ctx context.Context, version string, seq int64, parts map[string]*repoPart) (*snapshot, error) {
+	s := &snapshot{version: version, seq: seq, repoByName: map[string]*repoView{}, appByID: map[string]*appView{},
 		parts: map[string]*repoPart{}}
-	var fresh []*build // builds of new parts, whose icons are to load
 	byID := map[string][]*build{}
-	for _, repo := range slices.Sorted(maps.Keys(raw.tags)) {
-		part := prev.part(repo)
-		if part == nil || !sameRows(part.tags, raw.tags[repo]) || !sameRows(part.children, raw.children[repo]) {
-			part = newRepoPart(raw.tags[repo], raw.children[repo])
-			fresh = append(fresh, part.builds...)
-		}
+	for _, repo := range slices.Sorted(maps.Keys(parts)) {
+		part := parts[repo]
 		if len(part.rv.Tags) == 0 {
 			continue // only the delta index
 		}
@@ -707,9 +687,6 @@ func (h *Handler) build(ctx context.Context, version string, raw *rawCatalog, pr
 		for _, b := range part.builds {
 			byID[b.Ref.ID] = append(byID[b.Ref.ID], b)
 		}
-	}
-	if err := h.loadIcons(ctx, fresh); err != nil {
-		return nil, err
 	}
 
 	// Apps and runtimes, by id.
