@@ -28,6 +28,8 @@ type Catalog interface {
 	// CatalogChildren lists the children of tagged indexes, by (repo,
 	// index, position), strictly after the cursor, at most n.
 	CatalogChildren(ctx context.Context, after meta.ChildKey, n int) ([]meta.CatalogChild, error)
+	// CatalogRepo lists one repository's rows of the two above.
+	CatalogRepo(ctx context.Context, repo string) ([]meta.CatalogTag, []meta.CatalogChild, error)
 	// GetManifest returns a manifest or an error matching
 	// meta.ErrManifestNotFound.
 	GetManifest(ctx context.Context, repo string, d digest.Digest) (*meta.Manifest, error)
@@ -38,12 +40,8 @@ type Catalog interface {
 	ManifestIcons(ctx context.Context, keys ...meta.ManifestKey) (map[meta.ManifestKey]map[int]digest.Digest, error)
 }
 
-// listPage is how many rows one catalogue listing call returns; repoPage
-// is the first page of one repository's re-read (readRepo).
-const (
-	listPage = 1000
-	repoPage = 32
-)
+// listPage is how many rows one catalogue listing call returns.
+const listPage = 1000
 
 // snapshot is the catalogue as of one CatalogVersion: every tagged
 // manifest, grouped by repository and by Flatpak id. It is immutable once
@@ -326,7 +324,7 @@ func (h *Handler) refresh(ctx context.Context, prev *snapshot, version string) (
 	parts := make(map[string]*repoPart, len(changed))
 	var fresh []*build
 	for repo := range changed {
-		tags, children, err := h.readRepo(ctx, repo)
+		tags, children, err := h.cat.CatalogRepo(ctx, repo)
 		if err != nil {
 			return nil, false, err
 		}
@@ -487,51 +485,6 @@ func removeSorted[T comparable](list *[]T, v T, cmp func(a, b T) int) bool {
 	}
 	*list = slices.Delete(*list, i, i+1)
 	return true
-}
-
-// readRepo reads one repository's tags and tagged indexes' children (the
-// listings are ordered by repository first, so one page from the
-// repository's start, and more while it lasts).
-//
-// The first page is small (repoPage) and each next one twice as large:
-// most repositories have a few tags, and whatever a page holds past the
-// repository (the repositories after it) is read for nothing.
-func (h *Handler) readRepo(ctx context.Context, repo string) ([]meta.CatalogTag, []meta.CatalogChild, error) {
-	var tags []meta.CatalogTag
-	for after, n := (meta.TagKey{Repo: repo}), repoPage; ; n = min(2*n, listPage) {
-		page, err := h.cat.CatalogTags(ctx, after, n)
-		if err != nil {
-			return nil, nil, err
-		}
-		i := slices.IndexFunc(page, func(ct meta.CatalogTag) bool { return ct.Repo != repo })
-		if i >= 0 {
-			tags = append(tags, page[:i]...)
-			break
-		}
-		tags = append(tags, page...)
-		if len(page) < n {
-			break
-		}
-		after = page[len(page)-1].TagKey
-	}
-	var children []meta.CatalogChild
-	for after, n := (meta.ChildKey{Repo: repo, Ord: -1}), repoPage; ; n = min(2*n, listPage) {
-		page, err := h.cat.CatalogChildren(ctx, after, n)
-		if err != nil {
-			return nil, nil, err
-		}
-		i := slices.IndexFunc(page, func(c meta.CatalogChild) bool { return c.Repo != repo })
-		if i >= 0 {
-			children = append(children, page[:i]...)
-			break
-		}
-		children = append(children, page...)
-		if len(page) < n {
-			break
-		}
-		after = page[len(page)-1].ChildKey
-	}
-	return tags, children, nil
 }
 
 // newRepoPart derives one repository's part from its rows.

@@ -3,6 +3,7 @@ package metatest
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -28,6 +29,8 @@ type CatalogStore interface {
 	// CatalogChildren lists the children of tagged indexes only, ordered
 	// by (Repo, Index, Ord).
 	CatalogChildren(ctx context.Context, after meta.ChildKey, n int) ([]meta.CatalogChild, error)
+	// CatalogRepo lists one repository's rows of the two above.
+	CatalogRepo(ctx context.Context, repo string) ([]meta.CatalogTag, []meta.CatalogChild, error)
 }
 
 // RunCatalog runs the catalogue contract, one subtest per behaviour, each
@@ -43,6 +46,7 @@ func RunCatalog(t *testing.T, newStore func(t *testing.T) CatalogStore) {
 		{"TagsPaging", testCatalogTagsPaging},
 		{"TagRepushKeepsUpdated", testCatalogTagRepush},
 		{"Children", testCatalogChildren},
+		{"Repo", testCatalogRepo},
 		{"Version", testCatalogVersion},
 	}
 	for _, tc := range tests {
@@ -327,4 +331,52 @@ func testCatalogVersion(t *testing.T, s CatalogStore) {
 	put(t, s, image("app", "d", ds[0]), "d")
 	noErr(t, s.DeleteTag(t.Context(), "app", "c0"), "DeleteTag")
 	step("tag d, delete c0")
+}
+
+// testCatalogRepo: one repository's rows are exactly its rows of the whole
+// listings, in their order, for repositories before, between and after
+// others (names that share prefixes), with and without index children;
+// an unknown repository has none (empty, not nil).
+func testCatalogRepo(t *testing.T, s CatalogStore) {
+	for _, repo := range []string{"a", "a/b", "ab", "multi", "z"} {
+		ds := link(t, s, repo, "config")
+		m := image(repo, "one "+repo, ds[0])
+		put(t, s, m, "v1", "latest")
+		put(t, s, image(repo, "two "+repo, ds[0]), "v2")
+		if repo == "multi" || repo == "a" {
+			idx := image(repo, "index "+repo, "")
+			idx.MediaType = "application/vnd.oci.image.index.v1+json"
+			idx.Refs = []meta.Ref{{Digest: m.Digest, Kind: meta.RefManifest, MediaType: m.MediaType, Size: 11, Platform: "linux/amd64"}}
+			put(t, s, idx, "multi")
+		}
+	}
+	allTags := catalogTags(t, s, meta.TagKey{}, -1)
+	allChildren := catalogChildren(t, s, meta.ChildKey{}, -1)
+	for _, repo := range []string{"a", "a/b", "ab", "multi", "z", "unknown"} {
+		tags, children, err := s.CatalogRepo(t.Context(), repo)
+		if err != nil {
+			t.Fatalf("CatalogRepo(%q): %v", repo, err)
+		}
+		if tags == nil || children == nil {
+			t.Fatalf("CatalogRepo(%q) = %v, %v, want non-nil slices", repo, tags, children)
+		}
+		wantTags := []meta.CatalogTag{}
+		for _, ct := range allTags {
+			if ct.Repo == repo {
+				wantTags = append(wantTags, ct)
+			}
+		}
+		wantChildren := []meta.CatalogChild{}
+		for _, c := range allChildren {
+			if c.Repo == repo {
+				wantChildren = append(wantChildren, c)
+			}
+		}
+		if !reflect.DeepEqual(tags, wantTags) {
+			t.Errorf("CatalogRepo(%q) tags = %+v, want %+v", repo, tags, wantTags)
+		}
+		if !reflect.DeepEqual(children, wantChildren) {
+			t.Errorf("CatalogRepo(%q) children = %+v, want %+v", repo, children, wantChildren)
+		}
+	}
 }

@@ -39,6 +39,25 @@ JOIN repositories r ON r.id = t.repo_id
 JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
 WHERE (r.name, t.name) > ($1, $2)
 ORDER BY r.name, t.name LIMIT $3`,
+	// One repository's rows of the two above ($1 the repository, $2 the
+	// label), bounded by it rather than by a page.
+	CatalogRepoTags: `SELECT r.name, t.name, t.digest, t.updated,
+    m.media_type, m.artifact_type, m.os, m.architecture, m.variant, m.total_size, m.created, m.pushed,
+    COALESCE(json_extract(m.labels, $2), '')
+FROM repositories r
+JOIN tags t ON t.repo_id = r.id
+JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
+WHERE r.name = $1
+ORDER BY t.name`,
+	CatalogRepoChildren: `SELECT r.name, f.manifest_digest, f.ord, f.ref_digest, f.media_type, f.size, f.platform,
+    c.digest IS NOT NULL, COALESCE(c.os, ''), COALESCE(c.architecture, ''), COALESCE(c.variant, ''),
+    COALESCE(c.total_size, 0), COALESCE(json_extract(c.labels, $2), '')
+FROM repositories r
+JOIN manifest_refs f ON f.repo_id = r.id
+LEFT JOIN manifests c ON c.repo_id = f.repo_id AND c.digest = f.ref_digest
+WHERE r.name = $1 AND f.kind = 2
+  AND EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = f.repo_id AND t.digest = f.manifest_digest)
+ORDER BY f.manifest_digest, f.ord`,
 	CatalogChildren: `SELECT r.name, f.manifest_digest, f.ord, f.ref_digest, f.media_type, f.size, f.platform,
     c.digest IS NOT NULL, COALESCE(c.os, ''), COALESCE(c.architecture, ''), COALESCE(c.variant, ''),
     COALESCE(c.total_size, 0), COALESCE(json_extract(c.labels, $5), '')

@@ -39,7 +39,12 @@ func (s *Store) CatalogTags(ctx context.Context, after meta.TagKey, n int) ([]me
 	if err != nil {
 		return nil, fmt.Errorf("%s: catalog tags: %w", s.name, err)
 	}
+	return scanCatalogTags(s.name, rows)
+}
+
+func scanCatalogTags(name string, rows *sql.Rows) ([]meta.CatalogTag, error) {
 	defer rows.Close()
+	out := []meta.CatalogTag{}
 	for rows.Next() {
 		var (
 			t               meta.CatalogTag
@@ -49,14 +54,14 @@ func (s *Store) CatalogTags(ctx context.Context, after meta.TagKey, n int) ([]me
 		)
 		if err := rows.Scan(&t.Repo, &t.Tag, &d, &updated, &t.MediaType, &t.ArtifactType,
 			&t.OS, &t.Architecture, &t.Variant, &t.TotalSize, &created, &pushed, &t.FlatpakRef); err != nil {
-			return nil, fmt.Errorf("%s: catalog tags: %w", s.name, err)
+			return nil, fmt.Errorf("%s: catalog tags: %w", name, err)
 		}
 		t.Digest = digest.Digest(d)
 		t.Updated, t.Pushed, t.Created = fromNanos(updated), fromNanos(pushed), fromNullNanos(created)
 		out = append(out, t)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%s: catalog tags: %w", s.name, err)
+		return nil, fmt.Errorf("%s: catalog tags: %w", name, err)
 	}
 	return out, nil
 }
@@ -73,7 +78,12 @@ func (s *Store) CatalogChildren(ctx context.Context, after meta.ChildKey, n int)
 	if err != nil {
 		return nil, fmt.Errorf("%s: catalog children: %w", s.name, err)
 	}
+	return scanCatalogChildren(s.name, rows)
+}
+
+func scanCatalogChildren(name string, rows *sql.Rows) ([]meta.CatalogChild, error) {
 	defer rows.Close()
+	out := []meta.CatalogChild{}
 	for rows.Next() {
 		var (
 			c         meta.CatalogChild
@@ -81,13 +91,42 @@ func (s *Store) CatalogChildren(ctx context.Context, after meta.ChildKey, n int)
 		)
 		if err := rows.Scan(&c.Repo, &index, &c.Ord, &cd, &c.MediaType, &c.Size, &c.Platform,
 			&c.Stored, &c.OS, &c.Architecture, &c.Variant, &c.TotalSize, &c.FlatpakRef); err != nil {
-			return nil, fmt.Errorf("%s: catalog children: %w", s.name, err)
+			return nil, fmt.Errorf("%s: catalog children: %w", name, err)
 		}
 		c.Index, c.Digest = digest.Digest(index), digest.Digest(cd)
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%s: catalog children: %w", s.name, err)
+		return nil, fmt.Errorf("%s: catalog children: %w", name, err)
 	}
 	return out, nil
+}
+
+// CatalogRepo lists one repository's rows of CatalogTags and
+// CatalogChildren, in their order: what a catalogue re-reads when a change
+// touched the repository. Both come from one read transaction, so they
+// agree. The results are never nil.
+func (s *Store) CatalogRepo(ctx context.Context, repo string) ([]meta.CatalogTag, []meta.CatalogChild, error) {
+	tx, err := s.snapshot(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: catalog repository %s: %w", s.name, repo, err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.Query(ctx, s.q.CatalogRepoTags, repo, s.q.Label(meta.FlatpakRefLabel))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: catalog repository %s: %w", s.name, repo, err)
+	}
+	tags, err := scanCatalogTags(s.name, rows)
+	if err != nil {
+		return nil, nil, err
+	}
+	rows, err = tx.Query(ctx, s.q.CatalogRepoChildren, repo, s.q.Label(meta.FlatpakRefLabel))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: catalog repository %s: %w", s.name, repo, err)
+	}
+	children, err := scanCatalogChildren(s.name, rows)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tags, children, nil
 }

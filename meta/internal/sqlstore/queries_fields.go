@@ -19,6 +19,8 @@ type Queries struct {
 	BlobRefs              string
 	BlobUsers             string
 	CatalogChildren       string
+	CatalogRepoChildren   string
+	CatalogRepoTags       string
 	CatalogTags           string
 	ClaimableDelta        string
 	Claimed               string
