@@ -54,6 +54,14 @@ type UploadCaps struct {
 	PerClient     int // sessions whose Client is the new one's (not counted when Client is "")
 }
 
+// ManifestBody is what a manifest GET serves: the bytes as pushed, the
+// media type they were pushed with, and their digest.
+type ManifestBody struct {
+	Digest    digest.Digest
+	MediaType string
+	Content   []byte
+}
+
 // ManifestSize is what ManifestSizes reports of a stored manifest.
 type ManifestSize struct {
 	Content int64 // length of the manifest's bytes: a descriptor's size
@@ -198,6 +206,13 @@ type ManifestStore interface {
 	ManifestSizes(ctx context.Context, repo string, ds []digest.Digest) (map[digest.Digest]ManifestSize, error)
 	// ResolveTag returns the digest a tag points at, or ErrTagNotFound.
 	ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, error)
+	// ManifestBody returns what a GET of the manifest serves, in one read
+	// (GetManifest also decodes labels and lists references), or
+	// ErrManifestNotFound.
+	ManifestBody(ctx context.Context, repo string, d digest.Digest) (ManifestBody, error)
+	// TagBody is ManifestBody of the manifest a tag points at, or
+	// ErrTagNotFound.
+	TagBody(ctx context.Context, repo, tag string) (ManifestBody, error)
 	// DeleteManifest removes the manifest and every tag pointing at it;
 	// ErrManifestNotFound if absent.
 	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error

@@ -38,14 +38,27 @@ func (reg *Registry) resolve(r *http.Request, name, ref string) (digest.Digest, 
 
 // getManifest serves GET and HEAD of /v2/<name>/manifests/<ref>: the bytes as
 // pushed, with the media type they were pushed with.
+//
+// A tag and its manifest are read in one query (TagBody).
 func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request, name, ref string) error {
-	d, err := reg.resolve(r, name, ref)
-	if err != nil {
-		return err
+	var (
+		m   meta.ManifestBody
+		err error
+	)
+	if oci.IsDigestRef(ref) {
+		d, perr := parseDigest(ref)
+		if perr != nil {
+			return perr
+		}
+		m, err = reg.meta.ManifestBody(r.Context(), name, d)
+	} else {
+		if err := oci.ValidateTag(ref); err != nil {
+			return err
+		}
+		m, err = reg.meta.TagBody(r.Context(), name, ref)
 	}
-	m, err := reg.meta.GetManifest(r.Context(), name, d)
 	if err != nil {
-		return fmt.Errorf("manifest %s@%s: %w", name, d, err)
+		return fmt.Errorf("manifest %s:%s: %w", name, ref, err)
 	}
 	h := w.Header()
 	h.Set("Content-Type", m.MediaType)

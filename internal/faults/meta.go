@@ -69,6 +69,20 @@ func (m *metaStore) ResolveTag(ctx context.Context, repo, tag string) (digest.Di
 	return m.s.ResolveTag(ctx, repo, tag)
 }
 
+func (m *metaStore) ManifestBody(ctx context.Context, repo string, d digest.Digest) (meta.ManifestBody, error) {
+	if err := m.in.fail("meta.ManifestBody"); err != nil {
+		return meta.ManifestBody{}, err
+	}
+	return m.s.ManifestBody(ctx, repo, d)
+}
+
+func (m *metaStore) TagBody(ctx context.Context, repo, tag string) (meta.ManifestBody, error) {
+	if err := m.in.fail("meta.TagBody"); err != nil {
+		return meta.ManifestBody{}, err
+	}
+	return m.s.TagBody(ctx, repo, tag)
+}
+
 func (m *metaStore) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
 	if err := m.in.fail("meta.DeleteManifest"); err != nil {
 		return err

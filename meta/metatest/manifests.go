@@ -1,6 +1,7 @@
 package metatest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -417,4 +418,56 @@ func testManifestSizes(t *testing.T, s meta.Store) {
 	if got == nil || len(got) != 0 {
 		t.Errorf("ManifestSizes(unknown repo) = %#v, want an empty map", got)
 	}
+}
+
+// testManifestBody: ManifestBody and TagBody serve a manifest's bytes and
+// media type as GetManifest has them, by digest and by tag; a moved tag
+// serves its new manifest; what is not there is ErrManifestNotFound or
+// ErrTagNotFound, in a known and in an unknown repository.
+func testManifestBody(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	ds := link(t, s, "app", "config", "layer one", "layer two")
+	one, two := image("app", "one", ds[0], ds[1]), image("app", "two", ds[0], ds[2])
+	two.MediaType = "application/vnd.docker.distribution.manifest.v2+json"
+	put(t, s, one, "latest", "v1")
+	put(t, s, two, "v2")
+	check := func(what string, got meta.ManifestBody, err error, want *meta.Manifest) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if got.Digest != want.Digest || got.MediaType != want.MediaType || !bytes.Equal(got.Content, want.Content) {
+			t.Errorf("%s = %s %q %q, want %s %q %q", what, got.Digest, got.MediaType, got.Content, want.Digest, want.MediaType, want.Content)
+		}
+	}
+	for _, m := range []*meta.Manifest{one, two} {
+		got, err := s.ManifestBody(ctx, "app", m.Digest)
+		check("ManifestBody("+string(m.Digest)+")", got, err, m)
+	}
+	got, err := s.TagBody(ctx, "app", "latest")
+	check("TagBody(latest)", got, err, one)
+	got, err = s.TagBody(ctx, "app", "v2")
+	check("TagBody(v2)", got, err, two)
+	put(t, s, two, "latest")
+	got, err = s.TagBody(ctx, "app", "latest")
+	check("TagBody(latest) after it moved", got, err, two)
+
+	_, err = s.ManifestBody(ctx, "app", digest.FromString("not pushed"))
+	wantErr(t, err, meta.ErrManifestNotFound, "ManifestBody of an unknown digest")
+	_, err = s.ManifestBody(ctx, "other", one.Digest)
+	wantErr(t, err, meta.ErrManifestNotFound, "ManifestBody in an unknown repository")
+	_, err = s.TagBody(ctx, "app", "nope")
+	wantErr(t, err, meta.ErrTagNotFound, "TagBody of an unknown tag")
+	_, err = s.TagBody(ctx, "other", "latest")
+	wantErr(t, err, meta.ErrTagNotFound, "TagBody in an unknown repository")
+	if err := s.DeleteTag(ctx, "app", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.TagBody(ctx, "app", "v1")
+	wantErr(t, err, meta.ErrTagNotFound, "TagBody of a deleted tag")
+	if err := s.DeleteManifest(ctx, "app", one.Digest); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.ManifestBody(ctx, "app", one.Digest)
+	wantErr(t, err, meta.ErrManifestNotFound, "ManifestBody of a deleted manifest")
 }

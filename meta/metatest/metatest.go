@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) meta.Store) {
 		{"RefreshLink", testRefreshLink},
 		{"ManifestSizes", testManifestSizes},
 		{"ResolveTag", testResolveTag},
+		{"ManifestBody", testManifestBody},
 		{"DeleteManifest", testDeleteManifest},
 		{"DeleteTag", testDeleteTag},
 		{"Tags/Pagination", testTagsPagination},

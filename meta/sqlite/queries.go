@@ -349,6 +349,16 @@ ORDER BY ord`,
 	UpsertTag: `INSERT INTO tags (repo_id, name, digest, updated) VALUES ($1, $2, $3, $4)
 ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest, updated = excluded.updated
 WHERE tags.digest IS NOT excluded.digest`,
+	// What a manifest GET serves, by digest and by tag.
+	ManifestBody: `SELECT m.media_type, m.content
+FROM manifests m
+JOIN repositories r ON r.id = m.repo_id
+WHERE r.name = $1 AND m.digest = $2`,
+	TagBody: `SELECT t.digest, m.media_type, m.content
+FROM tags t
+JOIN repositories r ON r.id = t.repo_id
+JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
+WHERE r.name = $1 AND t.name = $2`,
 	ResolveTag: `SELECT t.digest
 FROM tags t
 JOIN repositories r ON r.id = t.repo_id

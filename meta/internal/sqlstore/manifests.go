@@ -199,6 +199,36 @@ func (s *Store) getManifest(ctx context.Context, repo string, d digest.Digest) (
 	return m, nil
 }
 
+// ManifestBody implements meta.ManifestStore.
+func (s *Store) ManifestBody(ctx context.Context, repo string, d digest.Digest) (meta.ManifestBody, error) {
+	b := meta.ManifestBody{Digest: d}
+	err := s.r.QueryRow(ctx, s.q.ManifestBody, repo, string(d)).Scan(&b.MediaType, &b.Content)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return meta.ManifestBody{}, fmt.Errorf("manifest %s@%s: %w", repo, d, meta.ErrManifestNotFound)
+	case err != nil:
+		return meta.ManifestBody{}, fmt.Errorf("%s: manifest %s@%s: %w", s.name, repo, d, err)
+	}
+	return b, nil
+}
+
+// TagBody implements meta.ManifestStore.
+func (s *Store) TagBody(ctx context.Context, repo, tag string) (meta.ManifestBody, error) {
+	var (
+		b meta.ManifestBody
+		d string
+	)
+	err := s.r.QueryRow(ctx, s.q.TagBody, repo, tag).Scan(&d, &b.MediaType, &b.Content)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return meta.ManifestBody{}, fmt.Errorf("tag %s:%s: %w", repo, tag, meta.ErrTagNotFound)
+	case err != nil:
+		return meta.ManifestBody{}, fmt.Errorf("%s: tag %s:%s: %w", s.name, repo, tag, err)
+	}
+	b.Digest = digest.Digest(d)
+	return b, nil
+}
+
 // ResolveTag implements meta.ManifestStore.
 func (s *Store) ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, error) {
 	var d string

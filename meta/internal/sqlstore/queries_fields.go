@@ -77,6 +77,7 @@ type Queries struct {
 	LinkingRepos          string
 	Links                 string
 	LockOutbox            string
+	ManifestBody          string
 	ManifestExistsByName  string
 	ManifestIcons         string
 	ManifestSizes         string
@@ -102,6 +103,7 @@ type Queries struct {
 	Stats                 string
 	SweepLinks            string
 	SweepManifestFacts    string
+	TagBody               string
 	TagDigest             string
 	Tags                  string
 	TagsOf                string
