@@ -20,27 +20,42 @@ import (
 // getBlob serves GET and HEAD of /v2/<name>/blobs/<digest>. A blob is served
 // only if it is linked in the repository, whatever is deduplicated
 // underneath (V8).
+// checkLink makes sure blob d is linked in repository name. A pusher's
+// HEAD also renews an old link (pushers HEAD a blob to decide whether to
+// upload it, and the race the renewal closes is a push's; a puller must
+// not keep garbage alive): RefreshLink, which finds the link too, is then
+// the one query. A renewal that fails is logged and the link checked
+// alone.
+func (reg *Registry) checkLink(r *http.Request, name string, d digest.Digest) error {
+	ctx := r.Context()
+	if r.Method == http.MethodHead && reg.opts.LinkRefreshAfter > 0 && reg.allowed(r, name, ActionPush) {
+		err := reg.meta.RefreshLink(ctx, name, d, reg.now().Add(-reg.opts.LinkRefreshAfter))
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, meta.ErrBlobNotFound):
+			return fmt.Errorf("blob %s in %s: %w", d, name, err)
+		}
+		reg.log.WarnContext(ctx, "refreshing a blob link", "repo", name, "digest", d, "err", err)
+	}
+	if _, err := reg.meta.BlobLink(ctx, name, d); err != nil {
+		return fmt.Errorf("blob %s in %s: %w", d, name, err)
+	}
+	return nil
+}
+
 func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, name, ref string) error {
 	ctx := r.Context()
 	d, err := parseDigest(ref)
 	if err != nil {
 		return err
 	}
-	if _, err := reg.meta.BlobLink(ctx, name, d); err != nil {
-		return fmt.Errorf("blob %s in %s: %w", d, name, err)
+	if err := reg.checkLink(r, name, d); err != nil {
+		return err
 	}
 	info, err := reg.blobs.Stat(ctx, d)
 	if err != nil {
 		return fmt.Errorf("blob %s in %s: %w", d, name, err)
-	}
-	// Only a pusher's HEAD renews (the race it closes is a push's): a
-	// puller must not keep garbage alive.
-	if r.Method == http.MethodHead && reg.opts.LinkRefreshAfter > 0 && reg.allowed(r, name, ActionPush) {
-		// Pushers HEAD a blob to decide whether to upload it.
-		err := reg.meta.RefreshLink(ctx, name, d, reg.now().Add(-reg.opts.LinkRefreshAfter))
-		if err != nil && !errors.Is(err, meta.ErrBlobNotFound) {
-			reg.log.WarnContext(ctx, "refreshing a blob link", "repo", name, "digest", d, "err", err)
-		}
 	}
 	h := w.Header()
 	h.Set("Docker-Content-Digest", d.String())

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -567,4 +568,29 @@ func TestHeadRefreshesLink(t *testing.T) {
 	if got := before.Sub(rec.calls[0]); got < 59*time.Minute || got > 61*time.Minute {
 		t.Fatalf("RefreshLink olderThan is %v before the request, want about an hour", got)
 	}
+}
+
+// failingRefresh fails every RefreshLink as a full disk would.
+type failingRefresh struct{ Meta }
+
+func (failingRefresh) RefreshLink(context.Context, string, digest.Digest, time.Time) error {
+	return fmt.Errorf("refresh: %w", syscall.ENOSPC)
+}
+
+// TestHeadRefreshFindsLink: a pusher's HEAD learns whether the blob is
+// linked from the renewal itself: unlinked is 404 BLOB_UNKNOWN, even
+// where the blob is stored for another repository. A renewal that fails
+// otherwise does not fail the HEAD of a linked blob (the link is checked
+// alone), nor make an unlinked one visible.
+func TestHeadRefreshFindsLink(t *testing.T) {
+	tr := newTestRegistry(t, Options{})
+	tr.reg.opts.LinkRefreshAfter = time.Hour
+	d := tr.pushBlob("r", []byte("layer"))
+	tr.expect(tr.do("HEAD", "/v2/r/blobs/"+d.String(), nil), 200, "")
+	tr.expect(tr.do("HEAD", "/v2/other/blobs/"+d.String(), nil), 404, "")
+	tr.expect(tr.do("GET", "/v2/other/blobs/"+d.String(), nil), 404, "BLOB_UNKNOWN")
+
+	tr.reg.meta = failingRefresh{tr.reg.meta}
+	tr.expect(tr.do("HEAD", "/v2/r/blobs/"+d.String(), nil), 200, "")
+	tr.expect(tr.do("HEAD", "/v2/other/blobs/"+d.String(), nil), 404, "")
 }
