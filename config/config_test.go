@@ -71,6 +71,7 @@ func TestErrors(t *testing.T) {
 		{name: "gc and uploads", yaml: "gc:\n  interval: -1s\n  grace: -1h\n  untagged_after: -1h\nuploads:\n  expire_after: 0s\n",
 			want: []string{"gc.interval: must not be negative", "gc.grace", "gc.untagged_after", "uploads.expire_after: must be positive"}},
 		{name: "gc env", env: []string{"BERTH_GC_GRACE=never"}, want: []string{"BERTH_GC_GRACE", "gc.grace"}},
+		{name: "gc percent", yaml: "limits:\n  gc_percent: 5\n", want: []string{"limits.gc_percent: 5 is below 10"}},
 		{name: "leases and idle timeout", yaml: "gc:\n  claim_lease: 0s\nuploads:\n  idle_timeout: -1s\n",
 			want: []string{"gc.claim_lease: must be positive", "uploads.idle_timeout: must be positive"}},
 		{name: "deltas", yaml: "flatpak:\n  deltas:\n    versions: 0\n    max_ratio: 1.5\n    concurrency: 0\n    max_layer_bytes: 0\n    window: -1h\n    retire_after: -1s\n",

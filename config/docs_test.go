@@ -73,6 +73,7 @@ func TestDocumentedDefaults(t *testing.T) {
 		"limits.page_max":                       "1000",
 		"limits.rate_limit.requests_per_second": "0",
 		"limits.rate_limit.burst":               "100",
+		"limits.gc_percent":                     "50",
 		"uploads.expire_after":                  d.Uploads.ExpireAfter.String(),
 		"metrics.access":                        d.Metrics.Access,
 		"notifications.backlog":                 "100000",

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -83,6 +84,15 @@ func newServe() *cobra.Command {
 	return cmd
 }
 
+// gcPercent is the collector setting serve applies: limits.gc_percent,
+// unless GOGC is set in the environment (the runtime has applied it).
+func gcPercent(cfg config.Config, getenv func(string) string) (int, bool) {
+	if getenv("GOGC") != "" {
+		return 0, false
+	}
+	return cfg.Limits.GCPercent, true
+}
+
 func serve(ctx context.Context, cfg config.Config, addrFile string, logger *slog.Logger) error {
 	// One server per data directory (maintenance.go): a second one fails
 	// here, before it touches the stores.
@@ -94,6 +104,10 @@ func serve(ctx context.Context, cfg config.Config, addrFile string, logger *slog
 		return err
 	}
 	defer release()
+	if pct, ok := gcPercent(cfg, os.Getenv); ok {
+		debug.SetGCPercent(pct)
+		logger.Debug("garbage collector", "gc_percent", pct)
+	}
 	srv, err := server.New(ctx, cfg, logger)
 	if err != nil {
 		return err

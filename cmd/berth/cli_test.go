@@ -177,3 +177,23 @@ func TestServeFinishesTombstones(t *testing.T) {
 		t.Errorf("first push after a restart = %d, want 201: the crashed gc's tombstone was not finished", res.StatusCode)
 	}
 }
+
+// TestGCPercent: serve applies limits.gc_percent (from the file or its
+// BERTH_ variable) unless GOGC is set, which the Go runtime has applied.
+func TestGCPercent(t *testing.T) {
+	cfg, _, err := config.Load("", []string{"BERTH_LIMITS_GC_PERCENT=80"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	if pct, ok := gcPercent(cfg, func(k string) string { return env[k] }); !ok || pct != 80 {
+		t.Errorf("gcPercent = %d, %v; want 80, true", pct, ok)
+	}
+	env["GOGC"] = "200"
+	if pct, ok := gcPercent(cfg, func(k string) string { return env[k] }); ok {
+		t.Errorf("gcPercent with GOGC set = %d, true; want it left to the runtime", pct)
+	}
+	if d := config.Default().Limits.GCPercent; d != 50 {
+		t.Errorf("default gc_percent = %d, want 50", d)
+	}
+}
