@@ -17,7 +17,9 @@
 #
 # Environment:
 #   REPS              repetitions (default 3)
-#   REGISTRIES        which to run (default "berth distribution zot")
+#   REGISTRIES        which to run (default "berth distribution zot zot-commit";
+#                     zot-commit is zot with "commit": true, which fsyncs
+#                     what it acknowledges as Berth does; zot's default does not)
 #   ZOT_BIN           a zot binary (default .tools/bench/zot when present)
 #   BENCH_FLAGS       extra `berth-bench run` flags: sizes, e.g.
 #                     "-blob-mib 64 -duration 3s" (berth-bench run -h lists them)
@@ -31,7 +33,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 REPS=${REPS:-3}
-REGISTRIES=${REGISTRIES:-berth distribution zot}
+REGISTRIES=${REGISTRIES:-berth distribution zot zot-commit}
 READY_MANIFESTS=${READY_MANIFESTS:-100000}
 BENCH_FLAGS=${BENCH_FLAGS:-}
 TOOLS="$ROOT/.tools/bench"
@@ -57,11 +59,11 @@ ZOT=${ZOT_BIN:-}
 if [ -z "$ZOT" ] && [ -x "$TOOLS/zot" ]; then
 	ZOT="$TOOLS/zot"
 fi
-if [[ " $REGISTRIES " == *" zot "* ]] && [ -z "$ZOT" ]; then
-	echo "==> no zot (set ZOT_BIN, or build it into $TOOLS/zot: docs/performance.md); leaving it out" >&2
-	REGISTRIES=${REGISTRIES//zot/}
-fi
 read -r -a REGS <<<"$REGISTRIES"
+if [ -z "$ZOT" ] && [[ " ${REGS[*]} " == *" zot"* ]]; then
+	echo "==> no zot (set ZOT_BIN, or build it into $TOOLS/zot: docs/performance.md); leaving it out" >&2
+	read -r -a REGS <<<"$(printf '%s\n' "${REGS[@]}" | grep -v '^zot' | paste -sd' ')"
+fi
 
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 
@@ -118,11 +120,15 @@ http:
 YAML
 		OTEL_TRACES_EXPORTER=none "$TOOLS/registry" serve "$dir/config.yml" >"$dir/log" 2>&1 &
 		;;
-	zot)
+	zot | zot-commit)
+		local commit=false
+		if [ "$reg" = zot-commit ]; then
+			commit=true
+		fi
 		cat >"$dir/config.json" <<JSON
 {
   "distSpecVersion": "1.1.1",
-  "storage": {"rootDirectory": "$dir/data", "gc": true},
+  "storage": {"rootDirectory": "$dir/data", "gc": true, "commit": $commit},
   "http": {"address": "127.0.0.1", "port": "$port"},
   "log": {"level": "info"}
 }

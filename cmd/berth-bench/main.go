@@ -129,7 +129,7 @@ func cmdRun(ctx context.Context, args []string, out io.Writer, log *slog.Logger)
 	url := fs.String("url", "http://127.0.0.1:5000", "the registry's base URL")
 	names := fs.String("scenarios", "all", "comma-separated scenarios, \"all\" or \"registry\" (those any registry can run)")
 	pid := fs.Int("pid", 0, "the server's PID: report its CPU seconds and peak RSS")
-	registry := fs.String("registry", "berth", "the registry's name in the output (berth, distribution, zot)")
+	registry := fs.String("registry", "berth", "the registry's name in the output (berth, distribution, zot, zot-commit)")
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
 	s := sizeFlags(fs)
 	if err := fs.Parse(args); err != nil {
