@@ -17,9 +17,6 @@ import (
 	"github.com/berth-dev/berth/meta"
 )
 
-// getBlob serves GET and HEAD of /v2/<name>/blobs/<digest>. A blob is served
-// only if it is linked in the repository, whatever is deduplicated
-// underneath (V8).
 // checkLink makes sure blob d is linked in repository name. A pusher's
 // HEAD also renews an old link (pushers HEAD a blob to decide whether to
 // upload it, and the race the renewal closes is a push's; a puller must
@@ -44,6 +41,9 @@ func (reg *Registry) checkLink(r *http.Request, name string, d digest.Digest) er
 	return nil
 }
 
+// getBlob serves GET and HEAD of /v2/<name>/blobs/<digest>. A blob is served
+// only if it is linked in the repository, whatever is deduplicated
+// underneath (V8).
 func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, name, ref string) error {
 	ctx := r.Context()
 	d, err := parseDigest(ref)

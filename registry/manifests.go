@@ -21,21 +21,6 @@ import (
 // request cannot hold the write transaction for a huge number of tags.
 const maxTagParams = 100
 
-// resolve turns a manifest reference (tag or digest) into a digest.
-func (reg *Registry) resolve(r *http.Request, name, ref string) (digest.Digest, error) {
-	if oci.IsDigestRef(ref) {
-		return parseDigest(ref)
-	}
-	if err := oci.ValidateTag(ref); err != nil {
-		return "", err
-	}
-	d, err := reg.meta.ResolveTag(r.Context(), name, ref)
-	if err != nil {
-		return "", fmt.Errorf("manifest %s:%s: %w", name, ref, err)
-	}
-	return d, nil
-}
-
 // getManifest serves GET and HEAD of /v2/<name>/manifests/<ref>: the bytes as
 // pushed, with the media type they were pushed with.
 //

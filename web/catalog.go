@@ -64,6 +64,8 @@ type snapshot struct {
 	// parts are the repositories' parts, by name (shared with the
 	// snapshots before and after this one).
 	parts map[string]*repoPart
+	// unread are the ids of the apps whose labels could not be read.
+	unread []string
 }
 
 // tagView is one tag.
@@ -156,6 +158,9 @@ type appView struct {
 	facts    *facts // of Builds[0]
 	icon     icon   // of Builds[0]
 	item     *item  // its search item
+	// unread: Builds[0]'s labels could not be read (facts are empty); the
+	// next refresh regroups it to try again.
+	unread bool
 }
 
 // Latest is the newest build.
@@ -367,7 +372,12 @@ func (h *Handler) refresh(ctx context.Context, prev *snapshot, version string) (
 // makes from the same rows (TestIncrementalRefresh).
 func (h *Handler) buildChanged(ctx context.Context, version string, seq int64, prev *snapshot, parts map[string]*repoPart) (*snapshot, bool) {
 	repos := slices.Sorted(maps.Keys(parts))
-	touched := map[string]bool{} // app ids with a build in a changed repository
+	// The app ids with a build in a changed repository, and those whose
+	// labels could not be read last time (tried again).
+	touched := map[string]bool{}
+	for _, id := range prev.unread {
+		touched[id] = true
+	}
 	for _, repo := range repos {
 		for _, p := range []*repoPart{prev.parts[repo], parts[repo]} {
 			if p != nil {
@@ -450,9 +460,31 @@ func (h *Handler) buildChanged(ctx context.Context, version string, seq int64, p
 		insertSorted(&s.apps, av, compareApps)
 		insertSorted(&s.items, av.item, compareItems)
 	}
+	for _, id := range slices.Sorted(maps.Keys(touched)) {
+		if av := s.appByID[id]; av != nil && av.unread {
+			s.unread = append(s.unread, id)
+		}
+	}
+	// Labels of builds no longer shown are forgotten once they are many:
+	// build prunes at every full load, which may be rare.
+	if n := h.facts.len(); n > 2*len(s.apps)+factSlack {
+		live := map[digest.Digest]bool{}
+		for _, av := range s.apps {
+			for _, b := range av.Builds {
+				live[b.Digest] = true
+			}
+		}
+		if n > 2*len(live)+factSlack {
+			h.facts.prune(live)
+		}
+	}
 	s.nilIfEmpty()
 	return s, true
 }
+
+// factSlack is how many more labels than twice the builds shown the fact
+// cache may hold before a refresh prunes it.
+const factSlack = 16
 
 // nilIfEmpty makes s's empty lists nil, as build leaves them.
 func (s *snapshot) nilIfEmpty() {
@@ -657,6 +689,11 @@ func (h *Handler) build(ctx context.Context, version string, seq int64, parts ma
 	}
 	h.facts.prune(live)
 	slices.SortFunc(s.apps, compareApps)
+	for _, av := range s.apps {
+		if av.unread {
+			s.unread = append(s.unread, av.ID)
+		}
+	}
 
 	for _, av := range s.apps {
 		s.items = append(s.items, av.item)
@@ -685,6 +722,7 @@ func (h *Handler) newAppView(ctx context.Context, bs []*build) (*appView, error)
 			return nil, err
 		}
 		h.log.WarnContext(ctx, "catalogue: reading labels", "repo", latest.Repo, "digest", latest.Digest, "err", err)
+		av.unread = true
 	}
 	av.facts = f
 	av.item = appItem(av)
@@ -951,6 +989,13 @@ func (c *factCache) put(d digest.Digest, f *facts) {
 		c.m = map[digest.Digest]*facts{}
 	}
 	c.m[d] = f
+}
+
+// len is how many digests' facts are kept.
+func (c *factCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
 }
 
 // prune forgets every digest not in live.

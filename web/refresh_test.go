@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-dev/berth/meta"
 	"github.com/berth-dev/berth/meta/sqlite"
@@ -245,5 +248,54 @@ func TestRebuildsCoalesce(t *testing.T) {
 	// those that asked while it ran; scheduling may add one.
 	if len(got) > 3 {
 		t.Errorf("%d concurrent requests made %d rebuilds, want at most 3", n, len(got))
+	}
+}
+
+// unreadable fails GetManifest, as a busy or failing database would.
+type unreadable struct{ *sqlite.Store }
+
+func (unreadable) GetManifest(context.Context, string, digest.Digest) (*meta.Manifest, error) {
+	return nil, errors.New("database is locked")
+}
+
+// TestRefreshRetriesUnreadLabels: an app whose labels could not be read is
+// shown by its id, and the next refresh, whatever it changed, reads them
+// again; the fact cache does not keep the labels of every build ever
+// pushed between full loads.
+func TestRefreshRetriesUnreadLabels(t *testing.T) {
+	s := newSite(t, Options{})
+	hello := app{id: "org.example.Hello", appdata: appdata("org.example.Hello", "Hello", "Says hello", "")}
+	s.push("hello", img{labels: hello.labels(t)}, "latest")
+	s.get("/", http.StatusOK)
+	if got := s.web.current().appByID[hello.id].Name(); got != "Hello" {
+		t.Fatalf("name = %q, want Hello", got)
+	}
+
+	s.web.cat = unreadable{s.md}
+	s.push("hello", img{labels: hello.labels(t), layer: "build 2"}, "latest")
+	s.get("/", http.StatusOK)
+	if av := s.web.current().appByID[hello.id]; av == nil || av.Name() != hello.id || !av.unread {
+		t.Fatalf("with labels unreadable: %+v, want the app by its id, unread", av)
+	}
+	s.web.cat = s.md
+	s.push("server", img{layer: "unrelated"}, "v1")
+	s.get("/", http.StatusOK)
+	if av := s.web.current().appByID[hello.id]; av == nil || av.Name() != "Hello" || av.unread {
+		t.Fatalf("after an unrelated push: %+v, want the labels read again", av)
+	}
+	if u := s.web.current().unread; len(u) != 0 {
+		t.Errorf("unread = %q after they were read", u)
+	}
+
+	for i := range 2*factSlack + 4 {
+		s.push("hello", img{labels: hello.labels(t), layer: fmt.Sprintf("build %d", i+3)}, "latest")
+		s.get("/", http.StatusOK)
+	}
+	live := 0
+	for _, av := range s.web.current().apps {
+		live += len(av.Builds)
+	}
+	if n := s.web.facts.len(); n > 2*live+factSlack {
+		t.Errorf("fact cache holds %d digests for %d builds shown", n, live)
 	}
 }

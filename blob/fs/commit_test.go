@@ -809,3 +809,34 @@ func TestSyncAheadFailure(t *testing.T) {
 	}
 	checkNothingVisible(t, s, d)
 }
+
+// TestSyncAheadResumed: a resumed upload (a chunked push's next PATCH)
+// counts syncAhead from where it resumed, and a State restarts the count:
+// a chunk under syncAhead is synced once, by its State, not also in the
+// background from its first write.
+func TestSyncAheadResumed(t *testing.T) {
+	s, r := newRecStore(t)
+	w := mustUpload(t, s, "u", blob.UploadState{})
+	writeLarge(t, w, syncAhead>>20+1)
+	st, err := w.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, w, []byte("after the state"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.take()
+	w = mustUpload(t, s, "u", st)
+	writeLarge(t, w, syncAhead>>20-1)
+	if n := r.count("sync uploads/u"); n != 0 {
+		t.Errorf("a resumed writer synced %d times before writing syncAhead bytes, want 0", n)
+	}
+	if _, err := w.State(); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.count("sync uploads/u"); n != 1 {
+		t.Errorf("synced %d times for one chunk, want once (its State)", n)
+	}
+	w.Close()
+}

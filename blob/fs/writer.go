@@ -73,7 +73,7 @@ func (s *Store) Upload(ctx context.Context, id string, st blob.UploadState) (blo
 	}
 	// A resumed upload's name was made durable by the State that produced
 	// st; a new one's is not yet.
-	return &writer{s: s, id: id, path: path, f: f, h: h, size: st.Size, named: st.Size > 0}, nil
+	return &writer{s: s, id: id, path: path, f: f, h: h, size: st.Size, ahead: st.Size, named: st.Size > 0}, nil
 }
 
 // restoreSHA256 returns a sha256 hash holding st's state.
@@ -243,6 +243,7 @@ func (w *writer) State() (blob.UploadState, error) {
 		}
 		w.named = true
 	}
+	w.ahead = w.size // synced: the next background sync is syncAhead on
 	b, err := w.h.(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
 		return blob.UploadState{}, fmt.Errorf("upload %s: %w", w.id, err)
@@ -256,7 +257,10 @@ func (w *writer) Close() error {
 	if w.f == nil {
 		return nil
 	}
-	_ = w.waitSync() // the file is kept; its failure shows when resumed
+	// The file is kept; a failed background sync is not reported here but
+	// cannot lose acknowledged data: a resumed upload starts from the last
+	// State, whose own sync succeeded, and cuts the file back to it.
+	_ = w.waitSync()
 	err := w.f.Close()
 	w.f = nil
 	if err != nil {
