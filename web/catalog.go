@@ -362,8 +362,9 @@ func (h *Handler) refresh(ctx context.Context, prev *snapshot, version string) (
 }
 
 // buildChanged makes the snapshot at version from prev when only the
-// repositories in changed moved: their parts are derived anew, and the
-// apps with a build in them (before or after) regrouped; every other
+// repositories in parts moved (their new parts; nil for a repository no
+// longer shown), and the apps with a build in them (before or after) are
+// regrouped; every other
 // repository, app and search item is prev's. Each is put in place by
 // binary search, so a push costs the catalogue the re-read of its
 // repository and work on what it touched, not a regrouping of every
