@@ -11,6 +11,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -456,4 +458,60 @@ func FuzzFramer(f *testing.F) {
 			t.Fatalf("whole %q/%q, in parts %q/%q", whole.verdicts, whole.broken, parts.verdicts, parts.broken)
 		}
 	})
+}
+
+// sliceRecorder is a ResponseWriter whose ReadFrom records the size of
+// each slice it is handed, taking delay per slice.
+type sliceRecorder struct {
+	http.ResponseWriter
+	delay  time.Duration
+	slices []int64
+}
+
+func (r *sliceRecorder) ReadFrom(src io.Reader) (int64, error) {
+	lr := src.(*io.LimitedReader)
+	r.slices = append(r.slices, lr.N)
+	time.Sleep(r.delay)
+	return io.Copy(io.Discard, lr)
+}
+
+// zeros reads as endless zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestSendfileSlices: a client that takes each slice quickly is handed
+// slices twice as large each time, up to maxReadFromSlice; one that takes
+// more than a sixteenth of the stall timeout per slice keeps the smallest;
+// every byte is sent either way and the caller's LimitedReader is left
+// with what was not.
+func TestSendfileSlices(t *testing.T) {
+	const size = 20 << 20
+	fast := &sliceRecorder{ResponseWriter: httptest.NewRecorder()}
+	sw := &stallWriter{ResponseWriter: fast, rc: http.NewResponseController(fast), stall: time.Minute}
+	src := &io.LimitedReader{R: zeros{}, N: size}
+	if n, err := sw.ReadFrom(src); n != size || err != nil || src.N != 0 {
+		t.Fatalf("ReadFrom = %d, %v (left %d), want %d", n, err, src.N, size)
+	}
+	want := []int64{128 << 10, 256 << 10, 512 << 10, 1 << 20, 2 << 20, 4 << 20, 4 << 20, 4 << 20, 4 << 20}
+	var sent int64
+	for _, k := range want {
+		sent += k
+	}
+	want = append(want, size-sent)
+	if !slices.Equal(fast.slices, want) {
+		t.Errorf("slices to a fast client = %v, want %v", fast.slices, want)
+	}
+
+	slow := &sliceRecorder{ResponseWriter: httptest.NewRecorder(), delay: 15 * time.Millisecond}
+	sw = &stallWriter{ResponseWriter: slow, rc: http.NewResponseController(slow), stall: 160 * time.Millisecond}
+	src = &io.LimitedReader{R: zeros{}, N: 1 << 20}
+	if n, err := sw.ReadFrom(src); n != 1<<20 || err != nil {
+		t.Fatalf("ReadFrom = %d, %v", n, err)
+	}
+	for _, k := range slow.slices {
+		if k != readFromSlice {
+			t.Fatalf("slices to a slow client = %v, want all %d", slow.slices, readFromSlice)
+		}
+	}
 }
