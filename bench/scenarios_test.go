@@ -99,7 +99,8 @@ func TestLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, v := range map[string]float64{"sha256 one core": l.SHA256OneCore, "sha256 all": l.SHA256AllCores,
-		"ServeContent 1": l.ServeContent1, "ServeContent 2": l.ServeContent2, "fdatasync writes": l.FdatasyncWrites, "small fsyncs": l.SmallFsyncs} {
+		"ServeContent 1": l.ServeContent1, "ServeContent 2": l.ServeContent2, "fdatasync writes": l.FdatasyncWrites, "small fsyncs": l.SmallFsyncs,
+		"plain ingest 1": l.PlainIngest1, "plain ingest 2": l.PlainIngest2} {
 		if v <= 0 {
 			t.Errorf("%s: %v", name, v)
 		}

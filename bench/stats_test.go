@@ -119,7 +119,7 @@ func TestMarkdown(t *testing.T) {
 			{Registry: "berth", Sizes: Default(), Results: []Result{{Scenario: "search", Unit: "/s", Value: 900, P50Ms: 2, P99Ms: 9}}},
 			{Registry: "distribution", Sizes: Default(), Results: []Result{{Scenario: "push-mono", Error: "boom"}}},
 		},
-		Limits: []Limits{{CPUs: 2, SHA256OneCore: 1000, ServeContent2: 3000}, {CPUs: 2, SHA256OneCore: 1200, ServeContent2: 3000}},
+		Limits: []Limits{{CPUs: 2, SHA256OneCore: 1000, ServeContent2: 3000, PlainIngest2: 800}, {CPUs: 2, SHA256OneCore: 1200, ServeContent2: 3000, PlainIngest2: 600}},
 		Ready:  []ReadyResult{{Manifests: 100000, ReadyMs: 120}, {Manifests: 100000, ReadyMs: 100}, {Manifests: 100000, ReadyMs: 140}},
 	}
 	md := rep.Markdown()
@@ -133,6 +133,9 @@ func TestMarkdown(t *testing.T) {
 		"sha256 1,100 (1,000–1,200) MiB/s on one core",
 		// One stream: 330 MiB/s of a 1,100 MiB/s limit.
 		"| one of 2 monolithic push streams / sha256 on one core | 30% |",
+		// 660 MiB/s of the plain upload server's 700 (600–800) on two streams.
+		"a plain hashed, fdatasync'd upload server 0.00 (0.00–0.00) MiB/s on one stream, 700 (600–800) on two",
+		"| monolithic push, 2 streams / plain upload server, two streams | 94% |",
 		"with 100,000 manifests stored: 120 (100–140) ms over 3 starts",
 	} {
 		if !strings.Contains(md, want) {

@@ -270,10 +270,13 @@ func (rep Report) Markdown() string {
 		}
 		sha := lim(func(l Limits) float64 { return l.SHA256OneCore })
 		sc2 := lim(func(l Limits) float64 { return l.ServeContent2 })
+		in1 := lim(func(l Limits) float64 { return l.PlainIngest1 })
+		in2 := lim(func(l Limits) float64 { return l.PlainIngest2 })
 		fmt.Fprintf(&b, "\nThis machine's limits (%d CPUs, medians of %d measurements in the same run): sha256 %s MiB/s on one core, %s on all;"+
-			" `http.ServeContent` loopback %s MiB/s on one stream, %s on two; fdatasync'd writes %s MiB/s; %s small fsyncs/s.\n",
+			" `http.ServeContent` loopback %s MiB/s on one stream, %s on two; a plain hashed, fdatasync'd upload server %s MiB/s on one stream, %s on two;"+
+			" fdatasync'd writes %s MiB/s; %s small fsyncs/s.\n",
 			rep.Limits[0].CPUs, len(rep.Limits), sha.cell(""), lim(func(l Limits) float64 { return l.SHA256AllCores }).cell(""),
-			lim(func(l Limits) float64 { return l.ServeContent1 }).cell(""), sc2.cell(""),
+			lim(func(l Limits) float64 { return l.ServeContent1 }).cell(""), sc2.cell(""), in1.cell(""), in2.cell(""),
 			lim(func(l Limits) float64 { return l.FdatasyncWrites }).cell(""), lim(func(l Limits) float64 { return l.SmallFsyncs }).cell(""))
 		frac := func(v spread, limit float64) string {
 			if len(v) == 0 || limit <= 0 {
@@ -285,6 +288,8 @@ func (rep Report) Markdown() string {
 		fmt.Fprintf(&b, "| one push stream alone / sha256 on one core | %s |\n", frac(values["push-one"]["berth"], Median(sha)))
 		fmt.Fprintf(&b, "| one of %d monolithic push streams / sha256 on one core | %s |\n", sizes.Streams, frac(extra["push-mono"]["per_stream_mib_s"], Median(sha)))
 		fmt.Fprintf(&b, "| one chunked push stream / sha256 on one core | %s |\n", frac(extra["push-chunked"]["per_stream_mib_s"], Median(sha)))
+		fmt.Fprintf(&b, "| one push stream alone / plain upload server, one stream | %s |\n", frac(values["push-one"]["berth"], Median(in1)))
+		fmt.Fprintf(&b, "| monolithic push, %d streams / plain upload server, two streams | %s |\n", sizes.Streams, frac(values["push-mono"]["berth"], Median(in2)))
 		fmt.Fprintf(&b, "| chunked push / monolithic push | %s |\n", frac(values["push-chunked"]["berth"], Median(values["push-mono"]["berth"])))
 		fmt.Fprintf(&b, "| blob pull, %d streams / `ServeContent` on two streams | %s |\n", sizes.Streams, frac(values["pull"]["berth"], Median(sc2)))
 	}

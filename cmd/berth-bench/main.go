@@ -225,8 +225,8 @@ func cmdLimits(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "sha256: %.0f MiB/s on one core, %.0f on %d\nServeContent loopback: %.0f MiB/s on one stream, %.0f on two\n"+
-		"fdatasync'd writes: %.0f MiB/s\nsmall fsyncs: %.0f /s\n",
-		l.SHA256OneCore, l.SHA256AllCores, l.CPUs, l.ServeContent1, l.ServeContent2, l.FdatasyncWrites, l.SmallFsyncs)
+		"plain upload server: %.0f MiB/s on one stream, %.0f on two\nfdatasync'd writes: %.0f MiB/s\nsmall fsyncs: %.0f /s\n",
+		l.SHA256OneCore, l.SHA256AllCores, l.CPUs, l.ServeContent1, l.ServeContent2, l.PlainIngest1, l.PlainIngest2, l.FdatasyncWrites, l.SmallFsyncs)
 	if *jsonOut != "" {
 		return writeJSON(*jsonOut, l)
 	}
