@@ -5,7 +5,8 @@
 #      .tools/bench/ (once); takes zot from ZOT_BIN, else .tools/bench/zot
 #      (see docs/performance.md for building zot v2.1.20), else leaves it out
 #   2. REPS times: measures the machine's limits (sha256, ServeContent
-#      loopback, fdatasync'd writes, small fsyncs), then starts each registry
+#      loopback, a plain upload server on loopback, fdatasync'd writes, small
+#      fsyncs), then starts each registry
 #      on fresh storage on a free 127.0.0.1 port and runs the same scenarios
 #      against it (the order of the registries rotates every repetition)
 #   3. times `berth serve` to ready with READY_MANIFESTS manifests stored
