@@ -225,7 +225,9 @@ func (h *Handler) visibleApp(ctx context.Context, r *http.Request, av *appView) 
 	case len(av.Builds):
 		return av
 	}
-	v := &appView{Kind: av.Kind, ID: av.ID, Builds: bs, icon: bs[0].icon}
+	// As in newAppView, the kind is the newest build's: here the newest
+	// the request may see.
+	v := &appView{Kind: bs[0].Ref.Kind, ID: av.ID, Builds: bs, icon: bs[0].icon}
 	v.Archs, v.Branches, v.Repos = buildSets(bs)
 	f, err := h.factsFor(ctx, bs[0])
 	if err != nil {

@@ -278,6 +278,27 @@ func TestRefreshRetriesUnreadLabels(t *testing.T) {
 		t.Fatalf("with labels unreadable: %+v, want the app by its id, unread", av)
 	}
 	s.web.cat = s.md
+	// While nothing changes the snapshot is kept until unreadRetry has
+	// passed, then a request reads the labels again.
+	s.get("/", http.StatusOK)
+	if av := s.web.current().appByID[hello.id]; av == nil || !av.unread {
+		t.Fatalf("within unreadRetry: %+v, want the snapshot kept", av)
+	}
+	s.web.unreadRetry = 0
+	s.get("/", http.StatusOK)
+	if av := s.web.current().appByID[hello.id]; av == nil || av.Name() != "Hello" || av.unread {
+		t.Fatalf("after unreadRetry, idle: %+v, want the labels read again", av)
+	}
+	s.web.unreadRetry = unreadRetry
+
+	// The same after an unrelated push.
+	s.web.cat = unreadable{s.md}
+	s.push("hello", img{labels: hello.labels(t), layer: "build 2b"}, "latest")
+	s.get("/", http.StatusOK)
+	if av := s.web.current().appByID[hello.id]; av == nil || !av.unread {
+		t.Fatalf("with labels unreadable again: %+v, want unread", av)
+	}
+	s.web.cat = s.md
 	s.push("server", img{layer: "unrelated"}, "v1")
 	s.get("/", http.StatusOK)
 	if av := s.web.current().appByID[hello.id]; av == nil || av.Name() != "Hello" || av.unread {

@@ -95,7 +95,15 @@ type Handler struct {
 	// installCache keeps the last read of install counts (installs.go).
 	installCache installCache
 	mux          *http.ServeMux // routes
+	// unreadRetry is how long a snapshot with apps whose labels could not
+	// be read is served unchanged before a request refreshes it anyway.
+	unreadRetry time.Duration
 }
+
+// unreadRetry is Handler.unreadRetry's value: a snapshot whose labels
+// could not be read (a blob store hiccup) is mended within this long
+// while nothing is pushed, for one regrouping of those apps.
+const unreadRetry = 10 * time.Second
 
 // New returns the catalogue over cat. blobs may be nil (no image
 // history). A nil logger discards.
@@ -125,7 +133,7 @@ func New(cat Catalog, blobs Blobs, opts Options, logger *slog.Logger) (*Handler,
 		}
 		opts.PublicURL = strings.TrimSuffix(u.String(), "/")
 	}
-	h := &Handler{cat: cat, blobs: blobs, opts: opts, log: logger}
+	h := &Handler{cat: cat, blobs: blobs, opts: opts, log: logger, unreadRetry: unreadRetry}
 	var err error
 	if h.assets, err = loadAssets(); err != nil {
 		return nil, err
@@ -239,7 +247,8 @@ func (h *Handler) snapshotFor(w http.ResponseWriter, r *http.Request) (*snapshot
 }
 
 // snapshot returns the catalogue as of now: the cached one if
-// CatalogVersion has not changed, else a new one (one rebuild at a time;
+// CatalogVersion has not changed (and, if some app's labels could not be
+// read, for unreadRetry at most), else a new one (one rebuild at a time;
 // concurrent requests wait for it), re-reading only the repositories the
 // events since the cached one name when it can (refresh).
 //
@@ -253,12 +262,16 @@ func (h *Handler) snapshot(ctx context.Context) (*snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("catalog version: %w", err)
 	}
-	if s := h.snap.Load(); s != nil && s.version == v {
+	// current: s is at version v, and has no unread labels left to retry.
+	current := func(s *snapshot) bool {
+		return s != nil && s.version == v && (len(s.unread) == 0 || time.Since(s.readAt) < h.unreadRetry)
+	}
+	if s := h.snap.Load(); current(s) {
 		return s, nil
 	}
 	h.loading.Lock()
 	defer h.loading.Unlock()
-	if s := h.snap.Load(); s != nil && (s.version == v || s.readAt.After(asked)) {
+	if s := h.snap.Load(); current(s) || (s != nil && s.readAt.After(asked)) {
 		return s, nil
 	}
 	// The version to build at is read now, before any row: the snapshot
@@ -267,7 +280,7 @@ func (h *Handler) snapshot(ctx context.Context) (*snapshot, error) {
 	if v, err = h.cat.CatalogVersion(ctx); err != nil {
 		return nil, fmt.Errorf("catalog version: %w", err)
 	}
-	if s := h.snap.Load(); s != nil && s.version == v {
+	if s := h.snap.Load(); current(s) {
 		return s, nil
 	}
 	// The rebuild serves every waiting request: a client going away does

@@ -571,6 +571,23 @@ func TestAccessFilter(t *testing.T) {
 	}
 }
 
+// TestAccessFilterKind: an app whose newest build is hidden is described
+// from the newest build the request may see, kind included: here a
+// runtime build of the same id, pushed last into a hidden repository,
+// does not make a readable app a runtime.
+func TestAccessFilterKind(t *testing.T) {
+	s := newSite(t, Options{CanRead: func(r *http.Request, repo string) bool { return !strings.HasPrefix(repo, "secret/") }})
+	s.push("public/both", img{labels: app{id: "org.example.Both", appdata: appdata("org.example.Both", "Both", "", "")}.labels(t)}, "1")
+	s.push("secret/both", img{labels: app{kind: "runtime", id: "org.example.Both", appdata: appdata("org.example.Both", "Both", "", "")}.labels(t)}, "2")
+	res := s.apiSearch("q=org.example.Both")
+	if len(res.Results) != 1 || res.Results[0].Kind != "app" {
+		t.Errorf("search shows %+v, want one app", res.Results)
+	}
+	if r := s.get("/apps/org.example.Both", http.StatusOK); !strings.Contains(r.body, `class="badge kind-app"`) {
+		t.Errorf("the app page describes the hidden runtime build:\n%s", clip(r.body))
+	}
+}
+
 // TestBrokenLabels: malformed Flatpak labels leave the app listed, with
 // what could be read.
 func TestBrokenLabels(t *testing.T) {
