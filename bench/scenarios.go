@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -420,16 +421,17 @@ func (r *Runner) churn(ctx context.Context) (Result, error) {
 		return Result{}, err
 	}
 	rds := r.readers()
-	// measure reads with every reader for d, returning the latencies.
-	measure := func(ctx context.Context, d time.Duration) ([][]time.Duration, error) {
+	// measure reads with every reader for d, and on while more says so
+	// (up to MaxTime), returning the latencies.
+	measure := func(ctx context.Context, d time.Duration, more func() bool) ([][]time.Duration, error) {
 		lats := make([][]time.Duration, len(rds))
 		errs := make([]error, len(rds))
 		var wg sync.WaitGroup
 		for k, rd := range rds {
 			wg.Go(func() {
 				buf := make([]byte, 64<<10)
-				end := time.Now().Add(d)
-				for i := 0; time.Now().Before(end) && ctx.Err() == nil; i++ {
+				end, last := time.Now().Add(d), time.Now().Add(max(d, s.MaxTime))
+				for i := 0; (time.Now().Before(end) || more()) && time.Now().Before(last) && ctx.Err() == nil; i++ {
 					t0 := time.Now()
 					if _, _, err := r.C.Get(ctx, rd.path(i), buf, rd.hdr); err != nil {
 						errs[k] = fmt.Errorf("%s: %w", rd.name, err)
@@ -450,7 +452,7 @@ func (r *Runner) churn(ctx context.Context) (Result, error) {
 		}
 		return lats, nil
 	}
-	idle, err := measure(ctx, s.Duration)
+	idle, err := measure(ctx, s.Duration, func() bool { return false })
 	if err != nil {
 		return Result{}, fmt.Errorf("idle reads: %w", err)
 	}
@@ -459,21 +461,35 @@ func (r *Runner) churn(ctx context.Context) (Result, error) {
 		busy    [][]time.Duration
 		busyErr error
 		done    = make(chan struct{})
+		pushed  atomic.Int64 // pushes finished
 	)
 	go func() {
 		defer close(done)
 		defer stop()
-		busy, busyErr = measure(ctx, s.Duration)
+		// The reads go on past Duration until a push has finished: on a
+		// loaded machine (the tests run under -race) a short Duration
+		// can pass before the first one does.
+		busy, busyErr = measure(ctx, s.Duration, func() bool { return pushed.Load() == 0 })
 	}()
 	pre := r.uid("churn")
-	t, pushErr := r.load(pushCtx, s.Workers, -1, s.Duration+time.Minute, func(ctx context.Context, w, i int) (int, int64, error) {
+	t, pushErr := r.load(pushCtx, s.Workers, -1, max(s.Duration, s.MaxTime)+time.Minute, func(ctx context.Context, w, i int) (int, int64, error) {
+		var (
+			q   int
+			n   int64
+			err error
+		)
 		if i%4 == 3 {
 			app := i % s.Apps
 			im := newImage(appID(app), flatpakLabels(appID(app)), 1<<10)
 			m := manifest(im.cfg, fmt.Sprintf("%s-%d", pre, i), im.layer)
-			return 1, int64(len(m)), r.C.PutManifest(ctx, appRepo(app), "latest", m)
+			q, n, err = 1, int64(len(m)), r.C.PutManifest(ctx, appRepo(app), "latest", m)
+		} else {
+			q, n, err = r.C.push(ctx, fmt.Sprintf("bench/churn-%d", w), fmt.Sprintf("%s-%d", pre, i), newImage(fmt.Sprintf("%s-%d", pre, i), nil, s.SmallLayer))
 		}
-		return r.C.push(ctx, fmt.Sprintf("bench/churn-%d", w), fmt.Sprintf("%s-%d", pre, i), newImage(fmt.Sprintf("%s-%d", pre, i), nil, s.SmallLayer))
+		if err == nil {
+			pushed.Add(1)
+		}
+		return q, n, err
 	})
 	<-done
 	if busyErr != nil {
@@ -481,6 +497,9 @@ func (r *Runner) churn(ctx context.Context) (Result, error) {
 	}
 	if pushErr != nil && ctx.Err() == nil && pushCtx.Err() == nil {
 		return Result{}, fmt.Errorf("pushes: %w", pushErr)
+	}
+	if t.ops == 0 {
+		return Result{}, fmt.Errorf("no push finished in %v of reads", max(s.Duration, s.MaxTime))
 	}
 	res := Result{Unit: "x", Ops: t.ops, Requests: t.reqs, Seconds: t.elapsed.Seconds()}
 	addExtra(&res, "pushes_per_s", float64(t.ops)/t.elapsed.Seconds())
