@@ -153,32 +153,19 @@ func serveContent(ctx context.Context, dir string, size int64) (one, two float64
 		return 0, 0, err
 	}
 	defer c.Close()
+	bufs := [][]byte{make([]byte, 256<<10), make([]byte, 256<<10)}
 	rate := func(streams, per int) (float64, error) {
-		start := time.Now()
-		errs := make([]error, streams)
-		var wg sync.WaitGroup
-		for s := range streams {
-			wg.Go(func() {
-				buf := make([]byte, 256<<10)
-				for range per {
-					n, _, err := c.Get(ctx, "/", buf, nil)
-					if err == nil && n != size {
-						err = fmt.Errorf("got %d bytes, want %d", n, size)
-					}
-					if err != nil {
-						errs[s] = err
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
-				return 0, fmt.Errorf("ServeContent: %w", err)
+		mib, err := streamRate(streams, per, size, func(s, _ int) error {
+			n, _, err := c.Get(ctx, "/", bufs[s], nil)
+			if err == nil && n != size {
+				err = fmt.Errorf("got %d bytes, want %d", n, size)
 			}
+			return err
+		})
+		if err != nil {
+			return 0, fmt.Errorf("ServeContent: %w", err)
 		}
-		return float64(streams*per) * float64(size) / (1 << 20) / time.Since(start).Seconds(), nil
+		return mib, nil
 	}
 	if _, err := rate(1, 1); err != nil { // warm the page cache
 		return 0, 0, err
@@ -247,35 +234,48 @@ func plainIngest(ctx context.Context, dir string, size int64) (one, two float64,
 	defer c.Close()
 	dgst := genDigest("ingest", size)
 	rate := func(streams, per int) (float64, error) {
-		start := time.Now()
-		errs := make([]error, streams)
-		var wg sync.WaitGroup
-		for s := range streams {
-			wg.Go(func() {
-				for i := range per {
-					ref := "/" + strconv.Itoa(s) + "/" + strconv.Itoa(i) + "?digest=" + string(dgst)
-					res, err := c.do(ctx, "PUT", ref, newGen("ingest", size), size, nil, http.StatusCreated)
-					if err == nil {
-						err = discard(res)
-					}
-					if err != nil {
-						errs[s] = err
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
-				return 0, fmt.Errorf("plain ingest: %w", err)
+		mib, err := streamRate(streams, per, size, func(s, i int) error {
+			ref := "/" + strconv.Itoa(s) + "/" + strconv.Itoa(i) + "?digest=" + string(dgst)
+			res, err := c.do(ctx, "PUT", ref, newGen("ingest", size), size, nil, http.StatusCreated)
+			if err == nil {
+				err = discard(res)
 			}
+			return err
+		})
+		if err != nil {
+			return 0, fmt.Errorf("plain ingest: %w", err)
 		}
-		return float64(streams*per) * float64(size) / (1 << 20) / time.Since(start).Seconds(), nil
+		return mib, nil
 	}
 	if one, err = rate(1, 2); err != nil {
 		return 0, 0, err
 	}
 	two, err = rate(2, 2)
 	return one, two, err
+}
+
+// streamRate runs transfer per times on each of streams goroutines (s is
+// the stream, i the transfer) and returns the MiB/s of them all, size bytes
+// each, or the first stream's error.
+func streamRate(streams, per int, size int64, transfer func(s, i int) error) (float64, error) {
+	start := time.Now()
+	errs := make([]error, streams)
+	var wg sync.WaitGroup
+	for s := range streams {
+		wg.Go(func() {
+			for i := range per {
+				if err := transfer(s, i); err != nil {
+					errs[s] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return 0, err
+		}
+	}
+	return float64(streams*per) * float64(size) / (1 << 20) / time.Since(start).Seconds(), nil
 }
