@@ -262,6 +262,12 @@ type UploadStore interface {
 	UpdateUpload(ctx context.Context, id string, prevOffset, offset int64, state []byte) error
 	// DeleteUpload removes the session; ErrUploadNotFound if absent.
 	DeleteUpload(ctx context.Context, id string) error
+	// FinishUpload links the blob that session id committed into repo, as
+	// LinkBlob does, and removes the session, in one transaction: a push
+	// completed through a session costs one commit, not two. A session
+	// already gone is not an error. On ErrBlobDeleting (a gc tombstone)
+	// nothing changes, the session included.
+	FinishUpload(ctx context.Context, id, repo string, d digest.Digest, size int64) error
 }
 
 // Store is everything a backend provides.

@@ -239,10 +239,18 @@ var errRange = errors.New("range not satisfiable")
 //     the link sees that, and the push fails rather than be acknowledged.
 //
 // Once linked with its bytes present, the blob stays until the link goes.
-func (reg *Registry) linkCommitted(ctx context.Context, repo string, d digest.Digest, size int64) error {
+//
+// A blob committed through upload session (not "") is linked by
+// FinishUpload, which removes the session in the same transaction.
+func (reg *Registry) linkCommitted(ctx context.Context, repo string, d digest.Digest, size int64, session string) error {
 	delay := 5 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		err := reg.meta.LinkBlob(ctx, repo, d, size)
+		var err error
+		if session != "" {
+			err = reg.meta.FinishUpload(ctx, session, repo, d, size)
+		} else {
+			err = reg.meta.LinkBlob(ctx, repo, d, size)
+		}
 		if err == nil {
 			break
 		}

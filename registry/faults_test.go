@@ -168,15 +168,17 @@ func TestFaultLinkAfterCommit(t *testing.T) {
 	fr.push("r", "v1", img)
 	fr.pull("r", "v1", img)
 
-	// The same through a chunked upload: the session is over (its data
+	// The same through a chunked upload, whose link is made with the
+	// session's removal (FinishUpload): the session is over (its data
 	// became the blob), and the blob is not served until pushed again.
 	data := []byte("chunked, link fails")
 	d2 := digest.FromBytes(data)
 	loc := fr.startSession("r")
 	fr.expect(fr.patch(loc, 0, data), http.StatusAccepted, "")
-	fr.in.FailNth("meta.LinkBlob", 1, nil)
+	fr.in.FailNth("meta.FinishUpload", 1, nil)
 	fr.expectInternal(fr.putDigest(loc, d2))
 	fr.expectNotServed("r", d2)
+	fr.expect(fr.do("GET", loc, nil), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
 	fr.pushBlob("r", data)
 	fr.expectNoUploadFiles()
 }

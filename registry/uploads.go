@@ -167,7 +167,7 @@ func (reg *Registry) monolithic(w http.ResponseWriter, r *http.Request, name str
 		_ = reg.blobs.AbortUpload(ctx, id)
 		return fmt.Errorf("monolithic upload of %s: %w", d, err)
 	}
-	if err := reg.linkCommitted(ctx, name, d, info.Size); err != nil {
+	if err := reg.linkCommitted(ctx, name, d, info.Size, ""); err != nil {
 		return err
 	}
 	return blobCreated(w, name, d)
@@ -222,12 +222,10 @@ func (reg *Registry) putUpload(w http.ResponseWriter, r *http.Request, name, id 
 			}
 			return fmt.Errorf("complete upload %s as %s: %w", id, d, err)
 		}
-		if err := reg.linkCommitted(ctx, name, d, info.Size); err != nil {
+		// The link and the session's removal are one commit.
+		if err := reg.linkCommitted(ctx, name, d, info.Size, id); err != nil {
 			_ = reg.meta.DeleteUpload(ctx, id) // the upload's data is gone either way
 			return err
-		}
-		if err := reg.meta.DeleteUpload(ctx, id); err != nil && !errors.Is(err, meta.ErrUploadNotFound) {
-			reg.log.WarnContext(ctx, "completed upload not removed", "upload", id, "err", err)
 		}
 		return blobCreated(w, name, d)
 	})

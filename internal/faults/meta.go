@@ -139,6 +139,13 @@ func (m *metaStore) UpdateUpload(ctx context.Context, id string, prevOffset, off
 	return m.s.UpdateUpload(ctx, id, prevOffset, offset, state)
 }
 
+func (m *metaStore) FinishUpload(ctx context.Context, id, repo string, d digest.Digest, size int64) error {
+	if err := m.in.fail("meta.FinishUpload"); err != nil {
+		return err
+	}
+	return m.s.FinishUpload(ctx, id, repo, d, size)
+}
+
 func (m *metaStore) DeleteUpload(ctx context.Context, id string) error {
 	if err := m.in.fail("meta.DeleteUpload"); err != nil {
 		return err

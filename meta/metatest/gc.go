@@ -283,9 +283,17 @@ func testGCClaimBlob(t *testing.T, ms meta.Store) {
 	if err != nil || !rec.Deleting {
 		t.Errorf("BlobRecord of a tombstone = %+v, %v", rec, err)
 	}
-	// While it is a tombstone nothing may link it.
+	// While it is a tombstone nothing may link it, and a session that
+	// committed it stays (nothing of FinishUpload happens).
 	err = s.LinkBlob(ctx, "app", loose, looseSize)
 	wantErr(t, err, meta.ErrBlobDeleting, "LinkBlob of a tombstone")
+	noErr(t, s.CreateUpload(ctx, meta.Upload{ID: "tomb", Repo: "app"}), "CreateUpload")
+	err = s.FinishUpload(ctx, "tomb", "app", loose, looseSize)
+	wantErr(t, err, meta.ErrBlobDeleting, "FinishUpload of a tombstone")
+	if _, err := s.GetUpload(ctx, "app", "tomb"); err != nil {
+		t.Errorf("GetUpload after a refused FinishUpload: %v", err)
+	}
+	noErr(t, s.DeleteUpload(ctx, "tomb"), "DeleteUpload")
 	if _, err := s.BlobLink(ctx, "app", loose); !errors.Is(err, meta.ErrBlobNotFound) {
 		t.Errorf("BlobLink after a refused LinkBlob: %v", err)
 	}

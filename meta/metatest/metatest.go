@@ -57,6 +57,7 @@ func Run(t *testing.T, newStore func(t *testing.T) meta.Store) {
 		{"Uploads/Update", testUploadUpdate},
 		{"Uploads/UpdateRace", testUploadUpdateRace},
 		{"Uploads/Delete", testUploadDelete},
+		{"Uploads/Finish", testUploadFinish},
 		{"Uploads/Client", testUploadClient},
 		{"Uploads/Capped", testUploadCapped},
 		{"Uploads/CappedConcurrent", testUploadCappedConcurrent},

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/berth-dev/berth/meta"
 )
 
@@ -166,5 +168,29 @@ func testUploadDelete(t *testing.T, s meta.Store) {
 	wantErr(t, err, meta.ErrUploadNotFound, "UpdateUpload after delete")
 	if _, err := s.GetUpload(ctx, "app", "b"); err != nil {
 		t.Errorf("GetUpload(b) after deleting a: %v", err)
+	}
+}
+
+func testUploadFinish(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	d := digest.FromString("finished")
+	noErr(t, s.CreateUpload(ctx, meta.Upload{ID: "a", Repo: "lib/app"}), "CreateUpload a")
+	noErr(t, s.CreateUpload(ctx, meta.Upload{ID: "b", Repo: "lib/app"}), "CreateUpload b")
+	noErr(t, s.FinishUpload(ctx, "a", "lib/app", d, 8), "FinishUpload")
+	_, err := s.GetUpload(ctx, "lib/app", "a")
+	wantErr(t, err, meta.ErrUploadNotFound, "GetUpload after FinishUpload")
+	if size, err := s.BlobLink(ctx, "lib/app", d); err != nil || size != 8 {
+		t.Errorf("BlobLink after FinishUpload = %d, %v; want 8", size, err)
+	}
+	// The repository exists, as after LinkBlob.
+	checkStrings(t, "Repositories", repositories(t, s), []string{"lib/app"})
+	if _, err := s.GetUpload(ctx, "lib/app", "b"); err != nil {
+		t.Errorf("GetUpload(b) after finishing a: %v", err)
+	}
+	// A session already gone still links (the push is not failed for it).
+	d2 := digest.FromString("finished again")
+	noErr(t, s.FinishUpload(ctx, "a", "other", d2, 14), "FinishUpload of a gone session")
+	if size, err := s.BlobLink(ctx, "other", d2); err != nil || size != 14 {
+		t.Errorf("BlobLink after FinishUpload of a gone session = %d, %v; want 14", size, err)
 	}
 }

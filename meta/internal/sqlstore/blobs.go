@@ -28,6 +28,25 @@ func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest, size
 	return nil
 }
 
+// FinishUpload implements meta.UploadStore: LinkBlob and the session's
+// removal in one transaction.
+func (s *Store) FinishUpload(ctx context.Context, id, repo string, d digest.Digest, size int64) error {
+	err := s.write(ctx, func(tx *Tx) error {
+		if err := s.linkBlob(ctx, tx, repo, d, size, s.nowNanos()); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, s.q.DeleteUpload, id)
+		return err
+	})
+	if errors.Is(err, meta.ErrBlobDeleting) {
+		return fmt.Errorf("finish upload %s: link blob %s into %s: %w", id, d, repo, err)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: finish upload %s: link blob %s into %s: %w", s.name, id, d, repo, err)
+	}
+	return nil
+}
+
 // linkBlob is LinkBlob's transaction.
 func (s *Store) linkBlob(ctx context.Context, tx *Tx, repo string, d digest.Digest, size, t int64) error {
 	id, err := s.ensureRepo(ctx, tx, repo, t)
