@@ -283,9 +283,70 @@ func TestCommitOrder(t *testing.T) {
 			"close uploads/u",
 			"rename uploads/u " + blobRel(d),
 			"syncdir " + dir,
-			// Another commit may have made the directory and not yet
-			// synced its entry.
+			// No sync of blobs/sha256: the first commit synced the
+			// directory's entry there.
+		})
+	})
+
+	t.Run("directory made elsewhere", func(t *testing.T) {
+		// Another commit (or process) made the directory and may not
+		// have synced its entry yet: this commit syncs it.
+		s, r := newRecStore(t)
+		if err := os.MkdirAll(filepath.Join(s.Root(), dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			w := mustUpload(t, s, "u", blob.UploadState{})
+			mustWrite(t, w, data)
+			mustCommit(t, w, d, int64(len(data)))
+		}
+		ops := r.take()
+		checkOps(t, ops[:7], []string{
+			"create uploads/u",
+			"write uploads/u",
+			"sync uploads/u",
+			"close uploads/u",
+			"rename uploads/u " + blobRel(d),
+			"syncdir " + dir,
 			"syncdir blobs/sha256",
+		})
+		// The second (a dedup) knows the entry durable.
+		checkOps(t, ops[7:], []string{
+			"create uploads/u",
+			"write uploads/u",
+			"sync uploads/u",
+			"close uploads/u",
+			"chtimes " + blobRel(d),
+			"syncdir " + dir,
+			"remove uploads/u",
+		})
+	})
+
+	t.Run("directory there at open", func(t *testing.T) {
+		// The directories present when the store opens are made durable
+		// by the open's sync of blobs/<alg>, listed before it.
+		root := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(root, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		r := &recFS{root: root}
+		s, err := newStore(root, nil, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ops := r.take(); !slices.Contains(ops, "syncdir blobs/sha256") || !slices.Contains(ops, "syncdir blobs/sha512") {
+			t.Errorf("open did not sync blobs/<alg>: %q", ops)
+		}
+		w := mustUpload(t, s, "u", blob.UploadState{})
+		mustWrite(t, w, data)
+		mustCommit(t, w, d, int64(len(data)))
+		checkOps(t, r.take(), []string{
+			"create uploads/u",
+			"write uploads/u",
+			"sync uploads/u",
+			"close uploads/u",
+			"rename uploads/u " + blobRel(d),
+			"syncdir " + dir,
 		})
 	})
 

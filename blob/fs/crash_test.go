@@ -574,3 +574,47 @@ func TestCrashSharedNewPrefixDir(t *testing.T) {
 		t.Fatalf("acknowledged commit lost in a crash: %v", err)
 	}
 }
+
+// TestCrashPrefixDirBeforeOpen: a prefix directory made before the store
+// opened (by a process that crashed, or another one, before syncing its
+// entry) is made durable by the open, so a commit into it, which does not
+// sync blobs/sha256 again, survives a crash.
+func TestCrashPrefixDirBeforeOpen(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := newCrashFS(root)
+	if _, err := newStore(root, nil, c); err != nil {
+		t.Fatal(err)
+	}
+	var data []byte
+	var d digest.Digest
+	for i := 0; ; i++ {
+		data = fmt.Appendf(nil, "blob %d", i)
+		if d = digest.FromBytes(data); d.Encoded()[:2] == "cd" {
+			break
+		}
+	}
+	if err := c.MkdirAll(filepath.Join(root, "blobs", "sha256", "cd"), dirPerm); err != nil {
+		t.Fatal(err)
+	}
+	s, err := newStore(root, nil, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.Upload(t.Context(), "b", blob.UploadState{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Commit(t.Context(), d, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	c.crash(t)
+	if _, err := s.Stat(t.Context(), d); err != nil {
+		t.Fatalf("acknowledged commit lost in a crash: %v", err)
+	}
+}

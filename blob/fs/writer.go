@@ -349,10 +349,14 @@ func (w *writer) Commit(ctx context.Context, expected digest.Digest, size int64)
 		err := w.s.fs.Chtimes(target, t, t)
 		if err == nil {
 			// The existing file may be there only because an earlier
-			// commit renamed it and then failed to sync the directory:
-			// make its entry durable before acknowledging it again.
+			// commit renamed it and then failed to sync the directory
+			// (or, with a new directory, its parent): make its entry
+			// durable before acknowledging it again.
 			if err := w.s.fs.SyncDir(filepath.Dir(target)); err != nil {
 				return blob.Info{}, fmt.Errorf("blob %s: sync %s: %w", expected, filepath.Dir(target), err)
+			}
+			if err := w.s.nameDurable(filepath.Dir(target)); err != nil {
+				return blob.Info{}, fmt.Errorf("blob %s: %w", expected, err)
 			}
 			w.discard(ctx)
 			return blob.Info{Digest: expected, Size: tfi.Size(), ModTime: t}, nil
@@ -379,15 +383,18 @@ func (w *writer) Commit(ctx context.Context, expected digest.Digest, size int64)
 		}
 		return blob.Info{}, fmt.Errorf("blob %s: commit upload %s: %w", expected, w.id, err)
 	}
-	// Sync the prefix directory, then its parent: the prefix directory may
-	// have been created by another commit that has not synced its entry
-	// yet (it saw no directory and made it; this one found it), and this
-	// commit must not be acknowledged before that entry is durable. On an
-	// unchanged directory the second sync costs next to nothing.
-	for _, d := range []string{dir, filepath.Dir(dir)} {
-		if err := w.s.fs.SyncDir(d); err != nil {
-			return blob.Info{}, fmt.Errorf("blob %s: sync %s: %w", expected, d, err)
-		}
+	// Sync the prefix directory, then its parent unless the prefix
+	// directory's entry there is known durable (nameDurable): the prefix
+	// directory may be new, made by this commit or by another that has
+	// not synced its entry yet (it saw no directory and made it; this one
+	// found it), and this commit must not be acknowledged before that
+	// entry is durable. A sync of an unchanged directory still flushes
+	// the disk's cache, so it is skipped once the entry is known durable.
+	if err := w.s.fs.SyncDir(dir); err != nil {
+		return blob.Info{}, fmt.Errorf("blob %s: sync %s: %w", expected, dir, err)
+	}
+	if err := w.s.nameDurable(dir); err != nil {
+		return blob.Info{}, fmt.Errorf("blob %s: %w", expected, err)
 	}
 	return blob.Info{Digest: expected, Size: w.size, ModTime: fi.ModTime()}, nil
 }
