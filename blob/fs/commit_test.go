@@ -121,6 +121,13 @@ func (r *recFS) Chtimes(name string, atime, mtime time.Time) error {
 	return osFS{}.Chtimes(name, atime, mtime)
 }
 
+func (r *recFS) ReadDir(path string) ([]iofs.DirEntry, error) {
+	if err := r.record("readdir", path); err != nil {
+		return nil, err
+	}
+	return osFS{}.ReadDir(path)
+}
+
 func (r *recFS) SyncDir(path string) error {
 	if err := r.record("syncdir", path); err != nil {
 		return err
@@ -322,6 +329,58 @@ func TestCommitOrder(t *testing.T) {
 		})
 	})
 
+	t.Run("dedup into a directory made elsewhere", func(t *testing.T) {
+		// The blob is in place, in a directory made after the store
+		// opened by someone whose sync of its entry may not have
+		// happened: acknowledging it again makes that entry durable.
+		s, r := newRecStore(t)
+		if err := os.MkdirAll(filepath.Join(s.Root(), dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(s.Root(), blobRel(d)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		w := mustUpload(t, s, "u", blob.UploadState{})
+		mustWrite(t, w, data)
+		mustCommit(t, w, d, int64(len(data)))
+		checkOps(t, r.take(), []string{
+			"create uploads/u",
+			"write uploads/u",
+			"sync uploads/u",
+			"close uploads/u",
+			"chtimes " + blobRel(d),
+			"syncdir " + dir,
+			"syncdir blobs/sha256",
+			"remove uploads/u",
+		})
+	})
+
+	t.Run("directory removed by hand", func(t *testing.T) {
+		// A known directory removed behind the store's back is made
+		// again by the next commit, whose entry is then synced.
+		s, r := newRecStore(t)
+		w := mustUpload(t, s, "first", blob.UploadState{})
+		mustWrite(t, w, data)
+		mustCommit(t, w, d, int64(len(data)))
+		if err := os.RemoveAll(filepath.Join(s.Root(), dir)); err != nil {
+			t.Fatal(err)
+		}
+		r.take()
+		w = mustUpload(t, s, "u", blob.UploadState{})
+		mustWrite(t, w, data)
+		mustCommit(t, w, d, int64(len(data)))
+		checkOps(t, r.take(), []string{
+			"create uploads/u",
+			"write uploads/u",
+			"sync uploads/u",
+			"close uploads/u",
+			"mkdirall " + dir,
+			"rename uploads/u " + blobRel(d),
+			"syncdir " + dir,
+			"syncdir blobs/sha256",
+		})
+	})
+
 	t.Run("directory there at open", func(t *testing.T) {
 		// The directories present when the store opens are made durable
 		// by the open's sync of blobs/<alg>, listed before it.
@@ -334,8 +393,15 @@ func TestCommitOrder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ops := r.take(); !slices.Contains(ops, "syncdir blobs/sha256") || !slices.Contains(ops, "syncdir blobs/sha512") {
-			t.Errorf("open did not sync blobs/<alg>: %q", ops)
+		// Each blobs/<alg> is listed before it is synced: a directory
+		// made by another process between a sync and a later listing
+		// would be taken as durable without being so.
+		ops := r.take()
+		for _, alg := range []string{"sha256", "sha512"} {
+			list, sync := slices.Index(ops, "readdir blobs/"+alg), slices.Index(ops, "syncdir blobs/"+alg)
+			if list < 0 || sync < 0 || list > sync {
+				t.Errorf("open: blobs/%s listed at %d and synced at %d, want both, the listing first: %q", alg, list, sync, ops)
+			}
 		}
 		w := mustUpload(t, s, "u", blob.UploadState{})
 		mustWrite(t, w, data)

@@ -119,6 +119,9 @@ func (c *crashFS) Remove(name string) error {
 	return nil
 }
 
+// ReadDir lists what is there now (reading changes nothing durable).
+func (c *crashFS) ReadDir(path string) ([]iofs.DirEntry, error) { return os.ReadDir(path) }
+
 func (c *crashFS) MkdirAll(path string, perm iofs.FileMode) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

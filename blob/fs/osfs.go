@@ -12,7 +12,9 @@ import (
 // files, syncing, renaming into place, syncing directories and removing.
 // Production uses osFS; tests wrap it to record the calls in order and to
 // inject failures, as pebble's vfs.WithLogging and errorfs do. Read-only
-// operations (Stat, Open, ReadDir) go to package os directly.
+// operations (Stat, Open, ReadDir) go to package os directly, except the
+// listing of blobs/<alg> at open, whose order against that directory's
+// sync decides which prefix directories are known durable.
 type fsys interface {
 	OpenFile(name string, flag int, perm iofs.FileMode) (file, error)
 	Rename(oldpath, newpath string) error
@@ -23,6 +25,8 @@ type fsys interface {
 	// SyncDir makes the directory's entries (created, renamed or removed
 	// names) durable.
 	SyncDir(path string) error
+	// ReadDir lists a directory, as os.ReadDir.
+	ReadDir(path string) ([]iofs.DirEntry, error)
 }
 
 // file is the part of *os.File the writer uses.
@@ -48,6 +52,7 @@ func (osFS) OpenFile(name string, flag int, perm iofs.FileMode) (file, error) {
 	return f, nil
 }
 
+func (osFS) ReadDir(path string) ([]iofs.DirEntry, error)   { return os.ReadDir(path) }
 func (osFS) Rename(oldpath, newpath string) error           { return os.Rename(oldpath, newpath) }
 func (osFS) Remove(name string) error                       { return os.Remove(name) }
 func (osFS) MkdirAll(path string, perm iofs.FileMode) error { return os.MkdirAll(path, perm) }

@@ -73,7 +73,7 @@ func newStore(root string, logger *slog.Logger, fsys fsys) (*Store, error) {
 	var prefixes []string
 	for _, alg := range algorithms {
 		d := filepath.Join(abs, "blobs", string(alg))
-		entries, err := os.ReadDir(d)
+		entries, err := fsys.ReadDir(d)
 		if err != nil {
 			return nil, fmt.Errorf("blob store %s: %w", abs, err)
 		}

@@ -370,6 +370,10 @@ func (w *writer) Commit(ctx context.Context, expected digest.Digest, size int64)
 
 	dir := filepath.Dir(target)
 	if _, err := os.Stat(dir); errors.Is(err, iofs.ErrNotExist) {
+		// Berth never removes a prefix directory, but should one go
+		// (removed by hand while serving), the one made here is new:
+		// its entry is synced below whatever was known of the old one.
+		w.s.named.Delete(dir)
 		if err := w.s.fs.MkdirAll(dir, dirPerm); err != nil {
 			return blob.Info{}, fmt.Errorf("blob %s: %w", expected, err)
 		}
