@@ -295,6 +295,18 @@ func TestCommitOrder(t *testing.T) {
 		})
 	})
 
+	// pushData uploads and commits data as upload id; wrote is what
+	// such an upload does before its commit's own steps.
+	pushData := func(t *testing.T, s *Store, id string) {
+		t.Helper()
+		w := mustUpload(t, s, id, blob.UploadState{})
+		mustWrite(t, w, data)
+		mustCommit(t, w, d, int64(len(data)))
+	}
+	wrote := func(commit ...string) []string {
+		return append([]string{"create uploads/u", "write uploads/u", "sync uploads/u", "close uploads/u"}, commit...)
+	}
+
 	t.Run("directory made elsewhere", func(t *testing.T) {
 		// Another commit (or process) made the directory and may not
 		// have synced its entry yet: this commit syncs it.
@@ -302,31 +314,20 @@ func TestCommitOrder(t *testing.T) {
 		if err := os.MkdirAll(filepath.Join(s.Root(), dir), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		for range 2 {
-			w := mustUpload(t, s, "u", blob.UploadState{})
-			mustWrite(t, w, data)
-			mustCommit(t, w, d, int64(len(data)))
-		}
+		pushData(t, s, "u")
+		pushData(t, s, "u")
 		ops := r.take()
-		checkOps(t, ops[:7], []string{
-			"create uploads/u",
-			"write uploads/u",
-			"sync uploads/u",
-			"close uploads/u",
-			"rename uploads/u " + blobRel(d),
-			"syncdir " + dir,
+		checkOps(t, ops[:7], wrote(
+			"rename uploads/u "+blobRel(d),
+			"syncdir "+dir,
 			"syncdir blobs/sha256",
-		})
+		))
 		// The second (a dedup) knows the entry durable.
-		checkOps(t, ops[7:], []string{
-			"create uploads/u",
-			"write uploads/u",
-			"sync uploads/u",
-			"close uploads/u",
-			"chtimes " + blobRel(d),
-			"syncdir " + dir,
+		checkOps(t, ops[7:], wrote(
+			"chtimes "+blobRel(d),
+			"syncdir "+dir,
 			"remove uploads/u",
-		})
+		))
 	})
 
 	t.Run("dedup into a directory made elsewhere", func(t *testing.T) {
@@ -340,45 +341,31 @@ func TestCommitOrder(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(s.Root(), blobRel(d)), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		w := mustUpload(t, s, "u", blob.UploadState{})
-		mustWrite(t, w, data)
-		mustCommit(t, w, d, int64(len(data)))
-		checkOps(t, r.take(), []string{
-			"create uploads/u",
-			"write uploads/u",
-			"sync uploads/u",
-			"close uploads/u",
-			"chtimes " + blobRel(d),
-			"syncdir " + dir,
+		pushData(t, s, "u")
+		checkOps(t, r.take(), wrote(
+			"chtimes "+blobRel(d),
+			"syncdir "+dir,
 			"syncdir blobs/sha256",
 			"remove uploads/u",
-		})
+		))
 	})
 
 	t.Run("directory removed by hand", func(t *testing.T) {
 		// A known directory removed behind the store's back is made
 		// again by the next commit, whose entry is then synced.
 		s, r := newRecStore(t)
-		w := mustUpload(t, s, "first", blob.UploadState{})
-		mustWrite(t, w, data)
-		mustCommit(t, w, d, int64(len(data)))
+		pushData(t, s, "first")
 		if err := os.RemoveAll(filepath.Join(s.Root(), dir)); err != nil {
 			t.Fatal(err)
 		}
 		r.take()
-		w = mustUpload(t, s, "u", blob.UploadState{})
-		mustWrite(t, w, data)
-		mustCommit(t, w, d, int64(len(data)))
-		checkOps(t, r.take(), []string{
-			"create uploads/u",
-			"write uploads/u",
-			"sync uploads/u",
-			"close uploads/u",
-			"mkdirall " + dir,
-			"rename uploads/u " + blobRel(d),
-			"syncdir " + dir,
+		pushData(t, s, "u")
+		checkOps(t, r.take(), wrote(
+			"mkdirall "+dir,
+			"rename uploads/u "+blobRel(d),
+			"syncdir "+dir,
 			"syncdir blobs/sha256",
-		})
+		))
 	})
 
 	t.Run("directory there at open", func(t *testing.T) {
@@ -403,17 +390,11 @@ func TestCommitOrder(t *testing.T) {
 				t.Errorf("open: blobs/%s listed at %d and synced at %d, want both, the listing first: %q", alg, list, sync, ops)
 			}
 		}
-		w := mustUpload(t, s, "u", blob.UploadState{})
-		mustWrite(t, w, data)
-		mustCommit(t, w, d, int64(len(data)))
-		checkOps(t, r.take(), []string{
-			"create uploads/u",
-			"write uploads/u",
-			"sync uploads/u",
-			"close uploads/u",
-			"rename uploads/u " + blobRel(d),
-			"syncdir " + dir,
-		})
+		pushData(t, s, "u")
+		checkOps(t, r.take(), wrote(
+			"rename uploads/u "+blobRel(d),
+			"syncdir "+dir,
+		))
 	})
 
 	t.Run("sha512", func(t *testing.T) {

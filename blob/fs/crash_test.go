@@ -591,14 +591,11 @@ func TestCrashPrefixDirBeforeOpen(t *testing.T) {
 	if _, err := newStore(root, nil, c); err != nil {
 		t.Fatal(err)
 	}
-	var data []byte
-	var d digest.Digest
-	for i := 0; ; i++ {
-		data = fmt.Appendf(nil, "blob %d", i)
-		if d = digest.FromBytes(data); d.Encoded()[:2] == "cd" {
-			break
-		}
+	data := []byte("blob in cd")
+	for i := 0; sha256Of(data).Encoded()[:2] != "cd"; i++ {
+		data = fmt.Appendf(nil, "blob in cd %d", i)
 	}
+	d := sha256Of(data)
 	if err := c.MkdirAll(filepath.Join(root, "blobs", "sha256", "cd"), dirPerm); err != nil {
 		t.Fatal(err)
 	}
@@ -606,16 +603,9 @@ func TestCrashPrefixDirBeforeOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := s.Upload(t.Context(), "b", blob.UploadState{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Commit(t.Context(), d, int64(len(data))); err != nil {
-		t.Fatal(err)
-	}
+	w := mustUpload(t, s, "b", blob.UploadState{})
+	mustWrite(t, w, data)
+	mustCommit(t, w, d, int64(len(data)))
 	c.crash(t)
 	if _, err := s.Stat(t.Context(), d); err != nil {
 		t.Fatalf("acknowledged commit lost in a crash: %v", err)
