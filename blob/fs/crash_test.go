@@ -611,3 +611,52 @@ func TestCrashPrefixDirBeforeOpen(t *testing.T) {
 		t.Fatalf("acknowledged commit lost in a crash: %v", err)
 	}
 }
+
+// TestCrashCutThenCommit: a resumed upload cuts the bytes written after
+// its state. Committed at once, with nothing written, its file must still
+// be synced: the cut is not durable without it, and a crash would bring
+// the cut bytes back inside a blob whose name says otherwise.
+func TestCrashCutThenCommit(t *testing.T) {
+	root := t.TempDir()
+	c := newCrashFS(root)
+	s, err := newStore(root, nil, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("acknowledged chunk")
+	w := mustUpload(t, s, "a", blob.UploadState{})
+	mustWrite(t, w, data)
+	st, err := w.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, w, []byte(", then bytes never acknowledged"))
+	// A background sync could have made them durable.
+	if err := w.(*writer).f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w = mustUpload(t, s, "a", st)
+	d := sha256Of(data)
+	mustCommit(t, w, d, int64(len(data)))
+	c.crash(t)
+
+	s, err = New(root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := s.Open(t.Context(), d)
+	if err != nil {
+		t.Fatalf("acknowledged commit lost in a crash: %v", err)
+	}
+	defer rc.Close()
+	var got bytes.Buffer
+	if _, err := got.ReadFrom(rc); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), data) {
+		t.Fatalf("blob %s holds %q after a crash, want %q", d, got.Bytes(), data)
+	}
+}
