@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -460,6 +462,10 @@ func testManifestBody(t *testing.T, s meta.Store) {
 	wantErr(t, err, meta.ErrTagNotFound, "TagBody of an unknown tag")
 	_, err = s.TagBody(ctx, "other", "latest")
 	wantErr(t, err, meta.ErrTagNotFound, "TagBody in an unknown repository")
+	// Each tag below was just read, so a store that keeps answers must
+	// drop them.
+	got, err = s.TagBody(ctx, "app", "v1")
+	check("TagBody(v1)", got, err, one)
 	if err := s.DeleteTag(ctx, "app", "v1"); err != nil {
 		t.Fatal(err)
 	}
@@ -470,4 +476,72 @@ func testManifestBody(t *testing.T, s meta.Store) {
 	}
 	_, err = s.ManifestBody(ctx, "app", one.Digest)
 	wantErr(t, err, meta.ErrManifestNotFound, "ManifestBody of a deleted manifest")
+	got, err = s.TagBody(ctx, "app", "v2")
+	check("TagBody(v2)", got, err, two)
+	if err := s.DeleteManifest(ctx, "app", two.Digest); err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []string{"latest", "v2"} {
+		_, err = s.TagBody(ctx, "app", tag)
+		wantErr(t, err, meta.ErrTagNotFound, "TagBody("+tag+") of a deleted manifest")
+	}
+	put(t, s, one, "latest")
+	got, err = s.TagBody(ctx, "app", "latest")
+	check("TagBody(latest) pushed again", got, err, one)
+}
+
+// testTagBodyRace: TagBody while other goroutines move the tag serves one
+// of the manifests the tag pointed at, and once the writers are done, the
+// last one written: a read that raced a write never leaves what the write
+// replaced behind for later reads.
+func testTagBodyRace(t *testing.T, s meta.Store) {
+	ctx := t.Context()
+	ds := link(t, s, "race", "config", "layer")
+	ms := make([]*meta.Manifest, 4)
+	byDigest := map[digest.Digest]bool{}
+	for i := range ms {
+		ms[i] = image("race", fmt.Sprintf("m%d", i), ds[0], ds[1])
+		put(t, s, ms[i])
+		byDigest[ms[i].Digest] = true
+	}
+	put(t, s, ms[0], "t")
+	const rounds = 50
+	for round := range rounds {
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		for range 3 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					b, err := s.TagBody(ctx, "race", "t")
+					if err != nil {
+						t.Errorf("TagBody while the tag moves: %v", err)
+						return
+					}
+					if !byDigest[b.Digest] {
+						t.Errorf("TagBody = %s, a manifest the tag never pointed at", b.Digest)
+						return
+					}
+				}
+			})
+		}
+		last := ms[(round+1)%len(ms)]
+		for i := range 3 {
+			put(t, s, ms[(round+i)%len(ms)], "t")
+		}
+		put(t, s, last, "t")
+		close(stop)
+		wg.Wait()
+		b, err := s.TagBody(ctx, "race", "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Digest != last.Digest {
+			t.Fatalf("round %d: TagBody after the writes = %s, want the last written %s", round, b.Digest, last.Digest)
+		}
+	}
 }

@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) meta.Store) {
 		{"ManifestSizes", testManifestSizes},
 		{"ResolveTag", testResolveTag},
 		{"ManifestBody", testManifestBody},
+		{"ManifestBody/TagRace", testTagBodyRace},
 		{"DeleteManifest", testDeleteManifest},
 		{"DeleteTag", testDeleteTag},
 		{"Tags/Pagination", testTagsPagination},

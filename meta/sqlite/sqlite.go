@@ -99,6 +99,9 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 			return w.Exec(ctx, q, args...)
 		},
 		Snapshot: &sql.TxOptions{ReadOnly: true},
+		// berth serve holds the database file (serve.lock); other
+		// processes on it never move or delete a tag.
+		TagCache: true,
 	})
 	return st, nil
 }

@@ -53,6 +53,9 @@ func (s *Store) Load(ctx context.Context, links []BulkLink, manifests []BulkMani
 		}
 		return nil
 	})
+	if s.tags != nil {
+		s.tags.clear()
+	}
 	if err != nil {
 		return fmt.Errorf("%s: load: %w", s.name, err)
 	}

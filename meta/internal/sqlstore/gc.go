@@ -84,6 +84,14 @@ func (s *Store) SweepManifests(ctx context.Context, keys []meta.ManifestKey, rul
 		}
 		return nil
 	})
+	if s.tags != nil {
+		// A swept manifest had no tag (the rule checks it in the same
+		// transaction), so no cached tag served it; forget its
+		// repository anyway, as any other deleting write does.
+		for _, key := range swept {
+			s.tags.forget(key.Repo, nil)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: sweep manifests: %w", s.name, err)
 	}

@@ -36,6 +36,9 @@ func (s *Store) PutManifest(ctx context.Context, m *meta.Manifest, tags ...strin
 	err = s.write(ctx, func(tx *Tx) error {
 		return s.putManifest(ctx, tx, m, tags, annotations, labels, s.nowNanos())
 	})
+	if s.tags != nil {
+		s.tags.forget(m.Repo, tags)
+	}
 	var unknown *meta.BlobUnknownError
 	switch {
 	case errors.As(err, &unknown):
@@ -213,7 +216,25 @@ func (s *Store) ManifestBody(ctx context.Context, repo string, d digest.Digest) 
 }
 
 // TagBody implements meta.ManifestStore.
+// With the tag cache on, the Content of what it returns may be shared
+// with other callers: read only.
 func (s *Store) TagBody(ctx context.Context, repo, tag string) (meta.ManifestBody, error) {
+	if s.tags == nil {
+		return s.tagBody(ctx, repo, tag)
+	}
+	b, ok, gen := s.tags.get(repo, tag)
+	if ok {
+		return b, nil
+	}
+	b, err := s.tagBody(ctx, repo, tag)
+	if err == nil {
+		s.tags.put(repo, tag, b, gen)
+	}
+	return b, err
+}
+
+// tagBody is TagBody's query.
+func (s *Store) tagBody(ctx context.Context, repo, tag string) (meta.ManifestBody, error) {
 	var (
 		b meta.ManifestBody
 		d string
@@ -270,6 +291,9 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 		return s.insertEvent(ctx, tx, meta.EventManifestDelete, repo,
 			meta.ManifestDeletePayload{Digest: d, Tags: tags}, s.nowNanos())
 	})
+	if s.tags != nil {
+		s.tags.forget(repo, nil)
+	}
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("delete manifest %s@%s: %w", repo, d, meta.ErrManifestNotFound)
@@ -316,6 +340,9 @@ func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
 		return s.insertEvent(ctx, tx, meta.EventTagDelete, repo,
 			meta.TagDeletePayload{Tag: tag, Digest: digest.Digest(d)}, s.nowNanos())
 	})
+	if s.tags != nil {
+		s.tags.forget(repo, []string{tag})
+	}
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("delete tag %s:%s: %w", repo, tag, meta.ErrTagNotFound)

@@ -37,6 +37,10 @@ type Engine struct {
 	// store writes comes from it, and so should every cutoff compared
 	// with those times (meta.Clock).
 	Clock func() time.Time
+	// TagCache keeps TagBody's answers in memory until a write through
+	// this Store changes the tag. Only for a database in which no other
+	// process moves or deletes tags (see tagCache).
+	TagCache bool
 }
 
 // Dialect is what the store's generic code asks of the SQL dialect besides
@@ -62,6 +66,7 @@ type Store struct {
 	wexec func(ctx context.Context, q string, args ...any) (sql.Result, error)
 	snap  *sql.TxOptions
 	clock func() time.Time
+	tags  *tagCache // nil: TagBody always reads the database
 }
 
 // New returns the Store over e.
@@ -70,7 +75,11 @@ func New(e Engine) *Store {
 	if clock == nil {
 		clock = time.Now
 	}
-	return &Store{name: e.Name, q: e.Queries, r: e.Read, wr: e.Write, wexec: e.Exec, snap: e.Snapshot, clock: clock}
+	s := &Store{name: e.Name, q: e.Queries, r: e.Read, wr: e.Write, wexec: e.Exec, snap: e.Snapshot, clock: clock}
+	if e.TagCache {
+		s.tags = newTagCache(tagCacheBytes, tagCacheEntry)
+	}
+	return s
 }
 
 var _ meta.Clock = (*Store)(nil)
