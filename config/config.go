@@ -384,6 +384,12 @@ type Limits struct {
 	// the default 50 (Go's is 100) kept the benchmark's peak RSS about
 	// 8 MiB lower (docs/performance.md).
 	GCPercent int `yaml:"gc_percent"`
+	// GCMinHeapBytes is the heap the collector lets grow before a cycle
+	// however small the live heap is (0: none, GCPercent alone). A few
+	// MiB live at 50% meant a cycle every few milliseconds under load;
+	// a floor spares those cycles and changes nothing once the live heap
+	// is large (internal/gctune). Ignored when GOGC is set.
+	GCMinHeapBytes int64 `yaml:"gc_min_heap_bytes"`
 }
 
 // RateLimit is a token bucket per client.
@@ -418,6 +424,7 @@ func Default() Config {
 			MaxListingBytes:  4 << 20,
 			RateLimit:        RateLimit{Burst: 100},
 			GCPercent:        50,
+			GCMinHeapBytes:   16 << 20,
 		},
 		GC:      GC{Interval: time.Hour, Grace: time.Hour, ClaimLease: 10 * time.Minute},
 		Uploads: Uploads{ExpireAfter: 24 * time.Hour, MaxPerRepository: 1000, MaxPerClient: 100, IdleTimeout: 2 * time.Minute},
@@ -522,6 +529,9 @@ func (c Config) validate() problems {
 	}
 	if c.Limits.PageMax <= 0 {
 		ps.add(path{"limits", "page_max"}, "must be positive")
+	}
+	if c.Limits.GCMinHeapBytes < 0 {
+		ps.add(path{"limits", "gc_min_heap_bytes"}, "must not be negative")
 	}
 	if c.Limits.GCPercent < 10 {
 		ps.add(path{"limits", "gc_percent"}, "%d is below 10 (the collector would run almost without pause)", c.Limits.GCPercent)

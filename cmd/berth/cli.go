@@ -9,13 +9,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/berth-dev/berth/config"
+	"github.com/berth-dev/berth/internal/gctune"
 	"github.com/berth-dev/berth/server"
 )
 
@@ -84,13 +84,14 @@ func newServe() *cobra.Command {
 	return cmd
 }
 
-// gcPercent is the collector setting serve applies: limits.gc_percent,
-// unless GOGC is set in the environment (the runtime has applied it).
-func gcPercent(cfg config.Config, getenv func(string) string) (int, bool) {
+// gcPercent is the collector setting serve applies: limits.gc_percent
+// and limits.gc_min_heap_bytes, unless GOGC is set in the environment
+// (the runtime has applied it).
+func gcPercent(cfg config.Config, getenv func(string) string) (pct int, floor uint64, ok bool) {
 	if getenv("GOGC") != "" {
-		return 0, false
+		return 0, 0, false
 	}
-	return cfg.Limits.GCPercent, true
+	return cfg.Limits.GCPercent, uint64(cfg.Limits.GCMinHeapBytes), true
 }
 
 func serve(ctx context.Context, cfg config.Config, addrFile string, logger *slog.Logger) error {
@@ -104,9 +105,9 @@ func serve(ctx context.Context, cfg config.Config, addrFile string, logger *slog
 		return err
 	}
 	defer release()
-	if pct, ok := gcPercent(cfg, os.Getenv); ok {
-		debug.SetGCPercent(pct)
-		logger.Debug("garbage collector", "gc_percent", pct)
+	if pct, floor, ok := gcPercent(cfg, os.Getenv); ok {
+		defer gctune.Start(pct, floor)()
+		logger.Debug("garbage collector", "gc_percent", pct, "gc_min_heap_bytes", floor)
 	}
 	srv, err := server.New(ctx, cfg, logger)
 	if err != nil {

@@ -181,19 +181,22 @@ func TestServeFinishesTombstones(t *testing.T) {
 // TestGCPercent: serve applies limits.gc_percent (from the file or its
 // BERTH_ variable) unless GOGC is set, which the Go runtime has applied.
 func TestGCPercent(t *testing.T) {
-	cfg, _, err := config.Load("", []string{"BERTH_LIMITS_GC_PERCENT=80"})
+	cfg, _, err := config.Load("", []string{"BERTH_LIMITS_GC_PERCENT=80", "BERTH_LIMITS_GC_MIN_HEAP_BYTES=1048576"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := map[string]string{}
-	if pct, ok := gcPercent(cfg, func(k string) string { return env[k] }); !ok || pct != 80 {
-		t.Errorf("gcPercent = %d, %v; want 80, true", pct, ok)
+	if pct, floor, ok := gcPercent(cfg, func(k string) string { return env[k] }); !ok || pct != 80 || floor != 1<<20 {
+		t.Errorf("gcPercent = %d, %d, %v; want 80, 1048576, true", pct, floor, ok)
 	}
 	env["GOGC"] = "200"
-	if pct, ok := gcPercent(cfg, func(k string) string { return env[k] }); ok {
+	if pct, _, ok := gcPercent(cfg, func(k string) string { return env[k] }); ok {
 		t.Errorf("gcPercent with GOGC set = %d, true; want it left to the runtime", pct)
 	}
-	if d := config.Default().Limits.GCPercent; d != 50 {
-		t.Errorf("default gc_percent = %d, want 50", d)
+	if d := config.Default().Limits; d.GCPercent != 50 || d.GCMinHeapBytes != 16<<20 {
+		t.Errorf("default gc_percent, gc_min_heap_bytes = %d, %d; want 50, 16 MiB", d.GCPercent, d.GCMinHeapBytes)
+	}
+	if _, _, err := config.Load("", []string{"BERTH_LIMITS_GC_MIN_HEAP_BYTES=-1"}); err == nil || !strings.Contains(err.Error(), "gc_min_heap_bytes") {
+		t.Errorf("a negative gc_min_heap_bytes loaded: %v", err)
 	}
 }
