@@ -72,6 +72,10 @@ type Run struct {
 	Results  []Result  `json:"results"`
 	// PeakRSS is the server's VmHWM at the end, in bytes (with a PID).
 	PeakRSS int64 `json:"peak_rss_bytes,omitempty"`
+	// Variant names how this run differs from the main ones (e.g.
+	// "pinned": server and load tool on separate cores); the table gives
+	// each variant a latency table of its own.
+	Variant string `json:"variant,omitempty"`
 }
 
 // Runner runs scenarios against one registry.

@@ -128,8 +128,15 @@ type ReadyResult struct {
 // min–max, Berth's ratio to each other registry and to the better one),
 // then Berth against the machine's limits.
 func (rep Report) Markdown() string {
+	var variants []string
+	runs := slices.DeleteFunc(slices.Clone(rep.Runs), func(r Run) bool {
+		if r.Variant != "" && !slices.Contains(variants, r.Variant) {
+			variants = append(variants, r.Variant)
+		}
+		return r.Variant != ""
+	})
 	var regs []string
-	for _, r := range rep.Runs {
+	for _, r := range runs {
 		if !slices.Contains(regs, r.Registry) {
 			regs = append(regs, r.Registry)
 		}
@@ -145,8 +152,8 @@ func (rep Report) Markdown() string {
 	})
 	others := slices.DeleteFunc(slices.Clone(regs), func(s string) bool { return s == "berth" })
 	var sizes Sizes
-	if len(rep.Runs) > 0 {
-		sizes = rep.Runs[0].Sizes
+	if len(runs) > 0 {
+		sizes = runs[0].Sizes
 	}
 	// values[scenario][registry] and the errors seen.
 	values := map[string]map[string]spread{}
@@ -154,7 +161,7 @@ func (rep Report) Markdown() string {
 	p := map[string][2]spread{}
 	units := map[string]string{}
 	errs := map[string]map[string]int{}
-	for _, run := range rep.Runs {
+	for _, run := range runs {
 		for _, res := range run.Results {
 			if values[res.Scenario] == nil {
 				values[res.Scenario] = map[string]spread{}
@@ -301,5 +308,59 @@ func (rep Report) Markdown() string {
 		fmt.Fprintf(&b, "\n`berth serve` ready (GET /readyz answers 200) with %s manifests stored: %s ms over %d starts.\n",
 			Num(float64(rep.Ready[0].Manifests)), s.cell(""), len(s))
 	}
+	for _, v := range variants {
+		rep.variantTable(&b, v, regs)
+	}
 	return b.String()
+}
+
+// variantTable writes the latencies of the runs of one variant: for each
+// scenario and registry, the median requests/s and the medians of p50 and
+// p99.
+func (rep Report) variantTable(b *strings.Builder, variant string, regs []string) {
+	type cell struct{ rate, p50, p99 spread }
+	cells := map[string]map[string]*cell{}
+	var names []string
+	var sizes Sizes
+	for _, run := range rep.Runs {
+		if run.Variant != variant {
+			continue
+		}
+		sizes = run.Sizes
+		if !slices.Contains(regs, run.Registry) {
+			regs = append(regs, run.Registry)
+		}
+		for _, res := range run.Results {
+			if res.Error != "" {
+				continue
+			}
+			if cells[res.Scenario] == nil {
+				cells[res.Scenario] = map[string]*cell{}
+				names = append(names, res.Scenario)
+			}
+			c := cells[res.Scenario][run.Registry]
+			if c == nil {
+				c = &cell{}
+				cells[res.Scenario][run.Registry] = c
+			}
+			c.rate, c.p50, c.p99 = append(c.rate, res.ReqPerS), append(c.p50, res.P50Ms), append(c.p99, res.P99Ms)
+		}
+	}
+	fmt.Fprintf(b, "\nRuns %q (medians: requests/s, p50 / p99 ms):\n\n| scenario |", variant)
+	for _, r := range regs {
+		b.WriteString(" " + r + " |")
+	}
+	b.WriteString("\n|---|" + strings.Repeat("---|", len(regs)) + "\n")
+	for _, name := range names {
+		b.WriteString("| " + title(name, sizes) + " |")
+		for _, r := range regs {
+			c := cells[name][r]
+			if c == nil {
+				b.WriteString(" — |")
+				continue
+			}
+			fmt.Fprintf(b, " %s /s, %s / %s |", Num(Median(c.rate)), Num(Median(c.p50)), Num(Median(c.p99)))
+		}
+		b.WriteString("\n")
+	}
 }

@@ -9,6 +9,10 @@
 #      fsyncs), then starts each registry
 #      on fresh storage on a free 127.0.0.1 port and runs the same scenarios
 #      against it (the order of the registries rotates every repetition)
+#      then, on a machine of 2 CPUs or more, runs PINNED_SCENARIOS again
+#      against a fresh server pinned to CPU 0 with the load tool pinned to
+#      CPU 1 (taskset), so that the latencies are the server's and not the
+#      two processes sharing cores; the table reports these apart
 #   3. times `berth serve` to ready with READY_MANIFESTS manifests stored
 #   4. prints one markdown table: medians, min–max, Berth's ratio to each,
 #      Berth against the limits
@@ -27,6 +31,8 @@
 #   SCENARIOS         scenarios for Berth (default all); the others run those
 #                     of them any registry can run
 #   READY_MANIFESTS   manifests stored for the ready time (default 100000; 0 skips)
+#   PINNED_SCENARIOS  scenarios of the pinned runs (default
+#                     "manifest-get,blob-head"; empty skips them)
 #   BENCH_OUT         output directory
 set -euo pipefail
 
@@ -36,6 +42,10 @@ cd "$ROOT"
 REPS=${REPS:-3}
 REGISTRIES=${REGISTRIES:-berth distribution zot zot-commit}
 READY_MANIFESTS=${READY_MANIFESTS:-100000}
+PINNED_SCENARIOS=${PINNED_SCENARIOS-manifest-get,blob-head}
+if [ "$(nproc)" -lt 2 ]; then
+	PINNED_SCENARIOS=
+fi
 BENCH_FLAGS=${BENCH_FLAGS:-}
 TOOLS="$ROOT/.tools/bench"
 OUT=${BENCH_OUT:-$ROOT/test-output/bench/$(date -u +%Y%m%dT%H%M%SZ)}
@@ -94,6 +104,10 @@ wait_up() {
 	return 1
 }
 
+# PIN: the command prefix start puts before a server (taskset for the
+# pinned runs).
+PIN=()
+
 # start REGISTRY DIR: starts it on fresh storage under DIR; sets SERVER_PID, URL.
 start() {
 	local reg=$1 dir=$2 port
@@ -102,7 +116,7 @@ start() {
 	case "$reg" in
 	berth)
 		# The embedded default (filesystem blobs, SQLite metadata, fsync on).
-		"$BERTH" serve --addr "127.0.0.1:$port" --data "$dir/data" >"$dir/log" 2>&1 &
+		"${PIN[@]}" "$BERTH" serve --addr "127.0.0.1:$port" --data "$dir/data" >"$dir/log" 2>&1 &
 		;;
 	distribution)
 		cat >"$dir/config.yml" <<YAML
@@ -119,7 +133,7 @@ storage:
 http:
   addr: 127.0.0.1:$port
 YAML
-		OTEL_TRACES_EXPORTER=none "$TOOLS/registry" serve "$dir/config.yml" >"$dir/log" 2>&1 &
+		OTEL_TRACES_EXPORTER=none "${PIN[@]}" "$TOOLS/registry" serve "$dir/config.yml" >"$dir/log" 2>&1 &
 		;;
 	zot | zot-commit)
 		local commit=false
@@ -134,7 +148,7 @@ YAML
   "log": {"level": "info"}
 }
 JSON
-		"$ZOT" serve "$dir/config.json" >"$dir/log" 2>&1 &
+		"${PIN[@]}" "$ZOT" serve "$dir/config.json" >"$dir/log" 2>&1 &
 		;;
 	esac
 	SERVER_PID=$!
@@ -175,6 +189,24 @@ for rep in $(seq "$REPS"); do
 		cp "$dir/log" "$OUT/$reg-$rep.log"
 		rm -rf "$dir"
 		[ -f "$OUT/run-$reg-$rep.json" ] && runs+=("$OUT/run-$reg-$rep.json")
+	done
+	[ -n "$PINNED_SCENARIOS" ] || continue
+	for k in $(seq 0 $((n - 1))); do
+		reg=${REGS[$(((k + rep - 1) % n))]}
+		dir=$(mktemp -d "$OUT/work/$reg-$rep-pinned-XXXX")
+		echo "==> repetition $rep of $REPS: $reg, server on CPU 0, load tool on CPU 1"
+		PIN=(taskset -c 0)
+		start "$reg" "$dir"
+		PIN=()
+		# shellcheck disable=SC2086 # BENCH_FLAGS is a list of flags
+		taskset -c 1 "$BB" run -registry "$reg" -variant pinned -url "$URL" -pid "$SERVER_PID" -scenarios "$PINNED_SCENARIOS" \
+			-json "$OUT/run-$reg-$rep-pinned.json" $BENCH_FLAGS 2>"$dir/bench.log" || {
+			echo "berth-bench against $reg (pinned) failed:" >&2
+			tail -n 20 "$dir/bench.log" >&2
+		}
+		stop
+		rm -rf "$dir"
+		[ -f "$OUT/run-$reg-$rep-pinned.json" ] && runs+=("$OUT/run-$reg-$rep-pinned.json")
 	done
 done
 

@@ -131,6 +131,7 @@ func cmdRun(ctx context.Context, args []string, out io.Writer, log *slog.Logger)
 	pid := fs.Int("pid", 0, "the server's PID: report its CPU seconds and peak RSS")
 	registry := fs.String("registry", "berth", "the registry's name in the output (berth, distribution, zot, zot-commit)")
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
+	variant := fs.String("variant", "", "how this run differs from the main ones (e.g. pinned); the table reports its latencies apart")
 	s := sizeFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -151,6 +152,7 @@ func cmdRun(ctx context.Context, args []string, out io.Writer, log *slog.Logger)
 	defer r.C.Close()
 	res, err := r.RunAll(ctx, *registry, list)
 	if res != nil {
+		res.Variant = *variant
 		printRun(out, res)
 		if *jsonOut != "" {
 			if werr := writeJSON(*jsonOut, res); werr != nil && err == nil {
