@@ -530,8 +530,8 @@ func (c Config) validate() problems {
 	if c.Limits.PageMax <= 0 {
 		ps.add(path{"limits", "page_max"}, "must be positive")
 	}
-	if c.Limits.GCMinHeapBytes < 0 {
-		ps.add(path{"limits", "gc_min_heap_bytes"}, "must not be negative")
+	if c.Limits.GCMinHeapBytes < 0 || c.Limits.GCMinHeapBytes > 1<<40 { // gctune.MaxFloor
+		ps.add(path{"limits", "gc_min_heap_bytes"}, "%d is not between 0 and 1 TiB", c.Limits.GCMinHeapBytes)
 	}
 	if c.Limits.GCPercent < 10 {
 		ps.add(path{"limits", "gc_percent"}, "%d is below 10 (the collector would run almost without pause)", c.Limits.GCPercent)

@@ -211,7 +211,8 @@ type ManifestStore interface {
 	// ErrManifestNotFound.
 	ManifestBody(ctx context.Context, repo string, d digest.Digest) (ManifestBody, error)
 	// TagBody is ManifestBody of the manifest a tag points at, or
-	// ErrTagNotFound.
+	// ErrTagNotFound. The Content it returns may be shared with other
+	// callers (SQLite keeps recent answers in memory): read only.
 	TagBody(ctx context.Context, repo, tag string) (ManifestBody, error)
 	// DeleteManifest removes the manifest and every tag pointing at it;
 	// ErrManifestNotFound if absent.

@@ -196,7 +196,9 @@ func TestGCPercent(t *testing.T) {
 	if d := config.Default().Limits; d.GCPercent != 50 || d.GCMinHeapBytes != 16<<20 {
 		t.Errorf("default gc_percent, gc_min_heap_bytes = %d, %d; want 50, 16 MiB", d.GCPercent, d.GCMinHeapBytes)
 	}
-	if _, _, err := config.Load("", []string{"BERTH_LIMITS_GC_MIN_HEAP_BYTES=-1"}); err == nil || !strings.Contains(err.Error(), "gc_min_heap_bytes") {
-		t.Errorf("a negative gc_min_heap_bytes loaded: %v", err)
+	for _, v := range []string{"-1", "1099511627777"} {
+		if _, _, err := config.Load("", []string{"BERTH_LIMITS_GC_MIN_HEAP_BYTES=" + v}); err == nil || !strings.Contains(err.Error(), "gc_min_heap_bytes") {
+			t.Errorf("gc_min_heap_bytes %s loaded: %v", v, err)
+		}
 	}
 }

@@ -4,14 +4,15 @@
 // The collector starts a cycle when the heap has grown by GOGC per cent of
 // what the last one left live. A registry's live heap is small most of the
 // time (a few MiB between pushes), so at berth's 50% a busy read path
-// collected every few milliseconds: at 20,000 manifest GETs a second, about
-// 70 cycles a second, each taking CPU from the requests and slowing those
-// that allocate during it (docs/performance.md). The tuner sets GOGC again
-// after every cycle so that the next one starts no sooner than the heap
-// reaches a floor (while the live heap is small) and no later than the
-// configured percentage past the live heap (once it is large). The peak
-// heap is then max(floor, live × (1 + percent/100)): the floor changes
-// nothing while the heap is large, which is when memory is short.
+// collected every few milliseconds: under manifest GETs, about 70 cycles a
+// second, each taking CPU from the requests and slowing those that
+// allocate during it (docs/performance.md). The tuner sets GOGC again
+// after every cycle so that the next cycle's heap goal (the heap size it
+// aims to finish by; it starts somewhat before) is the floor while the
+// live heap is small, and the configured percentage past the live heap
+// once that is larger. The peak heap is then max(floor, live × (1 +
+// percent/100)): the floor changes nothing while the heap is large, which
+// is when memory is short.
 package gctune
 
 import (
@@ -21,14 +22,15 @@ import (
 	"sync"
 )
 
-// Percent is the GOGC that makes the next cycle start when the heap
-// reaches floor, given what the last cycle left: live heap, and stack and
-// global roots (which the goal counts too). It is never below percent.
+// Percent is the GOGC that puts the next cycle's heap goal at floor,
+// given what the last cycle left: live heap, and stack and global roots
+// (which the goal counts too). It is never below percent.
 func Percent(percent int, floor, live, roots uint64) int {
 	scan := live + roots
 	if scan == 0 || floor <= live {
 		return percent
 	}
+	floor = min(floor, MaxFloor) // no overflow below
 	p := (floor - live) * 100 / scan
 	// The runtime never sets a goal below 4 MiB × GOGC/100 (its
 	// heapMinimum): over a tiny live heap, a large percentage would put
@@ -39,6 +41,9 @@ func Percent(percent int, floor, live, roots uint64) int {
 
 // heapMinimum is the runtime's goal floor at GOGC=100.
 const heapMinimum = 4 << 20
+
+// MaxFloor is the largest floor the tuner honours (1 TiB).
+const MaxFloor = 1 << 40
 
 var samples = []metrics.Sample{
 	{Name: "/gc/heap/live:bytes"},
@@ -74,7 +79,8 @@ type tuner struct {
 }
 
 // arm registers a cleanup that runs after the next cycle in which a fresh
-// object became unreachable: once per collection.
+// object became unreachable: once per collection (a late run only skips a
+// cycle). Each run arms the next.
 func (t *tuner) arm() {
 	runtime.AddCleanup(new([16]byte), func(t *tuner) { t.cycle() }, t)
 }

@@ -3,7 +3,9 @@ package gctune
 import (
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
+	"time"
 )
 
 func TestPercent(t *testing.T) {
@@ -21,6 +23,7 @@ func TestPercent(t *testing.T) {
 		{"live at the floor", 16 * mib, 16 * mib, 0, 50},
 		{"nothing measured yet", 16 * mib, 0, 0, 50},
 		{"huge floor: capped", 1 << 40, 1, 0, 1 << 20},
+		{"floor past MaxFloor: taken as MaxFloor, no overflow", 1 << 63, 1 << 30, 0, 102300},
 	} {
 		if got := Percent(50, c.floor, c.live, c.roots); got != c.want {
 			t.Errorf("%s: Percent(50, %d, %d, %d) = %d, want %d", c.name, c.floor, c.live, c.roots, got, c.want)
@@ -29,6 +32,28 @@ func TestPercent(t *testing.T) {
 }
 
 var sink []byte
+
+// gogc is the runtime's current GOGC.
+func gogc() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int(s[0].Value.Uint64())
+}
+
+// waitGOGC collects once and waits until the tuner has set a GOGC that
+// cond accepts (its cleanup runs on another goroutine after the cycle).
+func waitGOGC(t *testing.T, cond func(int) bool) int {
+	t.Helper()
+	runtime.GC()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond(gogc()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("GOGC stayed %d after a collection", gogc())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return gogc()
+}
 
 // churn allocates n bytes of garbage in 64 KiB pieces and returns how many
 // collections ran meanwhile.
@@ -54,11 +79,11 @@ func TestStart(t *testing.T) {
 	stop()
 
 	stop = Start(50, 64<<20)
-	runtime.GC() // the tuner sets GOGC after this cycle
+	waitGOGC(t, func(p int) bool { return p > 50 })
 	tuned := churn(alloc)
 	stop()
 	t.Logf("collections while allocating 512 MiB: %d at GOGC=50, %d with a 64 MiB floor", plain, tuned)
-	if lo, hi := uint32(alloc/(128<<20)), uint32(alloc/(48<<20)+2); tuned < lo || tuned > hi {
+	if lo, hi := uint32(alloc/(128<<20)), uint32(alloc/(32<<20)+2); tuned < lo || tuned > hi {
 		t.Errorf("%d collections with a 64 MiB floor, want %d to %d (a cycle about every 64 MiB)", tuned, lo, hi)
 	}
 	if plain < 4*tuned {
@@ -67,4 +92,24 @@ func TestStart(t *testing.T) {
 	if got := debug.SetGCPercent(100); got != 50 {
 		t.Errorf("GOGC after stop = %d, want 50", got)
 	}
+}
+
+var live []byte
+
+// TestRetunes: the tuner sets GOGC after every cycle, not once: with
+// 128 MiB live (past the floor) it goes back to the percentage, and once
+// that is freed it rises again.
+func TestRetunes(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	stop := Start(50, 64<<20)
+	defer stop()
+	first := waitGOGC(t, func(p int) bool { return p > 50 })
+	live = make([]byte, 128<<20)
+	for i := range live { // touch it, so that it is not a free zero page
+		live[i] = 1
+	}
+	waitGOGC(t, func(p int) bool { return p == 50 })
+	live = nil
+	again := waitGOGC(t, func(p int) bool { return p > 50 })
+	t.Logf("GOGC %d over a small heap, 50 with 128 MiB live, %d once freed", first, again)
 }

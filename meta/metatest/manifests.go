@@ -529,10 +529,20 @@ func testTagBodyRace(t *testing.T, s meta.Store) {
 				}
 			})
 		}
-		last := ms[(round+1)%len(ms)]
-		for i := range 3 {
-			put(t, s, ms[(round+i)%len(ms)], "t")
+		// Two writers at once (their writes may share one commit), then
+		// the last write alone, the readers still reading.
+		var writers sync.WaitGroup
+		for w := range 2 {
+			writers.Go(func() {
+				for i := range 3 {
+					if err := s.PutManifest(ctx, ms[(round+w+i)%len(ms)], "t"); err != nil {
+						t.Errorf("PutManifest while the tag moves: %v", err)
+					}
+				}
+			})
 		}
+		writers.Wait()
+		last := ms[(round+1)%len(ms)]
 		put(t, s, last, "t")
 		close(stop)
 		wg.Wait()

@@ -84,13 +84,11 @@ func (s *Store) SweepManifests(ctx context.Context, keys []meta.ManifestKey, rul
 		}
 		return nil
 	})
-	if s.tags != nil {
+	if s.tags != nil && len(swept) > 0 {
 		// A swept manifest had no tag (the rule checks it in the same
-		// transaction), so no cached tag served it; forget its
-		// repository anyway, as any other deleting write does.
-		for _, key := range swept {
-			s.tags.forget(key.Repo, nil)
-		}
+		// transaction), so no cached tag serves it: nothing to drop, but
+		// reads in flight skip their store, as after any deleting write.
+		s.tags.forget("", []string{})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: sweep manifests: %w", s.name, err)

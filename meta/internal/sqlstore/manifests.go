@@ -36,7 +36,7 @@ func (s *Store) PutManifest(ctx context.Context, m *meta.Manifest, tags ...strin
 	err = s.write(ctx, func(tx *Tx) error {
 		return s.putManifest(ctx, tx, m, tags, annotations, labels, s.nowNanos())
 	})
-	if s.tags != nil {
+	if s.tags != nil && len(tags) > 0 {
 		s.tags.forget(m.Repo, tags)
 	}
 	var unknown *meta.BlobUnknownError
@@ -216,8 +216,6 @@ func (s *Store) ManifestBody(ctx context.Context, repo string, d digest.Digest) 
 }
 
 // TagBody implements meta.ManifestStore.
-// With the tag cache on, the Content of what it returns may be shared
-// with other callers: read only.
 func (s *Store) TagBody(ctx context.Context, repo, tag string) (meta.ManifestBody, error) {
 	if s.tags == nil {
 		return s.tagBody(ctx, repo, tag)
@@ -266,6 +264,7 @@ func (s *Store) ResolveTag(ctx context.Context, repo, tag string) (digest.Digest
 // DeleteManifest implements meta.ManifestStore. Blob links and the
 // manifest's referrers stay.
 func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
+	var deleted []string // the tags of the run of fn that committed
 	err := s.write(ctx, func(tx *Tx) error {
 		var repoID int64
 		if err := tx.QueryRow(ctx, s.q.RepoID, repo).Scan(&repoID); err != nil {
@@ -275,6 +274,7 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 		if err != nil {
 			return err
 		}
+		deleted = tags
 		if _, err := tx.Exec(ctx, s.q.DeleteTagsOf, repoID, string(d)); err != nil {
 			return err
 		}
@@ -291,8 +291,8 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 		return s.insertEvent(ctx, tx, meta.EventManifestDelete, repo,
 			meta.ManifestDeletePayload{Digest: d, Tags: tags}, s.nowNanos())
 	})
-	if s.tags != nil {
-		s.tags.forget(repo, nil)
+	if s.tags != nil && len(deleted) > 0 {
+		s.tags.forget(repo, deleted)
 	}
 	switch {
 	case errors.Is(err, sql.ErrNoRows):

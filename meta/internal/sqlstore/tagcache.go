@@ -38,12 +38,19 @@ type tagEntry struct {
 	body meta.ManifestBody
 }
 
-// tagCacheBytes bounds the bytes of manifests the cache holds (about 1,000
-// typical image manifests); a manifest over tagCacheEntry is not kept.
+// tagCacheBytes bounds the bytes the cache holds (about 1,000 typical
+// image manifests), each entry counted with entryOverhead for its list
+// element, entry and map slot; a manifest over tagCacheEntry is not kept.
 const (
 	tagCacheBytes = 1 << 20
 	tagCacheEntry = 64 << 10
+	entryOverhead = 256
 )
+
+// entrySize is what an entry counts against maxBytes.
+func entrySize(k tagKey, b meta.ManifestBody) int {
+	return entryOverhead + len(k.repo) + len(k.tag) + len(b.Digest) + len(b.MediaType) + len(b.Content)
+}
 
 func newTagCache(maxBytes, maxEntry int) *tagCache {
 	return &tagCache{maxBytes: maxBytes, maxEntry: maxEntry, lru: list.New(), m: map[tagKey]*list.Element{}}
@@ -64,13 +71,13 @@ func (c *tagCache) get(repo, tag string) (meta.ManifestBody, bool, uint64) {
 // put stores what a read found for repo:tag, unless a write finished since
 // get returned gen (the read may have seen the database before it).
 func (c *tagCache) put(repo, tag string, b meta.ManifestBody, gen uint64) {
-	size := len(repo) + len(tag) + len(b.Digest) + len(b.MediaType) + len(b.Content)
+	k := tagKey{repo, tag}
+	size := entrySize(k, b)
 	if size > c.maxEntry {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	k := tagKey{repo, tag}
 	if gen != c.gen || c.m[k] != nil {
 		return
 	}
@@ -81,9 +88,9 @@ func (c *tagCache) put(repo, tag string, b meta.ManifestBody, gen uint64) {
 	}
 }
 
-// forget drops repo's tags (all of them when tags is nil) and makes every
-// read in flight skip its put. A write calls it after it committed,
-// whether or not it succeeded.
+// forget drops repo's tags (all of them when tags is nil; none when it is
+// empty) and makes every read in flight skip its put. A write calls it
+// after it committed, whether or not it succeeded.
 func (c *tagCache) forget(repo string, tags []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -119,5 +126,5 @@ func (c *tagCache) clear() {
 func (c *tagCache) drop(e *list.Element) {
 	te := c.lru.Remove(e).(*tagEntry)
 	delete(c.m, te.key)
-	c.bytes -= len(te.key.repo) + len(te.key.tag) + len(te.body.Digest) + len(te.body.MediaType) + len(te.body.Content)
+	c.bytes -= entrySize(te.key, te.body)
 }

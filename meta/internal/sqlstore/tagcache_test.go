@@ -14,16 +14,10 @@ func body(content string) meta.ManifestBody {
 	return meta.ManifestBody{Digest: digest.FromString(content), MediaType: "m", Content: []byte(content)}
 }
 
-// entrySize is what put counts for body(content) under repo:tag.
-func entrySize(repo, tag, content string) int {
-	b := body(content)
-	return len(repo) + len(tag) + len(b.Digest) + len(b.MediaType) + len(b.Content)
-}
-
 // TestTagCacheBounds: the cache holds at most maxBytes, dropping the least
 // recently used first, and never keeps an entry over maxEntry.
 func TestTagCacheBounds(t *testing.T) {
-	one := entrySize("r", "t0", "content 0")
+	one := entrySize(tagKey{"r", "t0"}, body("content 0"))
 	c := newTagCache(3*one, 2*one)
 	for i := range 3 {
 		_, _, gen := c.get("r", fmt.Sprint("t", i))
