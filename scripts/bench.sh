@@ -18,7 +18,7 @@
 #      Berth against the limits
 #
 # Not part of scripts/test.sh. Results (JSON per run, logs, table.md) go to
-# test-output/bench/<time>/. The whole run takes about 27 minutes on 2 cores.
+# test-output/bench/<time>/. The whole run takes about 30 minutes on 2 cores.
 #
 # Environment:
 #   REPS              repetitions (default 3)
