@@ -79,8 +79,13 @@ type tuner struct {
 }
 
 // arm registers a cleanup that runs after the next cycle in which a fresh
-// object became unreachable: once per collection (a late run only skips a
-// cycle). Each run arms the next.
+// object became unreachable: once per collection. Each run arms the next.
+// The runtime queues it when the sweeper reaches the object's span, which
+// in a server allocating small objects is soon after the cycle; until
+// then the cycle's goal comes from the GOGC set for the one before, so a
+// sudden rise of the live heap can overshoot the floor for one cycle, by
+// at most 1 + GOGC/100 times (5× at the default 16 MiB floor, whose
+// GOGC is capped at 400).
 func (t *tuner) arm() {
 	runtime.AddCleanup(new([16]byte), func(t *tuner) { t.cycle() }, t)
 }

@@ -40,16 +40,19 @@ func gogc() int {
 	return int(s[0].Value.Uint64())
 }
 
-// waitGOGC collects once and waits until the tuner has set a GOGC that
-// cond accepts (its cleanup runs on another goroutine after the cycle).
+// waitGOGC collects until the tuner has set a GOGC that cond accepts. Its
+// cleanup runs on another goroutine after a cycle; one that runs late,
+// during the next cycle, reads the older cycle's live heap and arms an
+// object that survives the cycle in progress, so one collection may not
+// be enough (the next one retunes: a late run only skips a cycle).
 func waitGOGC(t *testing.T, cond func(int) bool) int {
 	t.Helper()
-	runtime.GC()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for !cond(gogc()) {
 		if time.Now().After(deadline) {
-			t.Fatalf("GOGC stayed %d after a collection", gogc())
+			t.Fatalf("GOGC stayed %d over 20 s of collections", gogc())
 		}
+		runtime.GC()
 		time.Sleep(time.Millisecond)
 	}
 	return gogc()
@@ -83,8 +86,12 @@ func TestStart(t *testing.T) {
 	tuned := churn(alloc)
 	stop()
 	t.Logf("collections while allocating 512 MiB: %d at GOGC=50, %d with a 64 MiB floor", plain, tuned)
-	if lo, hi := uint32(alloc/(128<<20)), uint32(alloc/(32<<20)+2); tuned < lo || tuned > hi {
-		t.Errorf("%d collections with a 64 MiB floor, want %d to %d (a cycle about every 64 MiB)", tuned, lo, hi)
+	// No lower bound: a cycle's cleanup runs when the sweeper reaches its
+	// object, and with nothing but 64 KiB allocations here that can be
+	// late, so a cycle may run on the GOGC set for the one before and go
+	// well past the floor (TestPercent checks the arithmetic).
+	if hi := uint32(alloc/(32<<20) + 2); tuned > hi {
+		t.Errorf("%d collections with a 64 MiB floor, want at most %d (a cycle about every 64 MiB)", tuned, hi)
 	}
 	if plain < 4*tuned {
 		t.Errorf("%d collections at GOGC=50 against %d with the floor: the floor did not spare any", plain, tuned)
