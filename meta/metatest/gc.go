@@ -438,40 +438,36 @@ func gcRace(t *testing.T, s, collector GCStore) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		untilClosed(stop, func() bool {
 			links, err := collector.UnreferencedLinks(ctx, future(), meta.LinkKey{}, -1)
 			if err != nil {
 				t.Error(err)
-				return
+				return false
 			}
 			for _, l := range links {
 				if _, err := sweepLink(ctx, collector, l, future()); err != nil {
 					t.Error(err)
-					return
+					return false
 				}
 			}
 			recs, err := collector.UnlinkedBlobs(ctx, future(), "", -1)
 			if err != nil {
 				t.Error(err)
-				return
+				return false
 			}
 			for _, r := range recs {
 				if ok, err := claimBlob(ctx, collector, r.Digest, r.Size, future(), claimOf(gcRun)); err != nil {
 					t.Error(err)
-					return
+					return false
 				} else if ok {
 					if err := dropBlob(ctx, collector, gcRun, r.Digest); err != nil {
 						t.Error(err)
-						return
+						return false
 					}
 				}
 			}
-		}
+			return true
+		})
 	})
 	var stored []*meta.Manifest
 	for i := range 60 {
@@ -651,23 +647,18 @@ func testGCConcurrentBatches(t *testing.T, ms meta.Store) {
 		sweeper        sync.WaitGroup
 	)
 	sweeper.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		untilClosed(stop, func() bool {
 			links, err := s.UnreferencedLinks(ctx, future(), meta.LinkKey{}, -1)
 			if err != nil {
 				t.Error(err)
-				return
+				return false
 			}
 			for len(links) > 0 {
 				n := min(page, len(links))
 				k, err := s.SweepLinks(ctx, links[:n], future())
 				if err != nil {
 					t.Error(err)
-					return
+					return false
 				}
 				sweeps += k
 				links = links[n:]
@@ -675,14 +666,14 @@ func testGCConcurrentBatches(t *testing.T, ms meta.Store) {
 			recs, err := s.UnlinkedBlobs(ctx, future(), "", -1)
 			if err != nil {
 				t.Error(err)
-				return
+				return false
 			}
 			for len(recs) > 0 {
 				n := min(page, len(recs))
 				claimed, err := s.ClaimBlobs(ctx, recs[:n], future(), claimOf(gcRun))
 				if err != nil {
 					t.Error(err)
-					return
+					return false
 				}
 				recs = recs[n:]
 				ds := make([]digest.Digest, len(claimed))
@@ -692,10 +683,11 @@ func testGCConcurrentBatches(t *testing.T, ms meta.Store) {
 				claims += len(ds)
 				if err := s.DropBlobs(ctx, gcRun, ds); err != nil {
 					t.Error(err)
-					return
+					return false
 				}
 			}
-		}
+			return true
+		})
 	})
 
 	var (

@@ -511,22 +511,18 @@ func testTagBodyRace(t *testing.T, s meta.Store) {
 		stop := make(chan struct{})
 		for range 3 {
 			wg.Go(func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
+				untilClosed(stop, func() bool {
 					b, err := s.TagBody(ctx, "race", "t")
 					if err != nil {
 						t.Errorf("TagBody while the tag moves: %v", err)
-						return
+						return false
 					}
 					if !byDigest[b.Digest] {
 						t.Errorf("TagBody = %s, a manifest the tag never pointed at", b.Digest)
-						return
+						return false
 					}
-				}
+					return true
+				})
 			})
 		}
 		// Two writers at once (their writes may share one commit), then

@@ -251,3 +251,18 @@ func checkStrings(t *testing.T, what string, got, want []string) {
 		t.Errorf("%s = %q, want %q", what, got, want)
 	}
 }
+
+// untilClosed calls fn again and again until stop is closed or fn returns
+// false: the loop of a goroutine racing the test's main one.
+func untilClosed(stop <-chan struct{}, fn func() bool) {
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if !fn() {
+			return
+		}
+	}
+}
