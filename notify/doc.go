@@ -31,9 +31,11 @@
 //   - At least once. An event is done for an endpoint when the endpoint
 //     answers 2xx; only then does its cursor (kept in the metadata store,
 //     so it survives restarts and crashes) move past it. An event
-//     delivered but not yet recorded when Berth stops or crashes is sent
-//     again, with the same id: receivers de-duplicate on
-//     X-Berth-Event-Id. Nothing else is ever sent twice.
+//     delivered but not yet recorded when Berth crashes is sent again,
+//     with the same id: receivers de-duplicate on X-Berth-Event-Id. When
+//     Berth stops, an attempt in flight has up to 5 seconds more
+//     (Options.StopGrace) to be answered, and is recorded if it is; one
+//     answered later is sent again. Nothing else is ever sent twice.
 //   - Order. Each endpoint receives its events strictly in outbox order
 //     (increasing seq), hence in order per repository: an event that
 //     fails blocks the later ones for that endpoint (not for the others)
@@ -46,7 +48,9 @@
 //     Options.LeaseTTL (30s), and another replica continues from the saved
 //     cursor. A holder that stalls past its lease in the middle of a
 //     delivery may overlap the next holder by that delivery: at least
-//     once still holds.
+//     once still holds. A holder that renews a lease it may have lost
+//     meanwhile re-reads the cursor, so it never sends again what the
+//     other holder delivered.
 //   - Retries. A failed attempt — connection error, refused address, the
 //     endpoint's timeout (default 10s), any answer other than 2xx
 //     (a 3xx included: redirects are never followed) — is retried after

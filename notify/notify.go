@@ -81,6 +81,7 @@ const (
 	DefaultRetention    = time.Hour
 	DefaultPruneEvery   = time.Minute
 	DefaultLeaseTTL     = 30 * time.Second
+	DefaultStopGrace    = 5 * time.Second
 )
 
 // Options configure a Notifier; zero fields take the defaults above.
@@ -106,6 +107,11 @@ type Options struct {
 	// replica LeaseTTL after its holder stops.
 	Holder   string
 	LeaseTTL time.Duration
+	// StopGrace is how long an attempt in flight when Run's context ends
+	// may still take (at most the endpoint's Timeout): a receiver that
+	// answers in time has its event recorded as delivered, not sent again
+	// by the next process.
+	StopGrace time.Duration
 }
 
 // pageSize is how many events an endpoint reads at a time.
@@ -154,6 +160,9 @@ func New(ctx context.Context, store Store, opts Options, logger *slog.Logger) (*
 	}
 	if opts.Holder == "" {
 		opts.Holder = randomHolder()
+	}
+	if opts.StopGrace <= 0 {
+		opts.StopGrace = DefaultStopGrace
 	}
 	n := &Notifier{store: store, opts: opts, log: logger, metrics: metrics{opts.Metrics}}
 	seen := map[string]bool{}
@@ -376,11 +385,19 @@ func (w *worker) run(ctx context.Context) {
 
 // holdLease takes or renews the endpoint's lease (renewing at most every
 // LeaseTTL/3) and reports whether this process has it. On taking it, the
-// worker re-reads its cursor: the previous holder may have moved it.
+// worker re-reads its cursor: the previous holder may have moved it. A
+// lease last renewed a LeaseTTL ago or more may have lapsed in between
+// (this process stalled) and been held by another replica meanwhile, so
+// renewing it counts as taking it.
 func (w *worker) holdLease(ctx context.Context) bool {
 	ttl := w.n.opts.LeaseTTL
-	if w.leased && time.Since(w.renewed) < ttl/3 {
-		return true
+	if w.leased {
+		switch since := time.Since(w.renewed); {
+		case since < ttl/3:
+			return true
+		case since >= ttl:
+			w.leased = false
+		}
 	}
 	start := time.Now()
 	ok, err := w.n.store.HoldLease(ctx, w.consumer, w.n.opts.Holder, ttl)
@@ -443,6 +460,9 @@ func (w *worker) step(ctx context.Context) (idle bool, err error) {
 		if !w.holdLease(ctx) {
 			break // another replica delivers now
 		}
+		if ev.Seq <= w.cursor {
+			continue // delivered by the replica that held the lease while this one stalled
+		}
 		if !w.deliver(ctx, ev) {
 			break // ctx ended, or the backlog dropped ev: start again from the cursor
 		}
@@ -491,10 +511,21 @@ func (w *worker) deliver(ctx context.Context, ev meta.Event) bool {
 	}
 }
 
-// post makes one attempt.
+// post makes one attempt. It is given StopGrace to finish once ctx ends:
+// an event the receiver acknowledges during shutdown is recorded, not
+// sent again by the next holder.
 func (w *worker) post(ctx context.Context, ev meta.Event, body []byte, attempt int) error {
-	actx, cancel := context.WithTimeout(ctx, w.ep.Timeout)
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.ep.Timeout)
 	defer cancel()
+	defer context.AfterFunc(ctx, func() {
+		t := time.NewTimer(w.n.opts.StopGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-actx.Done(): // the attempt ended (deferred cancel)
+		}
+	})()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, w.ep.URL, bytes.NewReader(body))
 	if err != nil {
 		return errors.New("building the request failed") // the URL was checked by New

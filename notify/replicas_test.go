@@ -15,8 +15,12 @@ func TestReplicasDeliverOnce(t *testing.T) {
 	s := openStore(t)
 	rcv := newReceiver(t, func(int) int { return http.StatusNoContent })
 	ep := []Endpoint{{Name: "ci", URL: rcv.URL + "/hook", AllowPrivate: true}}
+	// The lease outlasts any stall of a loaded machine: a holder that
+	// stalls past it may rightly overlap the next (at least once). B
+	// looks for the lease every LeaseTTL/3, and takes it that soon after
+	// A releases it.
 	opts := func(holder string) Options {
-		return Options{Endpoints: ep, Holder: holder, LeaseTTL: 300 * time.Millisecond}
+		return Options{Endpoints: ep, Holder: holder, LeaseTTL: 3 * time.Second}
 	}
 	// A starts first and takes the lease (its first delivery says so);
 	// then B runs beside it.
