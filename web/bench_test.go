@@ -138,6 +138,17 @@ func BenchmarkCatalog(b *testing.B) {
 			}
 		}
 	})
+	b.Run("Home", func(b *testing.B) {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		b.ReportAllocs()
+		for b.Loop() {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != http.StatusOK {
+				b.Fatal(w.Code)
+			}
+		}
+	})
 	// RefreshAfterPush: a push moves one tag of one repository, and the
 	// next request refreshes the catalogue (the events name that
 	// repository: it alone is re-read, the rest is rebuilt from memory).

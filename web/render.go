@@ -67,6 +67,19 @@ func (h *Handler) parseTemplates() (map[string]*template.Template, error) {
 // render writes a whole page, or a 500 if the template fails (the page is
 // rendered into a buffer first, so nothing half-written goes out).
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, name string, info pageInfo, data any) {
+	body, err := h.renderBytes(name, info, data)
+	if err != nil {
+		h.log.ErrorContext(r.Context(), "catalogue: rendering", "page", name, "err", err)
+		http.Error(w, "500 internal error; request id "+w.Header().Get("X-Request-Id"), http.StatusInternalServerError)
+		return
+	}
+	writePage(w, r, status, body)
+}
+
+// renderBytes renders page name inside the layout. The result depends on
+// info and data alone (and the Handler's options), never on the request.
+func (h *Handler) renderBytes(name string, info pageInfo, data any) ([]byte, error) {
+	h.renders.Add(1)
 	var buf bytes.Buffer
 	pd := pageData{pageInfo: info, Site: h.opts.Title, Data: data}
 	if !h.opts.FlatpakDisabled {
@@ -74,17 +87,20 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 	}
 	pd.Title = cleanLine(pd.Title)
 	if err := h.pages[name].ExecuteTemplate(&buf, "layout", pd); err != nil {
-		h.log.ErrorContext(r.Context(), "catalogue: rendering", "page", name, "err", err)
-		http.Error(w, "500 internal error; request id "+w.Header().Get("X-Request-Id"), http.StatusInternalServerError)
-		return
+		return nil, err
 	}
+	return buf.Bytes(), nil
+}
+
+// writePage answers a rendered page.
+func writePage(w http.ResponseWriter, r *http.Request, status int, body []byte) {
 	hd := w.Header()
 	hd.Set("Content-Type", "text/html; charset=utf-8")
 	hd.Set("Cache-Control", "no-cache")
-	hd.Set("Content-Length", strconv.Itoa(buf.Len()))
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
-		_, _ = w.Write(buf.Bytes())
+		_, _ = w.Write(body)
 	}
 }
 

@@ -98,6 +98,10 @@ type Handler struct {
 	// unreadRetry is how long a snapshot with apps whose labels could not
 	// be read is served unchanged before a request refreshes it anyway.
 	unreadRetry time.Duration
+	// homeMemos are the last renderings of the home page's first pages
+	// (pages.go); renders counts template executions (for tests).
+	homeMemos [homeMemoPages]atomic.Pointer[homeMemo]
+	renders   atomic.Int64
 }
 
 // unreadRetry is Handler.unreadRetry's value: a snapshot whose labels
