@@ -19,6 +19,10 @@ import (
 // take a blob between its upload and its manifest), but every acknowledged
 // tag must pull complete, and afterwards exactly the blobs of the tagged
 // images are left.
+// pushDeadline is how long one push of TestRace may take, retries
+// included, before the test calls it starved.
+const pushDeadline = 2 * time.Minute
+
 func TestRace(t *testing.T) {
 	e := newEnv(t)
 	const workers, rounds = 4, 20
@@ -65,10 +69,17 @@ func TestRace(t *testing.T) {
 		}
 	}()
 
-	// push pushes m under tag, retrying what gc's zero grace period may
-	// take away; it reports whether the push was acknowledged.
+	// push pushes m under tag, retrying what gc's short grace period may
+	// take away; it reports whether the push was acknowledged. The bound
+	// is time, not attempts: on a loaded machine (CI, the race detector,
+	// fsyncs behind other tests' writes) most attempts can outlast the
+	// grace for a while, and a push is starved only if none gets through
+	// in pushDeadline.
+	var mostRetries atomic.Int64
 	push := func(repo, tag string, m manifest) error {
-		for attempt := 0; attempt < 50; attempt++ {
+		end := time.Now().Add(pushDeadline)
+		for attempt := 0; time.Now().Before(end); attempt++ {
+			mostRetries.Store(max(mostRetries.Load(), int64(attempt)))
 			ok := true
 			for _, b := range m.blobs {
 				code, body, err := e.do("POST", "/v2/"+repo+"/blobs/uploads/?digest="+digest.FromBytes(b).String(), b, "")
@@ -97,7 +108,7 @@ func TestRace(t *testing.T) {
 			}
 			retries.Add(1)
 		}
-		return fmt.Errorf("push of %s:%s did not succeed in 50 attempts", repo, tag)
+		return fmt.Errorf("push of %s:%s did not succeed in %v", repo, tag, pushDeadline)
 	}
 
 	var wg sync.WaitGroup
@@ -135,8 +146,8 @@ func TestRace(t *testing.T) {
 	close(stop)
 	<-gcDone
 	final := e.run(c0, false)
-	t.Logf("%d gc runs during the pushes deleted %d manifests and blobs, %d bytes; %d push retries; final run %+v",
-		runs.Load(), deleted.Load(), freed.Load(), retries.Load(), final)
+	t.Logf("%d gc runs during the pushes deleted %d manifests and blobs, %d bytes; %d push retries, at most %d for one push; final run %+v",
+		runs.Load(), deleted.Load(), freed.Load(), retries.Load(), mostRetries.Load(), final)
 
 	want := map[digest.Digest]int64{}
 	var wantBytes int64

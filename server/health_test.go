@@ -67,7 +67,9 @@ func TestReadyzFollowsTheStores(t *testing.T) {
 	// the next probe fails at once instead of piling up another.
 	release := make(chan struct{})
 	hang := newReadiness(nil, &check{name: "metadata", fn: func(context.Context) error { <-release; return nil }}, blobCheck(bs))
-	hang.timeout = 50 * time.Millisecond
+	// Long enough for the healthy blob check (a Stat) on a loaded
+	// machine: only the hung check may read as a timeout.
+	hang.timeout = 2 * time.Second
 	if c, a := probe(t, hang); c != 503 || a.Checks["metadata"] != "timeout" || a.Checks["blobs"] != "ok" {
 		t.Fatalf("hung store: %d %+v", c, a)
 	}

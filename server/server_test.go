@@ -56,6 +56,11 @@ func newServer(t *testing.T, cfg config.Config, logs io.Writer) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	// A healthy store answers /readyz at once, but on a loaded machine
+	// (-race, parallel packages) a query can outlast the 800 ms
+	// probeTimeout; the timeout itself is tested with a hung check
+	// (TestReadyzFollowsTheStores).
+	s.ready.timeout = 10 * time.Second
 	return s
 }
 

@@ -384,10 +384,14 @@ func TestDownloadWriteStall(t *testing.T) {
 		if err != nil || res.StatusCode != http.StatusOK {
 			t.Fatalf("GET blob: %v %v", res, err)
 		}
-		// About 6 MiB/s: the whole blob takes a few stall timeouts.
+		// About 6 MiB/s: the whole blob takes a few stall timeouts. Paced
+		// by the clock, so sleeps that oversleep on a loaded machine are
+		// made up and the pace stays well above what the server cuts.
+		const rate = 6 << 20 // bytes/s
 		h := digest.Canonical.Digester()
 		buf := make([]byte, 64<<10)
 		var n int64
+		start := time.Now()
 		for {
 			k, err := res.Body.Read(buf)
 			h.Hash().Write(buf[:k])
@@ -398,7 +402,7 @@ func TestDownloadWriteStall(t *testing.T) {
 			if err != nil {
 				t.Fatalf("download cut after %d of %d bytes: %v", n, len(data), err)
 			}
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(time.Until(start.Add(time.Duration(n) * time.Second / rate)))
 		}
 		if h.Digest() != d {
 			t.Fatalf("downloaded %d bytes, digest %s; want %s", n, h.Digest(), d)

@@ -56,6 +56,26 @@ func TestConfigCheck(t *testing.T) {
 	}
 }
 
+// waitAddr waits for serve to write its address to addrFile (database
+// open, migrations, listening: seconds under -race on a loaded machine),
+// failing the test if serve returns first or after a minute.
+func waitAddr(t *testing.T, addrFile string, done <-chan error) string {
+	t.Helper()
+	end := time.Now().Add(time.Minute)
+	for time.Now().Before(end) {
+		if b, err := os.ReadFile(addrFile); err == nil && len(bytes.TrimSpace(b)) > 0 {
+			return strings.TrimSpace(string(b))
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve returned before writing its address: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatal("no address written in a minute")
+	return ""
+}
+
 // TestServeAndShutdown starts serve on port 0, checks /v2/ answers, and
 // checks that cancelling the context (SIGTERM's path) stops it cleanly.
 func TestServeAndShutdown(t *testing.T) {
@@ -67,17 +87,7 @@ func TestServeAndShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, addrFile, slog.New(slog.DiscardHandler)) }()
-	var addr string
-	for i := 0; i < 500 && addr == ""; i++ {
-		if b, err := os.ReadFile(addrFile); err == nil {
-			addr = strings.TrimSpace(string(b))
-		} else {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	if addr == "" {
-		t.Fatal("no address written")
-	}
+	addr := waitAddr(t, addrFile, done)
 	res, err := http.Get("http://" + addr + "/v2/")
 	if err != nil {
 		t.Fatal(err)

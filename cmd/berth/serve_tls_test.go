@@ -88,17 +88,7 @@ func TestServeTLSReloadsOnSIGHUP(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, addrFile, slog.New(slog.NewTextHandler(&logs, nil))) }()
-	var addr string
-	for i := 0; i < 1000 && addr == ""; i++ {
-		if b, err := os.ReadFile(addrFile); err == nil {
-			addr = strings.TrimSpace(string(b))
-		} else {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	if addr == "" {
-		t.Fatal("no address written")
-	}
+	addr := waitAddr(t, addrFile, done)
 	serial := func(trust *x509.Certificate) (*big.Int, error) {
 		pool := x509.NewCertPool()
 		pool.AddCert(trust)

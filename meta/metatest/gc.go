@@ -234,11 +234,24 @@ func testGCSweepLink(t *testing.T, ms meta.Store) {
 		t.Errorf("BlobLink of the referenced blob: %v", err)
 	}
 	// Linking again refreshes the link's time: a sweep by a time taken
-	// before the new link leaves it.
-	cut := time.Now()
+	// between the first link and the second leaves it, a later one takes
+	// it. Times come from the store's clock (PostgreSQL's, not this
+	// process's).
+	now := meta.ClockOf(s)
+	again := meta.LinkKey{Repo: "other", Digest: ds[0]}
+	link(t, s, "other", "config")
 	time.Sleep(2 * time.Millisecond)
-	link(t, s, "app", "config")
-	if sweep(meta.LinkKey{Repo: "other", Digest: ds[0]}, cut) {
+	cut := now()
+	time.Sleep(2 * time.Millisecond)
+	link(t, s, "other", "config")
+	if sweep(again, cut) {
+		t.Error("swept a link made again after the cut")
+	}
+	time.Sleep(2 * time.Millisecond)
+	if !sweep(again, now()) {
+		t.Error("a link made again was not swept by a later time")
+	}
+	if sweep(again, future()) {
 		t.Error("swept a missing link")
 	}
 }
@@ -522,7 +535,8 @@ func testGCBatches(t *testing.T, ms meta.Store) {
 	if ok, err := claimBlob(ctx, s, ds[3], 4, future(), claimOf(gcRun)); !ok || err != nil {
 		t.Fatalf("ClaimBlob(dead) = %v, %v", ok, err)
 	}
-	cut := time.Now()
+	now := meta.ClockOf(s) // the store's clock: its rows' times come from it
+	cut := now()
 	time.Sleep(2 * time.Millisecond)
 	young := link(t, s, "app", "young")[0]
 	noErr(t, s.UnlinkBlob(ctx, "app", young), "UnlinkBlob")
@@ -569,7 +583,7 @@ func testGCBatches(t *testing.T, ms meta.Store) {
 	// Links: referenced, unreferenced, young, in another repository, and a
 	// repository that does not exist.
 	link(t, s, "other", "linked", "loose")
-	cut = time.Now()
+	cut = now()
 	time.Sleep(2 * time.Millisecond)
 	link(t, s, "other", "young")
 	keys := []meta.LinkKey{
@@ -917,7 +931,7 @@ func testRefreshLink(t *testing.T, ms meta.Store) {
 	ctx := t.Context()
 	ds := link(t, s, "app", "loose")
 	k := meta.LinkKey{Repo: "app", Digest: ds[0]}
-	linked := time.Now() // after the link was made
+	linked := meta.ClockOf(s)() // after the link was made, by the store's clock
 	listed := func(before time.Time) bool {
 		t.Helper()
 		page, err := s.UnreferencedLinks(ctx, before, meta.LinkKey{}, -1)

@@ -10,6 +10,7 @@
 package pgtest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -146,18 +147,29 @@ func start() (*server, error) {
 		"-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"); err != nil {
 		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	opts := fmt.Sprintf("-h 127.0.0.1 -p %d -k %s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_preload_libraries=pg_stat_statements", port, dir)
-	if out, err := s.run(filepath.Join(binDir, "pg_ctl"), "-D", filepath.Join(dir, "data"), "-l", filepath.Join(dir, "log"),
-		"-w", "-t", "60", "-o", opts, "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "log"))
+	// freePort's port is free when it answers, not necessarily when the
+	// server binds it (other test binaries listen too): a bind failure
+	// is tried again on another port.
+	for attempt := 1; ; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		logFile := filepath.Join(dir, "log")
+		_ = os.Remove(logFile)
+		opts := fmt.Sprintf("-h 127.0.0.1 -p %d -k %s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_preload_libraries=pg_stat_statements", port, dir)
+		out, err := s.run(filepath.Join(binDir, "pg_ctl"), "-D", filepath.Join(dir, "data"), "-l", logFile,
+			"-w", "-t", "60", "-o", opts, "start")
+		if err == nil {
+			s.admin = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+			return s, nil
+		}
+		log, _ := os.ReadFile(logFile)
+		if attempt < 5 && (bytes.Contains(log, []byte("could not bind")) || bytes.Contains(log, []byte("Address already in use"))) {
+			continue
+		}
 		return nil, fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, log)
 	}
-	s.admin = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
-	return s, nil
 }
 
 func (s *server) run(name string, args ...string) ([]byte, error) {

@@ -37,11 +37,12 @@ type Server struct {
 }
 
 var (
-	once    sync.Once
-	server  Server
-	proc    *exec.Cmd
-	dir     string
-	initErr error
+	once     sync.Once
+	server   Server
+	proc     *exec.Cmd
+	procDone chan error // proc's Wait
+	dir      string
+	initErr  error
 )
 
 func strict() bool { return os.Getenv("CI") == "true" || os.Getenv("BERTH_E2E") == "1" }
@@ -57,7 +58,7 @@ func Main(m *testing.M) {
 func Stop() {
 	if proc != nil {
 		proc.Process.Kill()
-		proc.Wait()
+		<-procDone
 		os.RemoveAll(dir)
 	}
 }
@@ -123,36 +124,61 @@ func start() (Server, error) {
 	if err != nil {
 		return Server{}, err
 	}
+	// freePort's port is free when it answers, not necessarily when
+	// MinIO binds it (other test binaries listen too): a MinIO that exits
+	// before it is ready is started again on another port.
+	for attempt := 1; ; attempt++ {
+		srv, exited, err := startMinio(bin, dir)
+		if err == nil || !exited || attempt == 5 {
+			return srv, err
+		}
+	}
+}
+
+// startMinio starts MinIO on a free port and waits until it is ready;
+// exited says it stopped before that.
+func startMinio(bin, dir string) (srv Server, exited bool, err error) {
 	port, err := freePort()
 	if err != nil {
-		return Server{}, err
+		return Server{}, false, err
 	}
-	srv := Server{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), AccessKey: "berthtest", SecretKey: "berthtestsecret"}
+	srv = Server{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), AccessKey: "berthtest", SecretKey: "berthtestsecret"}
 	cmd := exec.Command(bin, "server", "--quiet", "--address", fmt.Sprintf("127.0.0.1:%d", port),
 		"--console-address", "127.0.0.1:0", filepath.Join(dir, "data"))
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+srv.AccessKey, "MINIO_ROOT_PASSWORD="+srv.SecretKey,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CI_CD=1")
 	logf, err := os.Create(filepath.Join(dir, "minio.log"))
 	if err != nil {
-		return Server{}, err
+		return Server{}, false, err
 	}
+	defer logf.Close()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		return Server{}, fmt.Errorf("start minio: %w", err)
+		return Server{}, false, fmt.Errorf("start minio: %w", err)
 	}
-	proc = cmd
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
+		select {
+		case err := <-done:
+			log, _ := os.ReadFile(filepath.Join(dir, "minio.log"))
+			return Server{}, true, fmt.Errorf("minio exited before it was ready (%v):\n%s", err, log)
+		default:
+		}
 		resp, err := http.Get(srv.Endpoint + "/minio/health/live")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return srv, nil
+				proc, procDone = cmd, done
+				return srv, false, nil
 			}
 		}
 		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-done
 			log, _ := os.ReadFile(filepath.Join(dir, "minio.log"))
-			return Server{}, fmt.Errorf("minio did not become ready in 60s:\n%s", log)
+			return Server{}, false, fmt.Errorf("minio did not become ready in 60s:\n%s", log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
