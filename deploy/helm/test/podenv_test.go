@@ -10,11 +10,11 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -145,16 +145,6 @@ func rewritePaths(v any, root string) any {
 	return v
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // secretFile makes a stand-in for a mounted Secret's file.
 func secretFile(t *testing.T, path string) {
 	t.Helper()
@@ -207,10 +197,12 @@ func TestPodEnvironmentStartsBerth(t *testing.T) {
 			cfg := configOf(t, r)
 			cfg = rewritePaths(cfg, root).(map[string]any)
 			cfg["http"].(map[string]any)["addr"] = "127.0.0.1:0"
-			metricsPort := 0
+			// Port 0 (a port picked here could be taken before berth binds
+			// it): the log says which one berth got.
+			metrics := false
 			if m, ok := cfg["metrics"].(map[string]any); ok && m["addr"] != nil {
-				metricsPort = freePort(t)
-				m["addr"] = fmt.Sprintf("127.0.0.1:%d", metricsPort)
+				metrics = true
+				m["addr"] = "127.0.0.1:0"
 			}
 			cfgYAML, err := yaml.Marshal(cfg)
 			if err != nil {
@@ -289,8 +281,8 @@ func TestPodEnvironmentStartsBerth(t *testing.T) {
 					t.Errorf("probe GET %s: %d %s", p.HTTPGet.Path, code, body)
 				}
 			}
-			if metricsPort != 0 {
-				if code, body := get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)); code != 200 || !strings.Contains(body, "# HELP") {
+			if metrics {
+				if code, body := get("http://" + metricsAddr(t, log, exited) + "/metrics"); code != 200 || !strings.Contains(body, "# HELP") {
 					t.Errorf("GET /metrics on the metrics port: %d %.200s", code, body)
 				}
 			}
@@ -305,6 +297,27 @@ func TestPodEnvironmentStartsBerth(t *testing.T) {
 			}
 		})
 	}
+}
+
+// metricsAddr waits for berth's "metrics and probes listening" log line
+// and returns the address in it.
+func metricsAddr(t *testing.T, log *lockedBuffer, exited chan error) string {
+	t.Helper()
+	re := regexp.MustCompile(`metrics and probes listening.*?(127\.0\.0\.1:[0-9]+)`)
+	end := time.Now().Add(time.Minute)
+	for time.Now().Before(end) {
+		if m := re.FindStringSubmatch(log.String()); m != nil {
+			return m[1]
+		}
+		select {
+		case err := <-exited:
+			exited <- err // for the test's deferred clean-up
+			t.Fatalf("berth exited before its metrics listener was up: %v\n%s", err, log.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("no metrics listener in berth's log:\n%s", log.String())
+	return ""
 }
 
 // lockedBuffer collects berth's output while the test reads it.
@@ -335,7 +348,7 @@ func contains(list []string, s string) bool {
 }
 
 // waitAddr waits for berth to write its address, or to exit.
-func waitAddr(t *testing.T, path string, exited <-chan error, log *lockedBuffer) string {
+func waitAddr(t *testing.T, path string, exited chan error, log *lockedBuffer) string {
 	t.Helper()
 	deadline := time.After(60 * time.Second)
 	for {
@@ -344,6 +357,7 @@ func waitAddr(t *testing.T, path string, exited <-chan error, log *lockedBuffer)
 		}
 		select {
 		case err := <-exited:
+			exited <- err // for the test's deferred clean-up
 			t.Fatalf("berth exited before serving (%v) with the pod's environment:\n%s", err, log.String())
 		case <-deadline:
 			t.Fatalf("berth did not start within 60s:\n%s", log.String())
