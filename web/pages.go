@@ -149,8 +149,7 @@ func (h *Handler) renderHome(w http.ResponseWriter, r *http.Request, d homeData)
 	}
 	body, err := h.renderBytes("home", pageInfo{Title: "Apps", Nav: "apps"}, d)
 	if err != nil {
-		h.log.ErrorContext(r.Context(), "catalogue: rendering", "page", "home", "err", err)
-		http.Error(w, "500 internal error; request id "+w.Header().Get("X-Request-Id"), http.StatusInternalServerError)
+		h.renderFailed(w, r, "home", err)
 		return
 	}
 	if slot != nil {

@@ -69,11 +69,16 @@ func (h *Handler) parseTemplates() (map[string]*template.Template, error) {
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, name string, info pageInfo, data any) {
 	body, err := h.renderBytes(name, info, data)
 	if err != nil {
-		h.log.ErrorContext(r.Context(), "catalogue: rendering", "page", name, "err", err)
-		http.Error(w, "500 internal error; request id "+w.Header().Get("X-Request-Id"), http.StatusInternalServerError)
+		h.renderFailed(w, r, name, err)
 		return
 	}
 	writePage(w, r, status, body)
+}
+
+// renderFailed answers a 500 for a page whose template failed.
+func (h *Handler) renderFailed(w http.ResponseWriter, r *http.Request, name string, err error) {
+	h.log.ErrorContext(r.Context(), "catalogue: rendering", "page", name, "err", err)
+	http.Error(w, "500 internal error; request id "+w.Header().Get("X-Request-Id"), http.StatusInternalServerError)
 }
 
 // renderBytes renders page name inside the layout. The result depends on
