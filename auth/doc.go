@@ -29,8 +29,10 @@
 // bcrypt comparison, not one per request; the cache holds at most 4096
 // entries and is emptied on every reload. bcrypt comparisons run at most
 // GOMAXPROCS/2 at a time, so a flood of wrong passwords cannot take every
-// core. An unknown user costs the same comparison (against a dummy hash)
-// and gets the same answer as a wrong password: no user enumeration.
+// core. An unknown user costs the same comparison (against a dummy hash
+// at the cost of a user its name picks, so that mixed costs do not tell
+// names apart by time) and gets the same answer as a wrong password: no
+// user enumeration.
 //
 // # Policy
 //

@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,7 +55,47 @@ type htState struct {
 	id      fileID
 	missing bool              // the file could not be read: nobody is let in
 	users   map[string][]byte // user → bcrypt hash
-	cost    int               // the highest cost in the file (dummy hashes use it)
+	// costs holds each user's bcrypt cost, in the order of their names,
+	// and costKey is a hash of the file: an unknown user is checked at
+	// costs[HMAC(costKey, name) mod len], the cost of a user the name
+	// picks, so that with mixed costs an unknown name answers as fast
+	// as some real user does (see dummyCost).
+	costs   []int
+	costKey [32]byte
+}
+
+// dummyCost is the bcrypt cost at which an unknown user's password is
+// checked. A known user's wrong password takes the time of that user's
+// own cost; if every unknown name took the highest cost, a user at a
+// lower one would answer faster than any unknown name, and a stopwatch
+// would tell which names exist. Each name is mapped to the cost of one
+// user, drawn by a keyed hash of the name: stable for the name (a
+// repeated measurement agrees), spread over the file's costs as the
+// users are, and not predictable without the file (the key is a hash of
+// its contents).
+func (st *htState) dummyCost(user string) int {
+	if len(st.costs) == 0 {
+		return bcrypt.DefaultCost
+	}
+	m := hmac.New(sha256.New, st.costKey[:])
+	m.Write([]byte(user))
+	i := binary.BigEndian.Uint64(m.Sum(nil)[:8]) % uint64(len(st.costs))
+	return st.costs[i]
+}
+
+// userCosts returns each user's bcrypt cost, ordered by user name.
+func userCosts(users map[string][]byte) []int {
+	names := make([]string, 0, len(users))
+	for u := range users {
+		names = append(names, u)
+	}
+	slices.Sort(names)
+	costs := make([]int, 0, len(names))
+	for _, u := range names {
+		c, _ := bcrypt.Cost(users[u]) // parseHtpasswd loaded only hashes whose cost it read
+		costs = append(costs, c)
+	}
+	return costs
 }
 
 // htpasswd is the htpasswd file, re-read whenever a stat shows it changed,
@@ -116,11 +158,17 @@ func (h *htpasswd) load() (*htState, error) {
 	if len(data) > maxHtpasswdBytes {
 		return nil, fmt.Errorf("%s: larger than %d bytes", h.path, maxHtpasswdBytes)
 	}
-	users, cost, warnings := parseHtpasswd(data)
+	users, warnings := parseHtpasswd(data)
 	for _, w := range warnings {
 		h.log.Warn("htpasswd: line skipped", "file", h.path, "reason", w)
 	}
-	return &htState{id: idOf(fi), users: users, cost: cost}, nil
+	st := &htState{id: idOf(fi), users: users, costs: userCosts(users), costKey: sha256.Sum256(data)}
+	if len(st.costs) > 1 && slices.Min(st.costs) < slices.Max(st.costs) {
+		lo, hi := slices.Min(st.costs), slices.Max(st.costs)
+		h.log.Warn("htpasswd: users' bcrypt costs differ; a password at a lower cost is cheaper to guess, so hash them all at one cost (htpasswd -B -C N)",
+			"file", h.path, "lowest", lo, "highest", hi)
+	}
+	return st, nil
 }
 
 // current returns the file's users, re-reading it when a stat shows a
@@ -167,10 +215,9 @@ func (h *htpasswd) lookup(user string) ([]byte, bool) {
 // line is skipped with a warning (MD5-crypt, SHA1 and plain text are
 // fast to brute-force), and so is a second line for the same user (the
 // first wins, as in Apache).
-func parseHtpasswd(data []byte) (map[string][]byte, int, []string) {
+func parseHtpasswd(data []byte) (map[string][]byte, []string) {
 	users := map[string][]byte{}
 	var warnings []string
-	maxCost := 0
 	for n, line := range bytes.Split(data, []byte("\n")) {
 		line = bytes.TrimRight(line, "\r")
 		if len(bytes.TrimSpace(line)) == 0 || bytes.HasPrefix(bytes.TrimSpace(line), []byte("#")) {
@@ -202,12 +249,8 @@ func parseHtpasswd(data []byte) (map[string][]byte, int, []string) {
 			continue
 		}
 		users[user] = []byte(hash)
-		maxCost = max(maxCost, cost)
 	}
-	if maxCost == 0 {
-		maxCost = bcrypt.DefaultCost
-	}
-	return users, maxCost, warnings
+	return users, warnings
 }
 
 // cacheID is the keyed hash under which a verified (user, password,
@@ -261,8 +304,9 @@ func (h *htpasswd) remember(id [32]byte, now time.Time) {
 	h.cache[id] = now.Add(cacheTTL)
 }
 
-// dummyHash is a hash of a random password at the file's cost: an unknown
-// user costs the same bcrypt comparison as a wrong password.
+// dummyHash is a hash of a random password at cost (dummyCost): an
+// unknown user costs the same bcrypt comparison as a known user's wrong
+// password.
 func (h *htpasswd) dummyHash(cost int) []byte {
 	h.dummyMu.Lock()
 	defer h.dummyMu.Unlock()
@@ -296,7 +340,7 @@ func (h *htpasswd) verify(ctx context.Context, user, pass string, now time.Time)
 			return nil
 		}
 	} else {
-		hash = h.dummyHash(st.cost)
+		hash = h.dummyHash(st.dummyCost(user))
 	}
 	select {
 	case h.sem <- struct{}{}:

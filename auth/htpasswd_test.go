@@ -1,13 +1,18 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestHtpasswdBcryptOnly(t *testing.T) {
@@ -28,7 +33,7 @@ func TestHtpasswdBcryptOnly(t *testing.T) {
 		"bad user:" + hashPW(t, "x"),
 		"a2:" + hashPW(t, "second-line-loses"),
 	}
-	users, _, warnings := parseHtpasswd([]byte(strings.Join(lines, "\r\n")))
+	users, warnings := parseHtpasswd([]byte(strings.Join(lines, "\r\n")))
 	for _, u := range []string{"a2", "b2", "y2"} {
 		if _, ok := users[u]; !ok {
 			t.Errorf("bcrypt user %s not loaded", u)
@@ -252,5 +257,94 @@ func TestPasswordOver72Bytes(t *testing.T) {
 	// anything appended.
 	if _, err := svc.Authenticate(request(basic("u", long+"anything"))); !errors.Is(err, ErrUnauthenticated) {
 		t.Fatalf("password over 72 bytes accepted: %v", err)
+	}
+}
+
+// An unknown user is checked at the cost of a user its name picks, not
+// at the file's highest: with mixed costs, a wrong password for a user
+// at a lower cost would otherwise answer faster than any unknown name,
+// and timing would tell which names exist.
+func TestUnknownUserCostIsAUsers(t *testing.T) {
+	hashAt := func(pw string, cost int) string {
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), cost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(h)
+	}
+	low, high := bcrypt.MinCost, bcrypt.MinCost+1
+	dir := t.TempDir()
+	mixed := writeFile(t, dir, "mixed", "alice:"+hashAt("a", low)+"\nbob:"+hashAt("b", high)+"\ncarol:"+hashAt("c", low)+"\n")
+	var logged bytes.Buffer
+	h, err := openHtpasswd(mixed, slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := logged.String(); !strings.Contains(l, "costs differ") || !strings.Contains(l, fmt.Sprintf("lowest=%d highest=%d", low, high)) {
+		t.Errorf("no warning about mixed costs: %q", l)
+	}
+	st := h.current()
+	seen := map[int]string{}
+	for i := range 200 {
+		name := fmt.Sprintf("nobody%d", i)
+		c := st.dummyCost(name)
+		if c != low && c != high {
+			t.Fatalf("%s: dummy cost %d, not a user's (%d or %d)", name, c, low, high)
+		}
+		if again := st.dummyCost(name); again != c {
+			t.Fatalf("%s: dummy cost %d, then %d", name, c, again)
+		}
+		seen[c] = name
+	}
+	if len(seen) != 2 {
+		t.Fatalf("200 unknown names all took cost %v: want both users' costs", seen)
+	}
+
+	// The same file in another process maps each name the same way (a
+	// restart must not move an unknown name to another cost).
+	h2, err := openHtpasswd(mixed, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c, name := range seen {
+		if got := h2.current().dummyCost(name); got != c {
+			t.Errorf("%s: cost %d after re-opening, was %d", name, got, c)
+		}
+	}
+
+	// verify checks an unknown name against a hash at its dummy cost.
+	name := seen[low]
+	if err := h.verify(context.Background(), name, "x", time.Now()); !errors.Is(err, errWrongPassword) {
+		t.Fatalf("unknown user: %v", err)
+	}
+	h.dummyMu.Lock()
+	_, atLow := h.dummy[low]
+	_, atHigh := h.dummy[high]
+	h.dummyMu.Unlock()
+	if !atLow || atHigh {
+		t.Errorf("unknown user %s (dummy cost %d) was checked against hashes at costs low %v, high %v", name, low, atLow, atHigh)
+	}
+
+	// One cost: every unknown name takes it, and nothing is logged.
+	logged.Reset()
+	same, err := openHtpasswd(writeFile(t, dir, "same", "alice:"+hashAt("a", high)+"\nbob:"+hashAt("b", high)+"\n"), slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if c := same.current().dummyCost(fmt.Sprintf("nobody%d", i)); c != high {
+			t.Fatalf("one-cost file: dummy cost %d, want %d", c, high)
+		}
+	}
+	if strings.Contains(logged.String(), "costs differ") {
+		t.Errorf("warning for a file of one cost: %q", logged.String())
+	}
+	// No users: bcrypt's default cost.
+	none, err := openHtpasswd(writeFile(t, dir, "none", "# nobody yet\n"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := none.current().dummyCost("x"); c != bcrypt.DefaultCost {
+		t.Errorf("empty file: dummy cost %d, want %d", c, bcrypt.DefaultCost)
 	}
 }
