@@ -60,22 +60,38 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, name, ref s
 	h := w.Header()
 	h.Set("Docker-Content-Digest", d.String())
 	h.Set("Content-Type", "application/octet-stream")
-	h.Set("ETag", `"`+d.String()+`"`)
-	h.Set("Cache-Control", "max-age=31536000, immutable")
-	// http.ServeContent parses the Range. What it would answer wrongly is
-	// refused first, when the Range is to be honoured (no If-Range, or
-	// one naming this blob): more than maxRanges ranges; a suffix range
-	// of zero bytes ("-0", "- 0", "-+0"); any range of an empty blob. It
-	// answers the last two with a 206 whose range ends before it starts
-	// (RFC 9110 §14.1.1: unsatisfiable).
+	etag := `"` + d.String() + `"`
+	// cacheable marks an answer of the blob's bytes (or of its headers)
+	// as the immutable blob it is. Only those: an error set after it
+	// (a 416, a blob gone between Stat and Open) would be cached for a
+	// year by a shared cache.
+	cacheable := func() {
+		h.Set("ETag", etag)
+		h.Set("Cache-Control", "max-age=31536000, immutable")
+	}
 	rng := r.Header.Get("Range")
-	if ir := r.Header.Get("If-Range"); rng != "" && (ir == "" || ir == h.Get("ETag")) &&
-		(info.Size == 0 || strings.Count(rng, ",") >= maxRanges || zeroSuffix(rng)) {
+	if ir := r.Header.Get("If-Range"); rng != "" && ir != "" && ir != etag {
+		// The Range is honoured only if If-Range is exactly this blob's
+		// ETag (a strong match; Berth sends no Last-Modified, so no date
+		// matches). Otherwise it is ignored (RFC 9110 §13.1.5) before
+		// http.ServeContent sees it: that reads only the first ETag of
+		// If-Range and would honour `"<digest>"x`, past the checks below.
+		r = r.Clone(ctx)
+		r.Header.Del("Range")
+		rng = ""
+	}
+	// http.ServeContent parses the Range. What it would answer wrongly is
+	// refused first: more than maxRanges ranges; a suffix range of zero
+	// bytes ("-0", "- 0", "-+0"); any range of an empty blob. It answers
+	// the last two with a 206 whose range ends before it starts (RFC 9110
+	// §14.1.1: unsatisfiable).
+	if rng != "" && (info.Size == 0 || strings.Count(rng, ",") >= maxRanges || zeroSuffix(rng)) {
 		h.Set("Content-Range", "bytes */"+strconv.FormatInt(info.Size, 10))
 		return errorf(CodeRangeInvalid, http.StatusRequestedRangeNotSatisfiable, errRange,
 			"Range %q is not satisfiable (at most %d ranges, no empty one); the blob has %d bytes", rng, maxRanges, info.Size)
 	}
-	if r.Method == http.MethodHead && r.Header.Get("Range") == "" {
+	if r.Method == http.MethodHead && rng == "" {
+		cacheable()
 		h.Set("Content-Length", strconv.FormatInt(info.Size, 10))
 		h.Set("Accept-Ranges", "bytes")
 		w.WriteHeader(http.StatusOK)
@@ -97,6 +113,7 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, name, ref s
 		return fmt.Errorf("blob %s in %s: %w", d, name, err)
 	}
 	defer f.Close()
+	cacheable()
 	// No modification time: the ETag (the digest) is the validator.
 	// ServeContent parses the Range; its 416 becomes the spec's error.
 	out := w

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -26,6 +27,11 @@ func parseContentRange(s string) (byteRange, error) {
 	b, err2 := parseUint(last)
 	if err1 != nil || err2 != nil || b < a {
 		return byteRange{}, fmt.Errorf("Content-Range %q: want <start>-<end> with start <= end", s)
+	}
+	if b == math.MaxInt64 {
+		// Its length, end-start+1, would overflow to a negative number,
+		// which the PATCH's size checks read as "not given".
+		return byteRange{}, fmt.Errorf("Content-Range %q: end out of range", s)
 	}
 	return byteRange{a, b}, nil
 }

@@ -9,6 +9,10 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/blob"
 )
 
 func TestParseContentRange(t *testing.T) {
@@ -44,7 +48,7 @@ func FuzzParseContentRange(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		r, err := parseContentRange(s)
-		if err == nil && (r.start < 0 || r.end < r.start) {
+		if err == nil && (r.start < 0 || r.end < r.start || r.end-r.start+1 <= 0) {
 			t.Fatalf("parseContentRange(%q) = %v", s, r)
 		}
 	})
@@ -177,4 +181,106 @@ func TestBlobBodyReadFrom(t *testing.T) {
 	if err := http.NewResponseController(rw).Flush(); err != nil || rec.flushes != 1 {
 		t.Errorf("Flush through the writer: %v, %d flushes", err, rec.flushes)
 	}
+}
+
+// TestBlobErrorsNotCacheable: only answers of the blob's bytes or headers
+// say it is immutable for a year. An error answer of the same GET (a
+// refused Range, a blob gone between Stat and Open) must not, or a shared
+// cache keeps the error in its place (found by review).
+func TestBlobErrorsNotCacheable(t *testing.T) {
+	tr := newTestRegistry(t, Options{})
+	d := tr.pushBlob("app", bytes.Repeat([]byte("x"), 100))
+	path := "/v2/app/blobs/" + d.String()
+	cacheable := func(r resp) bool {
+		return r.header.Get("Cache-Control") != "" || r.header.Get("ETag") != ""
+	}
+	for _, c := range []struct {
+		method string
+		hdr    []string
+		status int
+	}{
+		{"GET", nil, 200},
+		{"HEAD", nil, 200},
+		{"GET", []string{"Range", "bytes=0-9"}, 206},
+		{"HEAD", []string{"Range", "bytes=0-9"}, 206},
+	} {
+		r := tr.do(c.method, path, nil, c.hdr...)
+		tr.expect(r, c.status, "")
+		if r.header.Get("ETag") != `"`+d.String()+`"` || r.header.Get("Cache-Control") != "max-age=31536000, immutable" {
+			t.Errorf("%s %v: ETag %q, Cache-Control %q", c.method, c.hdr, r.header.Get("ETag"), r.header.Get("Cache-Control"))
+		}
+	}
+	// Refused before http.ServeContent (an empty suffix), and by it (past
+	// the end).
+	for _, rng := range []string{"bytes=-0", "bytes=5000-"} {
+		r := tr.do("GET", path, nil, "Range", rng)
+		tr.expect(r, 416, string(CodeRangeInvalid))
+		if cacheable(r) {
+			t.Errorf("416 for %s: ETag %q, Cache-Control %q", rng, r.header.Get("ETag"), r.header.Get("Cache-Control"))
+		}
+	}
+	fr := newFaultRegistry(t)
+	d = fr.pushBlob("app", []byte("hello"))
+	fr.in.FailAlways("blob.Open", fmt.Errorf("gone: %w", blob.ErrNotFound))
+	r := fr.do("GET", "/v2/app/blobs/"+d.String(), nil)
+	fr.expect(r, 404, string(CodeBlobUnknown))
+	if cacheable(r) {
+		t.Errorf("404: ETag %q, Cache-Control %q", r.header.Get("ETag"), r.header.Get("Cache-Control"))
+	}
+}
+
+// TestIfRangeExactly: a Range is honoured only under an If-Range that is
+// exactly the blob's ETag. http.ServeContent reads only the first ETag in
+// If-Range, so `"<digest>"x` used to pass the range checks (an empty
+// suffix answered 206 "bytes 100-99/100", 41 ranges a 41-part answer)
+// while ServeContent honoured it (found by review).
+func TestIfRangeExactly(t *testing.T) {
+	tr := newTestRegistry(t, Options{})
+	data := bytes.Repeat([]byte("x"), 100)
+	d := tr.pushBlob("app", data)
+	path := "/v2/app/blobs/" + d.String()
+	etag := `"` + d.String() + `"`
+	many := "bytes=" + strings.Repeat("0-0,", 40) + "0-0"
+	for _, ir := range []string{etag + "x", etag + `, "other"`, "W/" + etag, `"other"`, "Thu, 01 Jan 2026 00:00:00 GMT"} {
+		for _, rng := range []string{"bytes=0-0,-0", many, "bytes=0-9"} {
+			for _, method := range []string{"GET", "HEAD"} {
+				r := tr.do(method, path, nil, "Range", rng, "If-Range", ir)
+				tr.expect(r, 200, "")
+				if method == "GET" && !bytes.Equal(r.body, data) {
+					t.Errorf("If-Range %s, Range %.20s: 200 with %d bytes, want the whole blob", ir, rng, len(r.body))
+				}
+				if r.header.Get("Content-Length") != "100" {
+					t.Errorf("%s If-Range %s, Range %.20s: Content-Length %q", method, ir, rng, r.header.Get("Content-Length"))
+				}
+			}
+		}
+	}
+	// The exact ETag: the Range is honoured, and checked.
+	for _, rng := range []string{"bytes=0-0,-0", many} {
+		tr.expect(tr.do("GET", path, nil, "Range", rng, "If-Range", etag), 416, string(CodeRangeInvalid))
+	}
+	r := tr.do("GET", path, nil, "Range", "bytes=0-9", "If-Range", etag)
+	tr.expect(r, 206, "")
+	if len(r.body) != 10 {
+		t.Errorf("If-Range exact, bytes=0-9: %d bytes", len(r.body))
+	}
+}
+
+// TestContentRangeOverflow: a chunk's Content-Range whose length,
+// end-start+1, overflows int64 is refused. It used to read as "no length
+// given", so a 5-byte chunk was acknowledged against it (found by review).
+func TestContentRangeOverflow(t *testing.T) {
+	tr := newTestRegistry(t, Options{})
+	loc := tr.do("POST", "/v2/r/blobs/uploads/", nil).header.Get("Location")
+	// A reader that is not a *bytes.Reader: no Content-Length, chunked.
+	r := tr.do("PATCH", loc, io.MultiReader(strings.NewReader("hello")), "Content-Range", "0-9223372036854775807")
+	tr.expect(r, 416, string(CodeBlobUploadInvalid))
+	st := tr.do("GET", loc, nil)
+	tr.expect(st, 204, "")
+	// Nothing was stored: the whole blob still goes in from byte 0.
+	body := []byte("hello")
+	r = tr.do("PATCH", loc, bytes.NewReader(body), "Content-Range", "0-4")
+	tr.expect(r, 202, "")
+	r = tr.do("PUT", r.header.Get("Location")+"?digest="+digest.FromBytes(body).String(), nil)
+	tr.expect(r, 201, "")
 }
