@@ -954,3 +954,28 @@ func TestSyncAheadResumed(t *testing.T) {
 	}
 	w.Close()
 }
+
+// TestCommitDataGone: an upload whose data file was removed under its
+// writer (expired) fails its commit with ErrNotFound, so the registry
+// answers BLOB_UPLOAD_UNKNOWN and ends the session, for sha512 (whose
+// commit reads the file again) as for sha256 (found by review: sha512
+// gave a bare ErrNotExist, a 500).
+func TestCommitDataGone(t *testing.T) {
+	data := []byte("expired under the writer")
+	for _, d := range []digest.Digest{digest.FromBytes(data), sha512Of(data)} {
+		t.Run(string(d.Algorithm()), func(t *testing.T) {
+			s, _ := newRecStore(t)
+			w := mustUpload(t, s, "u", blob.UploadState{})
+			mustWrite(t, w, data)
+			if err := os.Remove(s.uploadPath("u")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Commit(t.Context(), d, int64(len(data))); !errors.Is(err, blob.ErrNotFound) {
+				t.Fatalf("Commit with the data gone: %v, want ErrNotFound", err)
+			}
+			if _, err := s.Stat(t.Context(), d); !errors.Is(err, blob.ErrNotFound) {
+				t.Errorf("Stat(%s) after the failed commit: %v, want ErrNotFound", d, err)
+			}
+		})
+	}
+}

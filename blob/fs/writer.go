@@ -410,6 +410,11 @@ func (w *writer) digest(ctx context.Context, alg digest.Algorithm) (digest.Diges
 		return digest.NewDigest(alg, w.h), nil
 	}
 	f, err := w.s.fs.OpenFile(w.path, os.O_RDONLY, 0)
+	if errors.Is(err, iofs.ErrNotExist) {
+		// The upload's data went away (expired) under the writer, as at
+		// the rename below for sha256.
+		return "", fmt.Errorf("upload %s data is gone: %w", w.id, blob.ErrNotFound)
+	}
 	if err != nil {
 		return "", fmt.Errorf("upload %s: %w", w.id, err)
 	}
