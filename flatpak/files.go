@@ -37,9 +37,11 @@ func (h *Handler) serveIcon(w http.ResponseWriter, r *http.Request, name string)
 		// Not for shared caches: another client may not see it.
 		cacheControl = "private, max-age=31536000, immutable"
 	}
-	if etagMatch(r.Header.Get("If-None-Match"), tag) {
+	inm := r.Header.Get("If-None-Match")
+	if etagListed(inm, tag, false) {
 		// The bytes of a digest never change: no need to look (the client
-		// names the bytes it holds, so the answer reveals nothing).
+		// names the bytes it holds, so the answer reveals nothing). A "*"
+		// matches only an icon that exists, so it waits for the look.
 		hdr.Set("ETag", tag)
 		hdr.Set("Cache-Control", cacheControl)
 		w.WriteHeader(http.StatusNotModified)
@@ -69,6 +71,12 @@ func (h *Handler) serveIcon(w http.ResponseWriter, r *http.Request, name string)
 	}
 	if !ok {
 		http.NotFound(w, r)
+		return
+	}
+	if etagMatch(inm, tag) { // "*", now that the icon is known to exist
+		hdr.Set("ETag", tag)
+		hdr.Set("Cache-Control", cacheControl)
+		w.WriteHeader(http.StatusNotModified)
 		return
 	}
 	hdr.Set("Content-Type", "image/png")

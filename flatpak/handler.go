@@ -175,6 +175,13 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	}
 }
 
+// RegisterIcons adds only the icons' route to mux: with the Flatpak
+// remote off, the web catalogue still shows the icons recorded at push.
+func (h *Handler) RegisterIcons(mux *http.ServeMux) {
+	pattern := "GET " + iconsPrefix
+	mux.Handle(pattern, h.routes()[pattern])
+}
+
 // ServeHTTP serves the Handler's routes alone (as Register would on an
 // empty mux).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -159,6 +159,16 @@ func TestIconsAtPush(t *testing.T) {
 	if res.StatusCode != http.StatusNotModified {
 		t.Errorf("icon with If-None-Match: %s", res.Status)
 	}
+	// "*" matches an icon that exists (304), and no unknown one: that is
+	// answered as without the header, 404 (RFC 9110 §13.1.2).
+	res, _ = e.do("GET", flatpak.IconPath(want128), nil, "If-None-Match", "*")
+	if res.StatusCode != http.StatusNotModified || res.Header.Get("ETag") != `"`+want128.Encoded()+`"` {
+		t.Errorf("icon with If-None-Match *: %s, ETag %q", res.Status, res.Header.Get("ETag"))
+	}
+	res, _ = e.do("GET", flatpak.IconPath(digest.FromString("unknown")), nil, "If-None-Match", "*")
+	if res.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown icon with If-None-Match *: %s, want 404", res.Status)
+	}
 	res, body = e.do("HEAD", flatpak.IconPath(want64), nil)
 	if res.StatusCode != http.StatusOK || len(body) != 0 || res.Header.Get("Content-Length") != strconv.Itoa(len(p64)) {
 		t.Errorf("HEAD icon: %s, %d bytes, Content-Length %s", res.Status, len(body), res.Header.Get("Content-Length"))

@@ -774,12 +774,19 @@ func sortedCopy(s []string) []string {
 // etagMatch reports whether an If-None-Match header matches tag (RFC 9110
 // §13.1.2: weak comparison, "*" matches anything).
 func etagMatch(header, tag string) bool {
+	return etagListed(header, tag, true)
+}
+
+// etagListed reports whether an If-None-Match header names tag (weak
+// comparison), or, if star, is "*" (true only of a representation that
+// exists, RFC 9110 §13.1.2: the caller knows it does).
+func etagListed(header, tag string, star bool) bool {
 	if header == "" {
 		return false
 	}
 	for _, t := range strings.Split(header, ",") {
 		t = strings.TrimSpace(t)
-		if t == "*" || strings.TrimPrefix(t, "W/") == tag {
+		if t == "*" && star || strings.TrimPrefix(t, "W/") == tag {
 			return true
 		}
 	}
@@ -793,7 +800,7 @@ func acceptsGzip(header string) bool {
 	for _, part := range strings.Split(header, ",") {
 		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
 		q := 1.0
-		if k, v, ok := strings.Cut(strings.TrimSpace(params), "="); ok && strings.TrimSpace(k) == "q" {
+		if k, v, ok := strings.Cut(strings.TrimSpace(params), "="); ok && strings.EqualFold(strings.TrimSpace(k), "q") {
 			if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
 				q = f
 			}

@@ -440,6 +440,7 @@ func TestIndexGzip(t *testing.T) {
 		{"deflate, gzip;q=0.5", true},
 		{"GZIP", true},
 		{"gzip;q=0", false},
+		{"gzip;Q=0", false}, // the parameter's name is case-insensitive (RFC 9110 §12.4.2)
 		{"br", false},
 		{"*", true},
 		{"*;q=0", false},

@@ -309,10 +309,15 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	}
 	mux.Handle("/v2/", v2)
 	mux.Handle("/v2", reg)
-	if cfg.Flatpak.Enabled {
-		fo := FlatpakOptions(cfg)
-		fo.Access = fpAccess
-		flatpak.New(md, fo, logger.With("component", "flatpak")).Register(mux)
+	fo := FlatpakOptions(cfg)
+	fo.Access = fpAccess
+	fh := flatpak.New(md, fo, logger.With("component", "flatpak"))
+	if !cfg.Flatpak.Enabled {
+		// The catalogue shows the icons recorded at push (see icons
+		// above): they are served with the remote off too.
+		fh.RegisterIcons(mux)
+	} else {
+		fh.Register(mux)
 		if cfg.Flatpak.PublicURL == "" {
 			logger.Warn("flatpak.public_url is not set: the Flatpak index names the registry and icons relative to its own URL, "+
 				"but .flatpakrepo/.flatpakref files and install commands take the scheme and host from each request "+

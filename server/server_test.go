@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -119,6 +120,26 @@ func TestIconsRecordedWithFlatpakOff(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusOK || strings.Contains(string(body), "flatpakref") || strings.Contains(string(body), "berth.flatpakrepo") {
 		t.Errorf("app page with the remote off: %s, links to it: %v", res.Status, strings.Contains(string(body), "flatpak"))
+	}
+	// The icon the page shows is served (it was a 404 with the remote off,
+	// found by review); the remote's own routes are not.
+	m := regexp.MustCompile(`src="(/icons/[0-9a-f]{64}\.png)"`).FindStringSubmatch(string(body))
+	if m == nil {
+		t.Fatalf("app page shows no icon: %s", body)
+	}
+	for path, want := range map[string]int{m[1]: http.StatusOK, "/index/static": http.StatusNotFound, "/berth.flatpakrepo": http.StatusNotFound} {
+		res, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Errorf("GET %s with the remote off: %s, want %d", path, res.Status, want)
+		}
+		if want == http.StatusOK && (res.Header.Get("Content-Type") != "image/png" || len(b) == 0) {
+			t.Errorf("GET %s: %s, %d bytes", path, res.Header.Get("Content-Type"), len(b))
+		}
 	}
 }
 

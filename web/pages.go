@@ -467,14 +467,15 @@ func (h *Handler) appPage(w http.ResponseWriter, r *http.Request, s *snapshot, i
 		}
 	}
 	if av.Kind == "runtime" {
+		// Which runtime an app uses is read from the newest build the
+		// request may see, not from a hidden newer one (V14).
 		for _, other := range s.apps {
-			if other.facts == nil || !other.facts.HasMeta {
+			v := h.visibleApp(r.Context(), r, other)
+			if v == nil || v.facts == nil || !v.facts.HasMeta {
 				continue
 			}
-			if rid, _, _ := strings.Cut(other.facts.Meta.Runtime, "/"); rid == av.ID {
-				if v := h.visibleApp(r.Context(), r, other); v != nil {
-					d.UsedBy = append(d.UsedBy, cardOf(appItem(v)))
-				}
+			if rid, _, _ := strings.Cut(v.facts.Meta.Runtime, "/"); rid == av.ID {
+				d.UsedBy = append(d.UsedBy, cardOf(appItem(v)))
 			}
 		}
 	}

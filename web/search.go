@@ -100,15 +100,15 @@ func (s *snapshot) search(q query, visible func(*item) *item) ([]hit, int) {
 	terms := strings.Fields(lq)
 	hits := make([]hit, 0, 64)
 	for _, it := range s.items {
-		if q.Kind != "" && it.Kind != q.Kind {
-			continue
-		}
-		// Ranked on what the requester may see: a hidden build's name,
-		// tags or architectures must not make an app match (V14).
+		// Ranked on what the requester may see: a hidden build's kind,
+		// name, tags or architectures must not make an app match (V14).
 		if visible != nil {
 			if it = visible(it); it == nil {
 				continue
 			}
+		}
+		if q.Kind != "" && it.Kind != q.Kind {
+			continue
 		}
 		if q.Arch != "" && !slices.Contains(it.Archs, q.Arch) {
 			continue

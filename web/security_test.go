@@ -235,3 +235,36 @@ func TestSearchAnswerCapped(t *testing.T) {
 		t.Errorf("a small page: truncated=%v, %d results", res.Truncated, len(res.Results))
 	}
 }
+
+// TestHiddenBuildKindAndRuntime: what a hidden newest build says about an
+// app (its kind, the runtime it uses) decides nothing for a request that
+// cannot read it (V14; found by review). The search's kind filter used
+// the whole app, and a runtime's "used by" list the newest build's
+// metadata, hidden or not.
+func TestHiddenBuildKindAndRuntime(t *testing.T) {
+	s := newSite(t, Options{CanRead: func(r *http.Request, repo string) bool { return !strings.HasPrefix(repo, "secret/") }})
+	both := appdata("org.example.Both", "Both", "", "")
+	s.push("public/both", img{labels: app{id: "org.example.Both", appdata: both}.labels(t)}, "1")
+	s.push("secret/both", img{labels: app{kind: "runtime", id: "org.example.Both", appdata: both}.labels(t), layer: "sb"}, "2")
+	if r := s.apiSearch("kind=app&q=org.example.Both"); len(r.Results) != 1 || r.Results[0].Kind != "app" {
+		t.Errorf("kind=app: %+v, want the readable app", r.Results)
+	}
+	if r := s.apiSearch("kind=runtime&q=org.example.Both"); len(r.Results) != 0 {
+		t.Errorf("kind=runtime matched through a hidden build: %+v", r.Results)
+	}
+
+	md := func(rt string) string {
+		return "[Application]\nname=org.example.User\nruntime=" + rt + "/x86_64/1\ncommand=run\n"
+	}
+	for _, rt := range []string{"org.example.Platform", "org.example.Other"} {
+		s.push("public/"+strings.ToLower(rt), img{labels: app{kind: "runtime", id: rt, metadata: "[Runtime]\nname=" + rt + "\n"}.labels(t), layer: rt}, "latest")
+	}
+	s.push("public/user", img{labels: app{id: "org.example.User", metadata: md("org.example.Platform")}.labels(t), layer: "u1"}, "1")
+	s.push("secret/user", img{labels: app{id: "org.example.User", metadata: md("org.example.Other")}.labels(t), layer: "u2"}, "2")
+	if strings.Contains(s.get("/apps/org.example.Other", 200).body, "/apps/org.example.User") {
+		t.Error("org.example.Other lists org.example.User, which only a hidden build says uses it")
+	}
+	if !strings.Contains(s.get("/apps/org.example.Platform", 200).body, "/apps/org.example.User") {
+		t.Error("org.example.Platform does not list org.example.User, whose readable build uses it")
+	}
+}
