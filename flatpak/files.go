@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-dev/berth/internal/etag"
 	"github.com/berth-dev/berth/meta"
 	"github.com/berth-dev/berth/oci"
 )
@@ -38,7 +39,7 @@ func (h *Handler) serveIcon(w http.ResponseWriter, r *http.Request, name string)
 		cacheControl = "private, max-age=31536000, immutable"
 	}
 	inm := r.Header.Get("If-None-Match")
-	if etagListed(inm, tag, false) {
+	if etag.NoneMatch(inm, tag, false) {
 		// The bytes of a digest never change: no need to look (the client
 		// names the bytes it holds, so the answer reveals nothing). A "*"
 		// matches only an icon that exists, so it waits for the look.
@@ -73,7 +74,7 @@ func (h *Handler) serveIcon(w http.ResponseWriter, r *http.Request, name string)
 		http.NotFound(w, r)
 		return
 	}
-	if etagMatch(inm, tag) { // "*", now that the icon is known to exist
+	if etag.NoneMatch(inm, tag, true) { // "*", now that the icon is known to exist
 		hdr.Set("ETag", tag)
 		hdr.Set("Cache-Control", cacheControl)
 		w.WriteHeader(http.StatusNotModified)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-dev/berth/internal/etag"
 	"github.com/berth-dev/berth/meta"
 )
 
@@ -197,11 +198,11 @@ func (h *Handler) serveIndex(w http.ResponseWriter, r *http.Request, dynamic boo
 	}
 	// A cache may hold either representation and send both tags
 	// (RFC 9111 §4.3.2): a 304 names the one that is still current.
-	if inm := r.Header.Get("If-None-Match"); etagMatch(inm, tag) {
+	if inm := r.Header.Get("If-None-Match"); etag.NoneMatch(inm, tag, true) {
 		hdr.Set("ETag", tag)
 		w.WriteHeader(http.StatusNotModified)
 		return
-	} else if etagMatch(inm, other) {
+	} else if etag.NoneMatch(inm, other, true) {
 		hdr.Set("ETag", other)
 		w.WriteHeader(http.StatusNotModified)
 		return
@@ -769,28 +770,6 @@ func sortedCopy(s []string) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// etagMatch reports whether an If-None-Match header matches tag (RFC 9110
-// §13.1.2: weak comparison, "*" matches anything).
-func etagMatch(header, tag string) bool {
-	return etagListed(header, tag, true)
-}
-
-// etagListed reports whether an If-None-Match header names tag (weak
-// comparison), or, if star, is "*" (true only of a representation that
-// exists, RFC 9110 §13.1.2: the caller knows it does).
-func etagListed(header, tag string, star bool) bool {
-	if header == "" {
-		return false
-	}
-	for _, t := range strings.Split(header, ",") {
-		t = strings.TrimSpace(t)
-		if t == "*" && star || strings.TrimPrefix(t, "W/") == tag {
-			return true
-		}
-	}
-	return false
 }
 
 // acceptsGzip reports whether an Accept-Encoding header allows gzip

@@ -13,6 +13,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-dev/berth/blob"
+	"github.com/berth-dev/berth/internal/etag"
 	"github.com/berth-dev/berth/meta"
 	"github.com/berth-dev/berth/oci"
 )
@@ -49,8 +50,9 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request, name, r
 	h.Set("Content-Type", m.MediaType)
 	h.Set("Content-Length", strconv.Itoa(len(m.Content)))
 	h.Set("Docker-Content-Digest", m.Digest.String())
-	h.Set("ETag", `"`+m.Digest.String()+`"`)
-	if match := r.Header.Get("If-None-Match"); match != "" && match == h.Get("ETag") {
+	tag := `"` + m.Digest.String() + `"`
+	h.Set("ETag", tag)
+	if etag.NoneMatch(r.Header.Get("If-None-Match"), tag, true) {
 		h.Del("Content-Length")
 		w.WriteHeader(http.StatusNotModified)
 		return nil

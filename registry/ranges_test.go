@@ -284,3 +284,29 @@ func TestContentRangeOverflow(t *testing.T) {
 	r = tr.do("PUT", r.header.Get("Location")+"?digest="+digest.FromBytes(body).String(), nil)
 	tr.expect(r, 201, "")
 }
+
+// TestManifestIfNoneMatch: a manifest GET or HEAD evaluates If-None-Match
+// as RFC 9110 §13.1.2 says (weak comparison, a list, "*"); it compared
+// the header with the ETag as one string (found by review).
+func TestManifestIfNoneMatch(t *testing.T) {
+	tr := newTestRegistry(t, Options{})
+	img := newImage(t, "a")
+	tr.push("r", "v1", img)
+	tag := `"` + img.digest.String() + `"`
+	for _, ref := range []string{"v1", img.digest.String()} {
+		for _, method := range []string{"GET", "HEAD"} {
+			for inm, want := range map[string]int{tag: 304, "*": 304, "W/" + tag: 304, `"other", ` + tag: 304,
+				`"other"`: 200, tag + "x": 200, `"` + digest.FromString("x").String() + `"`: 200} {
+				r := tr.do(method, "/v2/r/manifests/"+ref, nil, "If-None-Match", inm)
+				if r.status != want {
+					t.Errorf("%s %s If-None-Match %s: %d, want %d", method, ref, inm, r.status, want)
+				}
+				if want == 304 && (r.header.Get("ETag") != tag || len(r.body) != 0) {
+					t.Errorf("%s %s If-None-Match %s: 304 with ETag %q, %d bytes", method, ref, inm, r.header.Get("ETag"), len(r.body))
+				}
+			}
+		}
+	}
+	// "*" on a manifest that does not exist: 404, as without it.
+	tr.expect(tr.do("GET", "/v2/r/manifests/nope", nil, "If-None-Match", "*"), 404, "MANIFEST_UNKNOWN")
+}

@@ -308,6 +308,9 @@ func (reg *Registry) pageSize(r *http.Request) (int, error) {
 		return reg.opts.PageMax, nil
 	}
 	n, err := strconv.Atoi(s)
+	if errors.Is(err, strconv.ErrRange) && s[0] != '-' {
+		n, err = reg.opts.PageMax, nil // a positive integer past int: capped as any large n
+	}
 	if err != nil || n < 0 {
 		return 0, errorf(CodeUnsupported, http.StatusBadRequest, err, "n must be a non-negative integer")
 	}

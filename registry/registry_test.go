@@ -341,6 +341,14 @@ func TestTagsAndCatalogPaging(t *testing.T) {
 	}
 	tr.expect(tr.do("GET", "/v2/r/tags/list?n=-1", nil), 400, "UNSUPPORTED")
 	tr.expect(tr.do("GET", "/v2/r/tags/list?n=x", nil), 400, "UNSUPPORTED")
+	tr.expect(tr.do("GET", "/v2/r/tags/list?n=-99999999999999999999", nil), 400, "UNSUPPORTED")
+	// A non-negative n past int is capped like any large n (it was
+	// refused): the page is the one without n, the most a page holds.
+	r = tr.do("GET", "/v2/r/tags/list?n=99999999999999999999", nil)
+	tr.expect(r, 200, "")
+	if full := tr.do("GET", "/v2/r/tags/list", nil); !bytes.Equal(r.body, full.body) {
+		t.Fatalf("n past int: %s, without n: %s", r.body, full.body)
+	}
 	tr.expect(tr.do("GET", "/v2/missing/tags/list", nil), 404, "NAME_UNKNOWN")
 
 	for _, repo := range []string{"b", "a/b", "c", "a", "d/e/f", "e", "f"} {
