@@ -83,6 +83,14 @@ func (st *htState) dummyCost(user string) int {
 	return st.costs[i]
 }
 
+// costRange returns the lowest and highest of costs (0, 0 for none).
+func costRange(costs []int) (lo, hi int) {
+	if len(costs) == 0 {
+		return 0, 0
+	}
+	return slices.Min(costs), slices.Max(costs)
+}
+
 // userCosts returns each user's bcrypt cost, ordered by user name.
 func userCosts(users map[string][]byte) []int {
 	names := make([]string, 0, len(users))
@@ -163,8 +171,7 @@ func (h *htpasswd) load() (*htState, error) {
 		h.log.Warn("htpasswd: line skipped", "file", h.path, "reason", w)
 	}
 	st := &htState{id: idOf(fi), users: users, costs: userCosts(users), costKey: sha256.Sum256(data)}
-	if len(st.costs) > 1 && slices.Min(st.costs) < slices.Max(st.costs) {
-		lo, hi := slices.Min(st.costs), slices.Max(st.costs)
+	if lo, hi := costRange(st.costs); lo < hi {
 		h.log.Warn("htpasswd: users' bcrypt costs differ; a password at a lower cost is cheaper to guess, so hash them all at one cost (htpasswd -B -C N)",
 			"file", h.path, "lowest", lo, "highest", hi)
 	}

@@ -60,17 +60,17 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, name, ref s
 	h := w.Header()
 	h.Set("Docker-Content-Digest", d.String())
 	h.Set("Content-Type", "application/octet-stream")
-	etag := `"` + d.String() + `"`
+	blobTag := `"` + d.String() + `"`
 	// cacheable marks an answer of the blob's bytes (or of its headers)
 	// as the immutable blob it is. Only those: an error set after it
 	// (a 416, a blob gone between Stat and Open) would be cached for a
 	// year by a shared cache.
 	cacheable := func() {
-		h.Set("ETag", etag)
+		h.Set("ETag", blobTag)
 		h.Set("Cache-Control", "max-age=31536000, immutable")
 	}
 	rng := r.Header.Get("Range")
-	if ir := r.Header.Get("If-Range"); rng != "" && ir != "" && ir != etag {
+	if ir := r.Header.Get("If-Range"); rng != "" && ir != "" && ir != blobTag {
 		// The Range is honoured only if If-Range is exactly this blob's
 		// ETag (a strong match; Berth sends no Last-Modified, so no date
 		// matches). Otherwise it is ignored (RFC 9110 §13.1.5) before
